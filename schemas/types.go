@@ -1,0 +1,163 @@
+package schemas
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Schema names, as the files are named (without ".schema.json").
+const (
+	SchemaCallRequested = "call.requested.v1"
+	SchemaCallCancel    = "call.cancel.v1"
+	SchemaCallEvent     = "call.event.v1"
+)
+
+// CloudEvent types (the ce_type header).
+const (
+	TypeCallRequested = "dialstream.call.requested.v1"
+	TypeCallCancel    = "dialstream.call.cancel.v1"
+	TypeCallQueued    = "dialstream.call.queued.v1"
+	TypeCallDialing   = "dialstream.call.dialing.v1"
+	TypeCallRinging   = "dialstream.call.ringing.v1"
+	TypeCallAnswered  = "dialstream.call.answered.v1"
+	TypeCallEnded     = "dialstream.call.ended.v1"
+)
+
+// schemaForType maps a CloudEvent type to the schema its data must satisfy.
+// Packages that add event types register them with RegisterType.
+var schemaForType = map[string]string{
+	TypeCallRequested: SchemaCallRequested,
+	TypeCallCancel:    SchemaCallCancel,
+	TypeCallQueued:    SchemaCallEvent,
+	TypeCallDialing:   SchemaCallEvent,
+	TypeCallRinging:   SchemaCallEvent,
+	TypeCallAnswered:  SchemaCallEvent,
+	TypeCallEnded:     SchemaCallEvent,
+}
+
+// RegisterType binds a CloudEvent type to a schema file. Call it from an init
+// function only: the map is not guarded for concurrent writes.
+func RegisterType(ceType, schema string) {
+	if _, ok := compiled[schema]; !ok {
+		panic("schemas: RegisterType " + ceType + ": no schema file " + schema)
+	}
+	schemaForType[ceType] = schema
+}
+
+// SchemaFor returns the schema name for a CloudEvent type.
+func SchemaFor(ceType string) (string, bool) {
+	s, ok := schemaForType[ceType]
+	return s, ok
+}
+
+// CallRequested is the data of a dialstream.call.requested.v1 event.
+type CallRequested struct {
+	CallID           string            `json:"call_id"`
+	WorkspaceID      string            `json:"workspace_id"`
+	To               string            `json:"to"`
+	CallAgentID      string            `json:"call_agent_id"`
+	RoomName         string            `json:"room_name,omitempty"`
+	CallbackURL      string            `json:"callback_url,omitempty"`
+	DynamicVariables map[string]string `json:"dynamic_variables,omitempty"`
+	// Metadata is kept as the client's raw JSON so webhooks carry it exactly
+	// as it was sent.
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	RequestedAt    time.Time       `json:"requested_at"`
+}
+
+// CallCancel is the data of a dialstream.call.cancel.v1 command.
+type CallCancel struct {
+	CallID      string    `json:"call_id"`
+	WorkspaceID string    `json:"workspace_id"`
+	Reason      string    `json:"reason,omitempty"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// Status is a call's lifecycle stage.
+type Status string
+
+const (
+	StatusQueued   Status = "queued"
+	StatusDialing  Status = "dialing"
+	StatusRinging  Status = "ringing"
+	StatusAnswered Status = "answered"
+	StatusEnded    Status = "ended"
+)
+
+// Statuses lists every status in lifecycle order (for metrics initialization).
+var Statuses = []Status{StatusQueued, StatusDialing, StatusRinging, StatusAnswered, StatusEnded}
+
+// Type returns the CloudEvent type of a lifecycle event with this status.
+func (s Status) Type() string { return "dialstream.call." + string(s) + ".v1" }
+
+// Outcome is the normalized result on an ended event.
+type Outcome string
+
+const (
+	OutcomeCompleted   Outcome = "completed"
+	OutcomeBusy        Outcome = "busy"
+	OutcomeNoAnswer    Outcome = "no_answer"
+	OutcomeDeclined    Outcome = "declined"
+	OutcomeFailed      Outcome = "failed"
+	OutcomeCanceled    Outcome = "canceled"
+	OutcomeRejected    Outcome = "rejected"
+	OutcomeExpired     Outcome = "expired"
+	OutcomeMaxDuration Outcome = "max_duration"
+)
+
+// Outcomes lists the whole outcome vocabulary (for metrics initialization).
+var Outcomes = []Outcome{OutcomeCompleted, OutcomeBusy, OutcomeNoAnswer, OutcomeDeclined,
+	OutcomeFailed, OutcomeCanceled, OutcomeRejected, OutcomeExpired, OutcomeMaxDuration}
+
+// EndedBy says who ended a call.
+type EndedBy string
+
+const (
+	EndedByCallee   EndedBy = "callee"
+	EndedByAgent    EndedBy = "agent"
+	EndedByClient   EndedBy = "client"
+	EndedByDialer   EndedBy = "dialer"
+	EndedByWatchdog EndedBy = "watchdog"
+	EndedBySystem   EndedBy = "system"
+)
+
+// CallEvent is the data of every lifecycle event (dialstream.call.<status>.v1).
+// Each event repeats the call's routing facts (callback_url, metadata) so the
+// notifier can deliver it without a lookup.
+type CallEvent struct {
+	CallID      string          `json:"call_id"`
+	WorkspaceID string          `json:"workspace_id"`
+	Sequence    int             `json:"sequence"`
+	Status      Status          `json:"status"`
+	OccurredAt  time.Time       `json:"occurred_at"`
+	RequestedAt *time.Time      `json:"requested_at,omitempty"`
+	To          string          `json:"to,omitempty"`
+	CallAgentID string          `json:"call_agent_id,omitempty"`
+	RoomName    string          `json:"room_name,omitempty"`
+	CallbackURL string          `json:"callback_url,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+
+	// Set on ended only.
+	Outcome             Outcome      `json:"outcome,omitempty"`
+	Reason              string       `json:"reason,omitempty"`
+	Errors              []FieldError `json:"errors,omitempty"`
+	SIPStatusCode       int          `json:"sip_status_code,omitempty"`
+	SIPStatus           string       `json:"sip_status,omitempty"`
+	DisconnectReason    string       `json:"disconnect_reason,omitempty"`
+	EndedBy             EndedBy      `json:"ended_by,omitempty"`
+	RingDurationSeconds *float64     `json:"ring_duration_seconds,omitempty"`
+	TalkDurationSeconds *float64     `json:"talk_duration_seconds,omitempty"`
+}
+
+// EventID is the CloudEvent id of a call's lifecycle event: stable for a given
+// call and sequence, so a re-emitted event keeps its id and receivers (and the
+// notifier's webhook-id) de-duplicate on it.
+func EventID(callID string, sequence int) string {
+	return callID + "-" + itoa(sequence)
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
