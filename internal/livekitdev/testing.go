@@ -1,0 +1,43 @@
+package livekitdev
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+)
+
+// StartT starts a server for a test and closes it in t.Cleanup.
+//
+// A missing binary skips the test on a developer machine but fails it when
+// CI=true, so CI can never go green by silently skipping the integration
+// tier. Any other start-up failure fails the test.
+func StartT(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	if cfg.Binary == "" {
+		bin, err := FindBinary()
+		if errors.Is(err, ErrBinaryNotFound) {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("CI=true and %v", err)
+			}
+			t.Skipf("skipping: %v", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Binary = bin
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("livekitdev: close: %v", err)
+		}
+	})
+	return s
+}
