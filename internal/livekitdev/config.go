@@ -127,6 +127,11 @@ type rtcConfig struct {
 	// UDP mux would refuse 127.0.0.1, the only address we allow.
 	EnableLoopbackCandidate bool     `json:"enable_loopback_candidate"`
 	IPs                     ipFilter `json:"ips"`
+	// STUNServers is what the server hands its WebRTC clients (the phone
+	// simulator among them). Left empty, livekit-server hands out public STUN
+	// servers (Google's, Twilio's) and every client would send packets off this
+	// machine; a loopback address keeps all traffic local.
+	STUNServers []string `json:"stun_servers"`
 }
 
 type ipFilter struct {
@@ -159,6 +164,7 @@ func renderConfig(c Config, redisAddr string) ([]byte, error) {
 			UseExternalIP:           false,
 			EnableLoopbackCandidate: true,
 			IPs:                     ipFilter{Includes: []string{"127.0.0.1/32"}},
+			STUNServers:             []string{"127.0.0.1:3478"},
 		},
 		Redis:   redisConfig{Address: redisAddr},
 		Keys:    map[string]string{c.APIKey: c.APISecret},

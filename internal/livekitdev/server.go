@@ -69,6 +69,39 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Binary = bin
 	}
 
+	var redis *devRedis
+	redisAddr := cfg.RedisAddr
+	if redisAddr == "" {
+		r, err := startDevRedis()
+		if err != nil {
+			return nil, err
+		}
+		redis, redisAddr = r, r.addr()
+	}
+
+	// A port picked here is free when picked but may be taken before
+	// livekit-server binds it (another test package starting its own server,
+	// say). livekit-server then exits at once, and a fresh pick is retried.
+	autoPorts := cfg.Port == 0 || cfg.RTCUDPPort == 0
+	for attempt := 1; ; attempt++ {
+		s, err := startOnce(ctx, cfg, redisAddr)
+		if err == nil {
+			s.redis = redis
+			return s, nil
+		}
+		if !autoPorts || attempt == 3 || !errors.Is(err, errExited) || ctx.Err() != nil {
+			if redis != nil {
+				redis.close()
+			}
+			return nil, err
+		}
+	}
+}
+
+// errExited marks a start-up failure where livekit-server exited by itself.
+var errExited = errors.New("livekit-server exited during start-up")
+
+func startOnce(ctx context.Context, cfg Config, redisAddr string) (*Server, error) {
 	var err error
 	if cfg.Port == 0 {
 		if cfg.Port, err = freeTCPPort(); err != nil {
@@ -80,24 +113,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("livekitdev: pick rtc udp port: %w", err)
 		}
 	}
-
 	s := &Server{
-		cfg:  cfg,
-		url:  "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
-		tail: &tailBuffer{max: 8 << 10},
-		done: make(chan struct{}),
+		cfg:       cfg,
+		url:       "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
+		redisAddr: redisAddr,
+		tail:      &tailBuffer{max: 8 << 10},
+		done:      make(chan struct{}),
 	}
-
-	s.redisAddr = cfg.RedisAddr
-	if s.redisAddr == "" {
-		r, err := startDevRedis()
-		if err != nil {
-			return nil, err
-		}
-		s.redis = r
-		s.redisAddr = r.addr()
-	}
-
 	if err := s.launch(); err != nil {
 		s.cleanup()
 		return nil, err
@@ -186,7 +208,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("livekitdev: livekit-server exited during start-up (%v); last output:\n%s", s.err, s.tail.String())
+			return fmt.Errorf("livekitdev: %w (%v); last output:\n%s", errExited, s.err, s.tail.String())
 		case <-ctx.Done():
 			return fmt.Errorf("livekitdev: livekit-server not ready at %s: %w; last output:\n%s", s.url, ctx.Err(), s.tail.String())
 		case <-tick.C:
@@ -309,9 +331,8 @@ func (r *devRedis) close() {
 }
 
 // freeTCPPort and freeUDPPort ask the kernel for an unused loopback port.
-// The port is released before livekit-server binds it, so another process
-// could take it in between; Start then fails with the bind error in its
-// output rather than silently using the wrong port.
+// The port is released before livekit-server binds it; Start retries when
+// another process wins that race.
 func freeTCPPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/dialstream/dialstream/internal/envconfig"
+	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/obs"
+)
+
+func init() {
+	commands["broker"] = command{"run the embedded Kafka-protocol broker (BROKER_LISTEN, BROKER_DATA_DIR)", runBroker}
+}
+
+func loadBrokerConfig(l *envconfig.Loader) kafkax.BrokerConfig {
+	return kafkax.BrokerConfig{
+		Listen:     l.String("BROKER_LISTEN", "127.0.0.1:9092"),
+		Advertise:  l.String("BROKER_ADVERTISE", ""),
+		DataDir:    l.String("BROKER_DATA_DIR", ".data/kafka"),
+		SyncWrites: l.Bool("BROKER_SYNC_WRITES", true),
+		Partitions: l.Int("KAFKA_TOPIC_PARTITIONS", 6, 1, 10000),
+	}
+}
+
+func runBroker(ctx context.Context, _ []string) error {
+	l := envconfig.New()
+	cfg := loadBrokerConfig(l)
+	log := obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
+	if err := l.Err(); err != nil {
+		return err
+	}
+	b, err := kafkax.StartBroker(cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	log.Info("embedded broker listening", slog.String("addr", b.Addr()), slog.String("data_dir", cfg.DataDir),
+		slog.Bool("sync_writes", cfg.SyncWrites))
+	<-ctx.Done()
+	log.Info("embedded broker stopping")
+	return nil
+}
+
+func init() {
+	commands["hash-key"] = command{"print the api_key_sha256 digest of an API key read from stdin", runHashKey}
+}
+
+func runHashKey(_ context.Context, _ []string) error {
+	b, err := readAllLimited(os.Stdin, 4096)
+	if err != nil {
+		return err
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return errEmptyKey
+	}
+	_, err = os.Stdout.WriteString(hashKey(key) + "\n")
+	return err
+}

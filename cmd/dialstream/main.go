@@ -1,0 +1,69 @@
+// Command dialstream runs Dialstream's services:
+//
+//	dialstream dev        the whole pipeline in one process on embedded defaults
+//	dialstream ingest     the HTTP API (POST /v1/api/call)
+//	dialstream dialer     places calls through LiveKit
+//	dialstream notifier   delivers call events to callback_url
+//	dialstream broker     the embedded Kafka-protocol broker (franz-go kfake)
+//	dialstream phonesim   a simulated phone network for a local LiveKit
+//	dialstream hash-key   prints the registry digest of an API key
+//
+// Every service reads its configuration from the environment (see README).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]command{}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "dialstream:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage: dialstream <command> (run `dialstream help`)")
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		usage()
+		return errUsage
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage()
+		return nil
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		usage()
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return c.run(ctx, args[1:])
+}
+
+func usage() {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(os.Stderr, "usage: dialstream <command>\n\ncommands:")
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, commands[n].summary)
+	}
+}

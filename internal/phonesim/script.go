@@ -1,0 +1,113 @@
+package phonesim
+
+import (
+	"strings"
+
+	"github.com/livekit/protocol/livekit"
+)
+
+// Numbers the simulator knows. They sit in the 555-01xx block that North
+// American numbering reserves for fiction, so no script can ring a real phone
+// even if a dev config leaks into a real trunk.
+const (
+	NumberAnswer   = "+15550100001" // rings, answers, hangs up after TalkDuration
+	NumberNotFound = "+15550100404" // 404 Not Found at once
+	NumberNoAnswer = "+15550100480" // rings until the ringing timeout, then 480
+	NumberBusy     = "+15550100486" // 486 Busy Here at once
+	NumberDecline  = "+15550100603" // rings for RingDuration, then 603 Decline
+	NumberHold     = "+15550100999" // answers and stays until the room or max duration ends it
+)
+
+// Script is what the simulated callee does. Its values are the metric's
+// `script` label, so the set is closed.
+type Script string
+
+const (
+	ScriptAnswer   Script = "answer"
+	ScriptNotFound Script = "not_found"
+	ScriptNoAnswer Script = "no_answer"
+	ScriptBusy     Script = "busy"
+	ScriptDecline  Script = "decline"
+	ScriptHold     Script = "hold"
+)
+
+// Scripts lists every script, for initialising metric labels.
+var Scripts = []Script{ScriptAnswer, ScriptNotFound, ScriptNoAnswer, ScriptBusy, ScriptDecline, ScriptHold}
+
+var scriptByDigits = map[string]Script{
+	digits(NumberAnswer):   ScriptAnswer,
+	digits(NumberNotFound): ScriptNotFound,
+	digits(NumberNoAnswer): ScriptNoAnswer,
+	digits(NumberBusy):     ScriptBusy,
+	digits(NumberDecline):  ScriptDecline,
+	digits(NumberHold):     ScriptHold,
+}
+
+// ScriptFor picks the script for a dialed number. Only digits count, so
+// "+1 555-010-0486" and "15550100486" are busy too.
+//
+// Any other number answers like NumberAnswer: dev mode then behaves like a
+// phone network where people pick up, and a test dialing an arbitrary
+// number sees a complete call rather than an error it did not ask for. A
+// test that needs a failure must dial the failure's number.
+func ScriptFor(number string) Script {
+	if s, ok := scriptByDigits[digits(number)]; ok {
+		return s
+	}
+	return ScriptAnswer
+}
+
+// rejection is the SIP final response a script ends with instead of 200 OK,
+// and the disconnect reason the real livekit/sip bridge gives its
+// participant for that response (pkg/sip/errors.go classifyInviteError).
+type rejection struct {
+	status *livekit.SIPStatus
+	reason livekit.DisconnectReason
+}
+
+func rejectionFor(s Script) (rejection, bool) {
+	switch s {
+	case ScriptBusy:
+		return rejection{sipStatus(livekit.SIPStatusCode_SIP_STATUS_BUSY_HERE, "Busy Here"), livekit.DisconnectReason_USER_REJECTED}, true
+	case ScriptDecline:
+		return rejection{sipStatus(livekit.SIPStatusCode_SIP_STATUS_GLOBAL_DECLINE, "Decline"), livekit.DisconnectReason_USER_REJECTED}, true
+	case ScriptNotFound:
+		return rejection{sipStatus(livekit.SIPStatusCode_SIP_STATUS_NOTFOUND, "Not Found"), livekit.DisconnectReason_USER_UNAVAILABLE}, true
+	}
+	return rejection{}, false
+}
+
+// noAnswer is the carrier's answer when nobody picks up before the ringing
+// timeout. (livekit/sip itself ends such a call with a psrpc Canceled "sip
+// request timed out" when its own timer fires first; carriers usually send
+// 480 before that, and 480 is what the SDK caller can decode.)
+func noAnswer() rejection {
+	return rejection{
+		status: sipStatus(livekit.SIPStatusCode_SIP_STATUS_TEMPORARILY_UNAVAILABLE, "Temporarily Unavailable"),
+		reason: livekit.DisconnectReason_USER_UNAVAILABLE,
+	}
+}
+
+func sipStatus(code livekit.SIPStatusCode, text string) *livekit.SIPStatus {
+	return &livekit.SIPStatus{Code: code, Status: text}
+}
+
+// MaskNumber keeps the last 4 digits of a phone number for logs:
+// "+15550100486" becomes "***0486".
+func MaskNumber(number string) string {
+	d := digits(number)
+	if len(d) <= 4 {
+		return "***"
+	}
+	return "***" + d[len(d)-4:]
+}
+
+func digits(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

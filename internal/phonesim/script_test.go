@@ -1,0 +1,81 @@
+package phonesim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+)
+
+func TestScriptFor(t *testing.T) {
+	tests := []struct {
+		number string
+		want   Script
+	}{
+		{NumberAnswer, ScriptAnswer},
+		{NumberBusy, ScriptBusy},
+		{NumberNoAnswer, ScriptNoAnswer},
+		{NumberDecline, ScriptDecline},
+		{NumberNotFound, ScriptNotFound},
+		{NumberHold, ScriptHold},
+		{"15550100486", ScriptBusy},
+		{"+1 (555) 010-0486", ScriptBusy},
+		{"+4915112345678", ScriptAnswer},
+		{"", ScriptAnswer},
+	}
+	for _, tt := range tests {
+		if got := ScriptFor(tt.number); got != tt.want {
+			t.Errorf("ScriptFor(%q) = %s, want %s", tt.number, got, tt.want)
+		}
+	}
+}
+
+func TestMaskNumber(t *testing.T) {
+	tests := map[string]string{
+		"+15550100486":    "***0486",
+		"+1 555 010 0001": "***0001",
+		"123":             "***",
+		"":                "***",
+	}
+	for in, want := range tests {
+		if got := MaskNumber(in); got != want {
+			t.Errorf("MaskNumber(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRingPlan(t *testing.T) {
+	const ring, timeout = time.Second, 30 * time.Second
+	tests := []struct {
+		name       string
+		script     Script
+		ring       time.Duration
+		timeout    time.Duration
+		wantRing   time.Duration
+		wantStatus livekit.SIPStatusCode // 0 = answered
+	}{
+		{"answer", ScriptAnswer, ring, timeout, ring, 0},
+		{"hold", ScriptHold, ring, timeout, ring, 0},
+		{"busy at once", ScriptBusy, ring, timeout, 0, livekit.SIPStatusCode_SIP_STATUS_BUSY_HERE},
+		{"not found at once", ScriptNotFound, ring, timeout, 0, livekit.SIPStatusCode_SIP_STATUS_NOTFOUND},
+		{"decline after ringing", ScriptDecline, ring, timeout, ring, livekit.SIPStatusCode_SIP_STATUS_GLOBAL_DECLINE},
+		{"no answer until timeout", ScriptNoAnswer, ring, 2 * time.Second, 2 * time.Second, livekit.SIPStatusCode_SIP_STATUS_TEMPORARILY_UNAVAILABLE},
+		{"caller gives up before answer", ScriptAnswer, 3 * time.Second, 2 * time.Second, 2 * time.Second, livekit.SIPStatusCode_SIP_STATUS_TEMPORARILY_UNAVAILABLE},
+		{"caller gives up before decline", ScriptDecline, 3 * time.Second, 2 * time.Second, 2 * time.Second, livekit.SIPStatusCode_SIP_STATUS_TEMPORARILY_UNAVAILABLE},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gotRing, rej := ringPlan(tt.script, tt.ring, tt.timeout)
+			if gotRing != tt.wantRing {
+				t.Errorf("rings %s, want %s", gotRing, tt.wantRing)
+			}
+			var got livekit.SIPStatusCode
+			if rej != nil {
+				got = rej.status.Code
+			}
+			if got != tt.wantStatus {
+				t.Errorf("ends with %v, want %v", got, tt.wantStatus)
+			}
+		})
+	}
+}
