@@ -5,6 +5,7 @@ import "testing"
 // The registry that dev mode and the docs ship must load, and the documented
 // demo keys must open their workspaces.
 func TestDevRegistryLoads(t *testing.T) {
+	t.Setenv("DIALSTREAM_DEV_SIP_TRUNK_ID", "ST_test")
 	r, err := Load("../../deploy/dev/registry.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -92,6 +92,7 @@ var (
 	idRE     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	e164RE   = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	envRefRE = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
 )
 
 // Load reads and validates a registry file.
@@ -109,7 +110,24 @@ func Load(path string) (*Registry, error) {
 
 // Parse decodes a registry document strictly (unknown keys are errors) and
 // reports every problem at once.
+//
+// ${NAME} anywhere in the document is replaced by the environment variable
+// NAME before parsing (an unset one is an error), so one file can serve
+// several environments: trunk ids and caller ids differ per LiveKit project.
+// A bare $ is left alone, so agent prompts may contain dollar signs.
 func Parse(b []byte, getenv func(string) string) (*Registry, error) {
+	var unset []string
+	b = envRefRE.ReplaceAllFunc(b, func(m []byte) []byte {
+		name := string(m[2 : len(m)-1])
+		v := getenv(name)
+		if v == "" {
+			unset = append(unset, name)
+		}
+		return []byte(v)
+	})
+	if len(unset) > 0 {
+		return nil, fmt.Errorf("environment variables referenced by the registry are not set: %s", strings.Join(unset, ", "))
+	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

@@ -93,3 +93,17 @@ func TestParseRejectsUnknownKeys(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestParseExpandsEnvReferences(t *testing.T) {
+	doc := "workspaces: [{id: ws}]\nagents:\n  - {id: a, workspace: ws, livekit_agent_name: n, sip_trunk_id: \"${TRUNK}\", settings: {price: \"$5\"}}\n"
+	r, err := Parse([]byte(doc), func(k string) string { return map[string]string{"TRUNK": "ST_abc"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := r.Agent("ws", "a"); a.SIPTrunkID != "ST_abc" || a.Settings["price"] != "$5" {
+		t.Fatalf("agent %+v", a)
+	}
+	if _, err := Parse([]byte(doc), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "TRUNK") {
+		t.Fatalf("unset variable not reported: %v", err)
+	}
+}
