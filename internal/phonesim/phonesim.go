@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -32,6 +31,8 @@ import (
 	"github.com/livekit/psrpc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dialstream/dialstream/internal/envconfig"
 )
 
 const (
@@ -66,41 +67,18 @@ type Config struct {
 // LoadConfig reads the config from the environment: PHONESIM_REDIS_ADDR,
 // LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, PHONESIM_HTTP_ADDR
 // (default 127.0.0.1:7890), PHONESIM_RING_DURATION, PHONESIM_TALK_DURATION
-// (Go durations). Logger and Registerer are the caller's to set.
-func LoadConfig() (Config, error) {
-	cfg := Config{
-		RedisAddr:  os.Getenv("PHONESIM_REDIS_ADDR"),
-		LiveKitURL: os.Getenv("LIVEKIT_URL"),
-		APIKey:     os.Getenv("LIVEKIT_API_KEY"),
-		APISecret:  os.Getenv("LIVEKIT_API_SECRET"),
-		HTTPAddr:   os.Getenv("PHONESIM_HTTP_ADDR"),
+// (Go durations). Problems are recorded in l; Logger and Registerer are the
+// caller's to set.
+func LoadConfig(l *envconfig.Loader) Config {
+	return Config{
+		RedisAddr:    l.Required("PHONESIM_REDIS_ADDR"),
+		LiveKitURL:   l.Required("LIVEKIT_URL"),
+		APIKey:       l.Required("LIVEKIT_API_KEY"),
+		APISecret:    l.Required("LIVEKIT_API_SECRET"),
+		HTTPAddr:     l.String("PHONESIM_HTTP_ADDR", "127.0.0.1:7890"),
+		RingDuration: l.Duration("PHONESIM_RING_DURATION", DefaultRingDuration, 0, time.Hour),
+		TalkDuration: l.Duration("PHONESIM_TALK_DURATION", DefaultTalkDuration, 0, 24*time.Hour),
 	}
-	if cfg.HTTPAddr == "" {
-		cfg.HTTPAddr = "127.0.0.1:7890"
-	}
-	var errs []error
-	for _, d := range []struct {
-		env string
-		dst *time.Duration
-	}{
-		{"PHONESIM_RING_DURATION", &cfg.RingDuration},
-		{"PHONESIM_TALK_DURATION", &cfg.TalkDuration},
-	} {
-		v := os.Getenv(d.env)
-		if v == "" {
-			continue
-		}
-		dur, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: must be a duration like 1s, got %q", d.env, v))
-			continue
-		}
-		*d.dst = dur
-	}
-	if err := errors.Join(append(errs, cfg.Validate())...); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
 }
 
 // Validate reports every problem at once.
