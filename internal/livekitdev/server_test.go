@@ -104,3 +104,18 @@ func TestWebhooksReachConfiguredURL(t *testing.T) {
 		}
 	}
 }
+
+// EnsureOutboundTrunk is idempotent: the second call finds the trunk by name.
+func TestEnsureOutboundTrunk(t *testing.T) {
+	s := livekitdev.StartT(t, livekitdev.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id1, err := livekitdev.EnsureOutboundTrunk(ctx, s.URL(), s.APIKey(), s.APISecret(), "dev-trunk", []string{"+15550109999"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, err := livekitdev.EnsureOutboundTrunk(ctx, s.URL(), s.APIKey(), s.APISecret(), "dev-trunk", []string{"+15550109999"})
+	if err != nil || id1 != id2 || !strings.HasPrefix(id1, "ST_") {
+		t.Fatalf("ids %q %q err %v", id1, id2, err)
+	}
+}
