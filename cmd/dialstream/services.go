@@ -5,9 +5,41 @@ import (
 	"log/slog"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/dialstream/dialstream/ingest"
+	"github.com/dialstream/dialstream/internal/envconfig"
+	"github.com/dialstream/dialstream/internal/obs"
 )
 
-// startServices starts ingest, dialer and notifier in this process.
+func init() {
+	commands["ingest"] = command{"serve the call API (INGEST_HTTP_ADDR, KAFKA_BROKERS, DIALSTREAM_REGISTRY)", runIngest}
+}
+
+func serviceLogger(l *envconfig.Loader) *slog.Logger {
+	return obs.NewLogger(stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
+}
+
+func runIngest(ctx context.Context, _ []string) error {
+	l := envconfig.New()
+	cfg := ingest.LoadConfig(l)
+	cfg.Logger = serviceLogger(l)
+	if err := l.Err(); err != nil {
+		return err
+	}
+	return ingest.Run(ctx, cfg)
+}
+
+// startServices starts ingest, dialer and notifier in this process, on one
+// metrics registry, each reading its configuration from the environment that
+// dev mode prepared.
 func startServices(ctx context.Context, g *errgroup.Group, log *slog.Logger) error {
+	l := envconfig.New()
+	icfg := ingest.LoadConfig(l)
+	if err := l.Err(); err != nil {
+		return err
+	}
+	metrics := obs.NewRegistry()
+	icfg.Logger, icfg.Metrics = log.With("service", "ingest"), metrics
+	g.Go(func() error { return ingest.Run(ctx, icfg) })
 	return nil
 }

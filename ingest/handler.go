@@ -1,0 +1,477 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/schemas"
+)
+
+// EventSource is the ce_source of the records ingest writes.
+const EventSource = "/dialstream/ingest"
+
+// HeaderReplayed marks an answer replayed for a repeated Idempotency-Key.
+const HeaderReplayed = "Idempotent-Replayed"
+
+type handler struct {
+	cfg      Config
+	reg      *registry.Registry
+	p        Producer
+	log      *slog.Logger
+	m        *metrics
+	idem     *idemStore
+	secret   []byte
+	limiters map[string]*rate.Limiter
+	lim      limits
+	ready    readiness
+}
+
+// NewHandler returns the HTTP API (a Gin engine): POST /v1/api/call,
+// GET /healthz, /readyz and /metrics. Records go to p; *kgo.Client is the
+// production Producer, and /readyz pings it. cfg.Registry is loaded from
+// cfg.RegistryPath when nil; cfg.Metrics and cfg.Logger are created when nil.
+// Metrics are registered on cfg.Metrics, so one registry serves one handler.
+func NewHandler(cfg Config, p Producer) (http.Handler, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(false); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if p == nil {
+		return nil, errors.New("ingest: NewHandler: nil Producer")
+	}
+	h, err := newHandler(cfg, p)
+	if err != nil {
+		return nil, err
+	}
+	return h.engine(), nil
+}
+
+func newHandler(cfg Config, p Producer) (*handler, error) {
+	if cfg.Registry == nil {
+		r, err := registry.Load(cfg.RegistryPath)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: %w", err)
+		}
+		cfg.Registry = r
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = obs.NewLogger(os.Stderr, "json", "info")
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = obs.NewRegistry()
+	}
+	h := &handler{
+		cfg:      cfg,
+		reg:      cfg.Registry,
+		p:        p,
+		log:      cfg.Logger.With("component", "ingest"),
+		idem:     newIdemStore(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys),
+		limiters: map[string]*rate.Limiter{},
+		lim: limits{
+			maxVariables:   cfg.MaxVariables,
+			maxValueLength: cfg.MaxValueLength,
+			defaultRegion:  cfg.DefaultRegion,
+			allowTest:      !cfg.RejectTestNumbers,
+		},
+	}
+	h.secret = []byte(cfg.IdempotencySecret)
+	if len(h.secret) == 0 {
+		h.secret = []byte(defaultIdemSecret)
+	}
+	if pg, ok := p.(Pinger); ok {
+		h.ready.p = pg
+	}
+	for _, w := range cfg.Registry.Workspaces() {
+		rps := w.Limits.RequestsPerSecond
+		h.limiters[w.ID] = rate.NewLimiter(rate.Limit(rps), max(1, int(math.Ceil(rps))))
+	}
+	m, err := newMetrics(cfg.Metrics, func() float64 { return float64(h.idem.len()) })
+	if err != nil {
+		return nil, fmt.Errorf("ingest: register metrics: %w", err)
+	}
+	h.m = m
+	return h, nil
+}
+
+func (h *handler) engine() *gin.Engine {
+	if os.Getenv(gin.EnvGinMode) == "" {
+		gin.SetMode(gin.ReleaseMode)
+	}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	_ = e.SetTrustedProxies(nil)
+	e.Use(h.m.instrument, h.recover)
+	e.POST(routeCall, h.createCall)
+	e.GET(routeHealthz, func(c *gin.Context) { writeJSON(c, http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET(routeReadyz, h.readyz)
+	e.GET(routeMetrics, gin.WrapH(obs.MetricsHandler(h.cfg.Metrics)))
+	e.NoRoute(func(c *gin.Context) {
+		h.fail(c, &apiError{code: http.StatusNotFound, reason: reasonNotFoundRoute, message: "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})
+	})
+	e.NoMethod(func(c *gin.Context) {
+		h.fail(c, &apiError{code: http.StatusMethodNotAllowed, reason: reasonMethodNotAllowed, message: "method " + c.Request.Method + " is not allowed here"})
+	})
+	return e
+}
+
+// recover turns a panic into a 500 envelope; the fuzz test holds that no
+// input reaches it.
+func (h *handler) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.log.Error("panic while serving request", "path", c.Request.URL.Path, "panic", fmt.Sprint(v))
+			if !c.Writer.Written() {
+				h.fail(c, &apiError{code: http.StatusInternalServerError, reason: reasonInternal, message: "internal error"})
+			}
+		}
+	}()
+	c.Next()
+}
+
+// readiness caches the Kafka check for a second, so a probe storm does not
+// become a metadata-request storm.
+type readiness struct {
+	p       Pinger
+	mu      sync.Mutex
+	checked time.Time
+	err     error
+}
+
+func (r *readiness) check(ctx context.Context) error {
+	if r.p == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.checked.IsZero() && time.Since(r.checked) < time.Second {
+		return r.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	r.err = r.p.Ping(ctx)
+	r.checked = time.Now()
+	return r.err
+}
+
+func (h *handler) readyz(c *gin.Context) {
+	if err := h.ready.check(c.Request.Context()); err != nil {
+		writeJSON(c, http.StatusServiceUnavailable, ErrorResponse{Status: "error", Message: "Kafka is not reachable"})
+		return
+	}
+	writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// createCall serves POST /v1/api/call. The checks run cheapest and least
+// revealing first: who is asking (401/403), whether they may ask now (429),
+// whether the request is readable (415/413/400), whether it is valid (422),
+// whether its agent exists for this workspace (404), and only then the
+// Idempotency-Key store (409/422/replay) and Kafka (503).
+func (h *handler) createCall(c *gin.Context) {
+	ws, aerr := h.authenticate(c)
+	if aerr != nil {
+		h.fail(c, aerr)
+		return
+	}
+	if aerr := h.admit(ws); aerr != nil {
+		h.fail(c, aerr)
+		return
+	}
+	var idemKey string
+	if v := c.Request.Header.Values("Idempotency-Key"); len(v) > 0 {
+		if len(v) > 1 {
+			h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonIdempotencyInvalid, message: "send one Idempotency-Key header, not several"})
+			return
+		}
+		k, msg := parseIdempotencyKey(v[0])
+		if msg != "" {
+			h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonIdempotencyInvalid, message: msg})
+			return
+		}
+		idemKey = k
+	}
+	body, aerr := h.readBody(c)
+	if aerr != nil {
+		h.fail(c, aerr)
+		return
+	}
+	req, ferrs, err := parseCallRequest(body, h.lim)
+	if err != nil {
+		h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonMalformed, message: err.Error()})
+		return
+	}
+	if len(ferrs) > 0 {
+		h.fail(c, invalidFields(ferrs))
+		return
+	}
+	if _, ok := h.reg.Agent(ws.ID, req.CallAgentID); !ok {
+		// The same answer whether the agent is missing or another
+		// workspace's: an id must not reveal that it exists elsewhere.
+		h.fail(c, &apiError{code: http.StatusNotFound, reason: reasonUnknownAgent,
+			message: fmt.Sprintf("agent %s not found", req.CallAgentID),
+			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
+		return
+	}
+
+	var callID, suffix string
+	var entry *idemEntry
+	if idemKey != "" {
+		e, outcome := h.idem.begin(idemScope(ws.ID, idemKey), req.fingerprint())
+		switch outcome {
+		case idemReplay:
+			h.m.replayed.Inc()
+			c.Header(HeaderReplayed, "true")
+			c.Data(e.resp.code, "application/json; charset=utf-8", e.resp.body)
+			return
+		case idemInFlight:
+			h.fail(c, &apiError{code: http.StatusConflict, reason: reasonIdempotencyBusy, retryAfter: 1,
+				message: "a request with this Idempotency-Key is still being processed; retry later to get its answer"})
+			return
+		case idemMismatch:
+			h.fail(c, &apiError{code: http.StatusUnprocessableEntity, reason: reasonIdempotencyReused,
+				message: "this Idempotency-Key was already used with a different request body; use a new key for a new call"})
+			return
+		}
+		entry = e
+		callID, suffix = deriveIDs(h.secret, ws.ID, idemKey)
+	} else {
+		callID, suffix = randomIDs()
+	}
+
+	code, resp, aerr := h.schedule(c.Request.Context(), ws, req, callID, req.CallAgentID+"-"+suffix, idemKey, entry)
+	if aerr != nil {
+		h.fail(c, aerr)
+		return
+	}
+	c.Data(code, "application/json; charset=utf-8", resp)
+}
+
+// schedule writes the call's record and returns the answer. It owns entry:
+// completed on success, released on a failure that wrote nothing.
+func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *callRequest, callID, roomName, idemKey string, entry *idemEntry) (int, []byte, *apiError) {
+	release := func() {
+		if entry != nil {
+			h.idem.release(entry)
+		}
+	}
+	data := schemas.CallRequested{
+		CallID:           callID,
+		WorkspaceID:      ws.ID,
+		To:               req.To,
+		CallAgentID:      req.CallAgentID,
+		RoomName:         roomName,
+		CallbackURL:      req.CallbackURL,
+		DynamicVariables: req.DynamicVariables,
+		Metadata:         req.Metadata,
+		IdempotencyKey:   idemKey,
+		RequestedAt:      time.Now().UTC(),
+	}
+	rec, err := schemas.NewRecord(schemas.TopicRequested, callID,
+		schemas.Meta{Type: schemas.TypeCallRequested, Source: EventSource, Subject: callID}, data)
+	if err != nil {
+		// The checks above mirror the schema, so this is a gap between them;
+		// it is still the client's input, and gets a 4xx naming the field.
+		release()
+		var ve *schemas.ValidationError
+		if errors.As(err, &ve) {
+			h.log.Warn("request passed ingest checks but failed the schema", "workspace_id", ws.ID, "error", err)
+			return 0, nil, invalidFields(schemaFields(ve))
+		}
+		h.log.Error("build call.requested record", "workspace_id", ws.ID, "error", err)
+		return 0, nil, &apiError{code: http.StatusInternalServerError, reason: reasonInternal, message: "internal error"}
+	}
+
+	to := req.To
+	if ws.MaskPhoneNumbers {
+		to = obs.MaskPhone(to)
+	}
+	answer := func(r *kgo.Record) []byte {
+		b, _ := json.Marshal(CallResponse{
+			Status:   "success",
+			Message:  fmt.Sprintf("Outbound call job scheduled for agent %s to number %s", req.CallAgentID, to),
+			CallID:   callID,
+			RoomName: roomName,
+			JobID:    strconv.Itoa(int(r.Partition)) + "-" + strconv.FormatInt(r.Offset, 10),
+		})
+		return b
+	}
+	logAttrs := []any{"call_id", callID, "workspace_id", ws.ID, "agent_id", req.CallAgentID,
+		"to", obs.MaskPhone(req.To), "idempotency_key", idemKey != ""}
+
+	// The client hanging up must not cancel a produce half-way: the record
+	// is either written and the answer stored for a retry, or not written.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.Kafka.ProduceTimeout)
+	defer cancel()
+	start := time.Now()
+	res, timedOut, late := produce(pctx, h.p, rec)
+	switch {
+	case res.err == nil:
+		h.m.produceDuration.WithLabelValues(string(produceOK)).Observe(time.Since(start).Seconds())
+	case timedOut || errors.Is(res.err, context.DeadlineExceeded):
+		h.m.produceDuration.WithLabelValues(string(produceTimeout)).Observe(time.Since(start).Seconds())
+	default:
+		h.m.produceDuration.WithLabelValues(string(produceError)).Observe(time.Since(start).Seconds())
+	}
+	if res.err != nil {
+		if timedOut {
+			go h.settleLate(late, entry, answer, logAttrs)
+		} else {
+			release()
+		}
+		h.log.Warn("call not scheduled: Kafka did not acknowledge", append(logAttrs, "error", res.err.Error())...)
+		return 0, nil, &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 2,
+			message: fmt.Sprintf("the call was not scheduled: Kafka did not acknowledge it within %s; retry later, with the same Idempotency-Key so that a retry can never place the call twice", h.cfg.Kafka.ProduceTimeout)}
+	}
+	body := answer(res.rec)
+	if entry != nil {
+		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
+	}
+	h.m.accepted.Inc()
+	h.log.Info("call scheduled", append(logAttrs, "job_id", fmt.Sprintf("%d-%d", res.rec.Partition, res.rec.Offset))...)
+	return http.StatusAccepted, body, nil
+}
+
+// settleLate waits for the outcome of a record the client was told 503 about.
+// If Kafka wrote it after all, the call will be placed: the Idempotency-Key
+// (if any) then replays the accepted answer, so a retry learns the truth and
+// writes nothing; without a key the client cannot be told, which is logged.
+func (h *handler) settleLate(late <-chan produceOutcome, entry *idemEntry, answer func(*kgo.Record) []byte, logAttrs []any) {
+	res := <-late
+	if res.err != nil {
+		if entry != nil {
+			h.idem.release(entry)
+		}
+		return
+	}
+	h.m.accepted.Inc()
+	if entry != nil {
+		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: answer(res.rec)})
+		h.log.Warn("call record acknowledged after the client was answered 503; a retry with its Idempotency-Key gets the accepted answer", logAttrs...)
+		return
+	}
+	h.log.Warn("call record acknowledged after the client was answered 503; the call will be placed", logAttrs...)
+}
+
+// authenticate checks the API key and that it belongs to x-workspace-id.
+func (h *handler) authenticate(c *gin.Context) (*registry.Workspace, *apiError) {
+	challenge := func(msg, errCode string) *apiError {
+		v := `Bearer realm="dialstream"`
+		if errCode != "" {
+			v += `, error="` + errCode + `"`
+		}
+		return &apiError{code: http.StatusUnauthorized, reason: reasonUnauthenticated, message: msg,
+			header: http.Header{"Www-Authenticate": {v}}}
+	}
+	auth := strings.TrimSpace(c.GetHeader("Authorization"))
+	if auth == "" {
+		return nil, challenge("missing API key: send the header Authorization: Bearer <api key>", "")
+	}
+	scheme, key, _ := strings.Cut(auth, " ")
+	key = strings.TrimSpace(key)
+	if !strings.EqualFold(scheme, "Bearer") || key == "" {
+		return nil, challenge("the Authorization header must be: Bearer <api key>", "invalid_request")
+	}
+	ws, ok := h.reg.Authenticate(key)
+	if !ok {
+		return nil, challenge("invalid API key", "invalid_token")
+	}
+	wsID := strings.TrimSpace(c.GetHeader("x-workspace-id"))
+	if wsID == "" {
+		return nil, &apiError{code: http.StatusBadRequest, reason: reasonMalformed,
+			message: "missing x-workspace-id header: send the id of the workspace the call belongs to"}
+	}
+	if wsID != ws.ID {
+		return nil, &apiError{code: http.StatusForbidden, reason: reasonForbidden,
+			message: "this API key does not belong to the workspace named in x-workspace-id"}
+	}
+	return ws, nil
+}
+
+// admit applies the workspace's requests_per_second (per replica).
+func (h *handler) admit(ws *registry.Workspace) *apiError {
+	l := h.limiters[ws.ID]
+	if l == nil {
+		return nil
+	}
+	now := time.Now()
+	r := l.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if r.OK() && d == 0 {
+		return nil
+	}
+	r.CancelAt(now)
+	secs := max(1, int(math.Ceil(d.Seconds())))
+	return &apiError{code: http.StatusTooManyRequests, reason: reasonRateLimited, retryAfter: secs,
+		message: fmt.Sprintf("rate limit exceeded: workspace %s may send %g requests per second; retry after %ds", ws.ID, ws.Limits.RequestsPerSecond, secs)}
+}
+
+// readBody enforces the content type and the body cap.
+func (h *handler) readBody(c *gin.Context) ([]byte, *apiError) {
+	ct := c.GetHeader("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || mt != "application/json" ||
+		(params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
+		got := ct
+		if got == "" {
+			got = "none"
+		}
+		return nil, &apiError{code: http.StatusUnsupportedMediaType, reason: reasonUnsupportedMedia,
+			message: "Content-Type must be application/json, got " + got,
+			header:  http.Header{"Accept-Post": {"application/json"}}}
+	}
+	tooLarge := &apiError{code: http.StatusRequestEntityTooLarge, reason: reasonBodyTooLarge,
+		message: fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes)}
+	if c.Request.ContentLength > h.cfg.MaxBodyBytes {
+		return nil, tooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge
+		}
+		return nil, &apiError{code: http.StatusBadRequest, reason: reasonMalformed, message: "could not read the request body: " + err.Error()}
+	}
+	return b, nil
+}
+
+func invalidFields(fs []FieldError) *apiError {
+	msg := "invalid field " + fs[0].Field + ": " + fs[0].Message
+	if len(fs) > 1 {
+		msg = fmt.Sprintf("the request has %d invalid fields; see errors", len(fs))
+	}
+	return &apiError{code: http.StatusUnprocessableEntity, reason: reasonInvalidField, message: msg, fields: fs}
+}
+
+// schemaFields turns the schema's JSON pointers ("/dynamic_variables/x")
+// into the API's field names ("dynamic_variables.x").
+func schemaFields(ve *schemas.ValidationError) []FieldError {
+	out := make([]FieldError, 0, len(ve.Fields))
+	for _, f := range ve.Fields {
+		out = append(out, FieldError{Field: strings.ReplaceAll(strings.TrimPrefix(f.Field, "/"), "/", "."), Message: f.Message})
+	}
+	if len(out) == 0 {
+		out = append(out, FieldError{Field: "", Message: ve.Error()})
+	}
+	return out
+}

@@ -1,0 +1,238 @@
+package ingest
+
+import (
+	"container/list"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Idempotency-Key (IETF httpapi draft "The Idempotency-Key HTTP Header
+// Field"): a client that may retry a POST sends a unique key with it.
+//
+//   - Same workspace, same key, same body (compared by fingerprint of the
+//     normalized body): the first answer is replayed with
+//     Idempotent-Replayed: true, and nothing is written.
+//   - Same key, different body: 422.
+//   - Same key while the first request is still being processed: 409.
+//
+// The store is in memory, per replica, bounded by INGEST_IDEMPOTENCY_MAX_KEYS
+// and INGEST_IDEMPOTENCY_TTL; only accepted answers are stored, so a request
+// refused for bad input may be corrected and resent under the same key.
+//
+// Replicas do not share the store: a retry that lands on another replica (or
+// after this one restarted, or after the key was evicted) is not recognized
+// there and writes a second record. That second record is harmless because a
+// request with an Idempotency-Key does not get a random call id: its callId
+// and roomName are derived from HMAC(secret, workspace, key). Both records
+// carry the same call id, and the dialer, which dials a call id at most once,
+// places one call. The trade-off: the cross-replica case answers with a new
+// jobId (the second record's position) and does not compare bodies, so a key
+// reused for a different call on another replica is dropped by the dialer as
+// a duplicate rather than refused with 422. A shared store (Redis, a
+// compacted topic) would close that gap at the cost of a dependency ingest
+// does not otherwise have.
+
+// maxIdemKey is the longest Idempotency-Key accepted (the schema's cap on
+// idempotency_key).
+const maxIdemKey = schemaMaxIdemKey
+
+// parseIdempotencyKey returns the key of an Idempotency-Key header. The draft
+// defines the value as a Structured Fields string ("\"abc\""); the bare token
+// form most clients send (abc) is accepted too.
+func parseIdempotencyKey(v string) (string, string) {
+	v = strings.TrimSpace(v)
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+		if strings.ContainsAny(v, `"\`) {
+			return "", "Idempotency-Key must not contain quotes or backslashes"
+		}
+	}
+	if v == "" {
+		return "", "Idempotency-Key must not be empty"
+	}
+	if len(v) > maxIdemKey {
+		return "", "Idempotency-Key must be at most 255 characters"
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e {
+			return "", "Idempotency-Key must be printable ASCII (a UUID is a good key)"
+		}
+	}
+	return v, ""
+}
+
+// defaultIdemSecret keys the id derivation when INGEST_IDEMPOTENCY_SECRET is
+// not set.
+const defaultIdemSecret = "dialstream-ingest-idempotency-v1"
+
+// deriveIDs returns the call id (24 lowercase hex) and the room-name suffix
+// (10 of [a-z0-9]) for a workspace's Idempotency-Key, the same on every
+// replica that shares the secret.
+func deriveIDs(secret []byte, workspace, key string) (callID, suffix string) {
+	mac := hmac.New(sha256.New, secret)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(workspace)))
+	mac.Write(n[:])
+	mac.Write([]byte(workspace))
+	mac.Write([]byte(key))
+	sum := mac.Sum(nil) // 32 bytes: 12 for the id, 20 for the suffix
+	callID = hex.EncodeToString(sum[:12])
+	var b [10]byte
+	for i := range b {
+		// 65536 % 36 = 16: a bias of 16 in 65536, irrelevant for a room name.
+		b[i] = roomAlphabet[binary.BigEndian.Uint16(sum[12+2*i:])%36]
+	}
+	return callID, string(b[:])
+}
+
+const roomAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+// randomIDs returns a random call id and room-name suffix.
+func randomIDs() (callID, suffix string) {
+	var id [12]byte
+	_, _ = rand.Read(id[:])
+	var b [10]byte
+	var buf [32]byte
+	for i := 0; i < len(b); {
+		_, _ = rand.Read(buf[:])
+		for _, c := range buf {
+			if c >= 252 { // 252 = 7*36: reject to keep the draw uniform
+				continue
+			}
+			b[i] = roomAlphabet[c%36]
+			if i++; i == len(b) {
+				break
+			}
+		}
+	}
+	return hex.EncodeToString(id[:]), string(b[:])
+}
+
+// storedResponse is an answer to replay.
+type storedResponse struct {
+	code int
+	body []byte
+}
+
+type idemEntry struct {
+	scope       string
+	fingerprint [32]byte
+	done        bool
+	resp        storedResponse
+	expires     time.Time
+	elem        *list.Element
+}
+
+type idemOutcome int
+
+const (
+	idemNew      idemOutcome = iota // the caller owns the key now
+	idemReplay                      // answer with the stored response
+	idemInFlight                    // 409
+	idemMismatch                    // 422
+)
+
+// idemStore remembers keys in insertion order: expiry and eviction both take
+// the oldest first. In-flight entries are never evicted (their number is
+// bounded by the requests being served), finished ones are when the store is
+// full.
+type idemStore struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	max     int
+	now     func() time.Time
+	entries map[string]*idemEntry
+	order   *list.List
+}
+
+func newIdemStore(ttl time.Duration, max int) *idemStore {
+	return &idemStore{ttl: ttl, max: max, now: time.Now, entries: map[string]*idemEntry{}, order: list.New()}
+}
+
+func idemScope(workspace, key string) string { return workspace + "\x00" + key }
+
+// begin claims scope for a request with fingerprint fp, or says how to answer.
+func (s *idemStore) begin(scope string, fp [32]byte) (*idemEntry, idemOutcome) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if e, ok := s.entries[scope]; ok {
+		if e.done && !now.Before(e.expires) {
+			s.removeLocked(e)
+		} else {
+			switch {
+			case e.fingerprint != fp:
+				return e, idemMismatch
+			case !e.done:
+				return e, idemInFlight
+			default:
+				return e, idemReplay
+			}
+		}
+	}
+	s.evictLocked(now)
+	e := &idemEntry{scope: scope, fingerprint: fp, expires: now.Add(s.ttl)}
+	e.elem = s.order.PushBack(e)
+	s.entries[scope] = e
+	return e, idemNew
+}
+
+// complete stores the answer to replay for e's key.
+func (s *idemStore) complete(e *idemEntry, resp storedResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entries[e.scope] != e {
+		return
+	}
+	e.done, e.resp = true, resp
+	e.expires = s.now().Add(s.ttl)
+	s.order.MoveToBack(e.elem)
+}
+
+// release forgets e's key: the request failed and may be retried.
+func (s *idemStore) release(e *idemEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entries[e.scope] == e {
+		s.removeLocked(e)
+	}
+}
+
+func (s *idemStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+func (s *idemStore) removeLocked(e *idemEntry) {
+	delete(s.entries, e.scope)
+	s.order.Remove(e.elem)
+}
+
+// evictLocked drops expired entries and, while the store is full, the oldest
+// finished one.
+func (s *idemStore) evictLocked(now time.Time) {
+	for el := s.order.Front(); el != nil; {
+		next := el.Next()
+		e := el.Value.(*idemEntry)
+		if e.done && !now.Before(e.expires) {
+			s.removeLocked(e)
+		} else if e.done {
+			break // entries behind a live finished one expire later
+		}
+		el = next
+	}
+	for el := s.order.Front(); len(s.entries) >= s.max && el != nil; {
+		next := el.Next()
+		if e := el.Value.(*idemEntry); e.done {
+			s.removeLocked(e)
+		}
+		el = next
+	}
+}

@@ -1,0 +1,92 @@
+package ingest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestDeriveIDs(t *testing.T) {
+	id, suffix := deriveIDs([]byte("s"), "ws_demo", "k")
+	id2, suffix2 := deriveIDs([]byte("s"), "ws_demo", "k")
+	if id != id2 || suffix != suffix2 || !callIDRE.MatchString(id) || !roomRE.MatchString("a-"+suffix) {
+		t.Fatalf("%s %s / %s %s", id, suffix, id2, suffix2)
+	}
+	for _, other := range [][3]string{{"s", "ws_other", "k"}, {"s", "ws_demo", "k2"}, {"t", "ws_demo", "k"}, {"s", "ws_dem", "ok"}} {
+		if o, _ := deriveIDs([]byte(other[0]), other[1], other[2]); o == id {
+			t.Fatalf("%v collides", other)
+		}
+	}
+	for range 100 {
+		id, suffix := randomIDs()
+		if !callIDRE.MatchString(id) || !roomRE.MatchString("a-"+suffix) {
+			t.Fatalf("%s %s", id, suffix)
+		}
+	}
+}
+
+func TestIdemStoreTTLAndBound(t *testing.T) {
+	now := time.Unix(0, 0)
+	s := newIdemStore(time.Hour, 3)
+	s.now = func() time.Time { return now }
+	fp := [32]byte{1}
+	done := func(k string) {
+		e, o := s.begin(k, fp)
+		if o != idemNew {
+			t.Fatalf("%s: outcome %d", k, o)
+		}
+		s.complete(e, storedResponse{code: 202, body: []byte(k)})
+	}
+	done("a")
+	done("b")
+	inflight, _ := s.begin("c", fp)
+	if e, o := s.begin("a", fp); o != idemReplay || string(e.resp.body) != "a" {
+		t.Fatalf("replay a: %d", o)
+	}
+	if _, o := s.begin("a", [32]byte{2}); o != idemMismatch {
+		t.Fatalf("mismatch: %d", o)
+	}
+	if _, o := s.begin("c", fp); o != idemInFlight {
+		t.Fatalf("in flight: %d", o)
+	}
+	// Full: the oldest finished key goes, the in-flight one stays.
+	done("d")
+	if s.len() != 3 {
+		t.Fatalf("len %d", s.len())
+	}
+	if _, o := s.begin("a", fp); o != idemNew {
+		t.Fatalf("a should have been evicted: %d", o)
+	}
+	if _, o := s.begin("c", fp); o != idemInFlight {
+		t.Fatalf("in-flight c evicted: %d", o)
+	}
+	s.release(inflight)
+	if _, o := s.begin("c", fp); o != idemNew {
+		t.Fatalf("released c: %d", o)
+	}
+	// Expiry.
+	now = now.Add(time.Hour)
+	if _, o := s.begin("d", fp); o != idemNew {
+		t.Fatalf("expired d: %d", o)
+	}
+	// A store full of in-flight keys still takes new requests.
+	s2 := newIdemStore(time.Hour, 2)
+	for i := range 5 {
+		if _, o := s2.begin(fmt.Sprint(i), fp); o != idemNew {
+			t.Fatal(o)
+		}
+	}
+}
+
+func TestParseIdempotencyKey(t *testing.T) {
+	for in, want := range map[string]string{`abc`: "abc", `"abc"`: "abc", ` 8e0f-4 `: "8e0f-4", `"a b"`: "a b"} {
+		if got, msg := parseIdempotencyKey(in); got != want || msg != "" {
+			t.Errorf("%q: %q %q", in, got, msg)
+		}
+	}
+	for _, in := range []string{``, `""`, `"a"b"`, "a\x01", "é"} {
+		if _, msg := parseIdempotencyKey(in); msg == "" {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+// Command loadgen measures POST /v1/api/call over loopback HTTP against the
+// embedded Kafka broker, next to a bare Gin handler that does nothing but the
+// same acks=all produce, in one run: the ratio is what validation, auth,
+// idempotency and the CloudEvents/schema work cost per request.
+//
+//	go run ./ingest/loadgen -n 20000 -c 32
+//
+// Everything runs in this process on 127.0.0.1 (broker, ingest via
+// ingest.Run, the bare handler, the load), so the figures are for one machine
+// sharing its cores between client, server and broker; they compare the two
+// handlers, they are not a capacity plan.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dialstream/dialstream/ingest"
+	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/schemas"
+)
+
+// Options bound a run.
+type Options struct {
+	Requests    int           // per scenario
+	Concurrency int           // concurrent clients
+	Warmup      int           // unmeasured requests per scenario
+	Timeout     time.Duration // per scenario
+	Partitions  int
+	Rounds      int // scenarios are run in turn this many times
+	Out         io.Writer
+}
+
+// Result is one scenario's figures.
+type Result struct {
+	Name     string
+	Requests int
+	Errors   int
+	Elapsed  time.Duration
+	P50, P99 time.Duration
+	Max      time.Duration
+}
+
+// RPS is the completed requests per second.
+func (r Result) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+
+func main() {
+	var o Options
+	flag.IntVar(&o.Requests, "n", 20000, "measured requests per scenario")
+	flag.IntVar(&o.Concurrency, "c", 32, "concurrent clients")
+	flag.IntVar(&o.Warmup, "warmup", 1000, "unmeasured requests per scenario")
+	flag.DurationVar(&o.Timeout, "timeout", 60*time.Second, "cap per scenario")
+	flag.IntVar(&o.Partitions, "partitions", 6, "partitions of the topics")
+	flag.IntVar(&o.Rounds, "rounds", 2, "rounds of all scenarios")
+	flag.Parse()
+	o.Out = os.Stdout
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+const (
+	loadKey   = "dsk_load_local"
+	loadAgent = "load_agent"
+)
+
+// Body is what every scenario sends: a realistic call request, to a valid
+// number (the dev test range +1555010xxxx is cheaper to check).
+const Body = `{"to":"+12025550123","call_agent_id":"load_agent","callback_url":"https://example.com/webhooks/dialstream",` +
+	`"dynamic_variables":{"firstName":"Ada","lastName":"Lovelace","Zipcode":"94105","address":"1 Main St","email":"ada@example.com"},` +
+	`"metadata":{"crm_id":"abc-123","campaign":"spring"}}`
+
+// Run starts the broker and both servers, runs the scenarios and prints a
+// table to o.Out.
+func Run(ctx context.Context, o Options) ([]Result, error) {
+	b, err := kafkax.StartBroker(kafkax.BrokerConfig{Listen: "127.0.0.1:0", Partitions: o.Partitions})
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	kcfg := kafkax.Config{Brokers: []string{b.Addr()}, ClientID: "loadgen", Partitions: o.Partitions,
+		ReplicationFactor: -1, CreateTopics: true, ProduceTimeout: 5 * time.Second}
+
+	reg, err := registry.Parse([]byte(`
+workspaces:
+  - id: ws_load
+    api_key_sha256: ["`+registry.HashKey(loadKey)+`"]
+    limits: {requests_per_second: 1000000000}
+agents:
+  - {id: `+loadAgent+`, workspace: ws_load, livekit_agent_name: load, sip_trunk_id: ST_load}
+`), func(string) string { return "" })
+	if err != nil {
+		return nil, err
+	}
+
+	// ingest, exactly as the binary runs it (its own client, kprom, topics).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	ictx, stopIngest := context.WithCancel(ctx)
+	ingestDone := make(chan error, 1)
+	go func() {
+		ingestDone <- ingest.Run(ictx, ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg,
+			Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	}()
+	defer func() { stopIngest(); <-ingestDone }()
+	ingestURL := "http://" + ln.Addr().String() + "/v1/api/call"
+
+	// The bare handler: Gin, read the body, the same acks=all idempotent
+	// produce, answer 202 with the record's position. No auth, no checks.
+	opts, err := kcfg.ClientOpts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.POST("/bare", func(c *gin.Context) {
+		body, err := io.ReadAll(c.Request.Body)
+		if err != nil {
+			c.Status(http.StatusBadRequest)
+			return
+		}
+		var id [12]byte
+		_, _ = rand.Read(id[:])
+		pctx, cancel := context.WithTimeout(c.Request.Context(), kcfg.ProduceTimeout)
+		defer cancel()
+		r, err := cl.ProduceSync(pctx, &kgo.Record{Topic: schemas.TopicRequested, Key: []byte(hex.EncodeToString(id[:])), Value: body}).First()
+		if err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "error"})
+			return
+		}
+		c.JSON(http.StatusAccepted, gin.H{"status": "success", "jobId": fmt.Sprintf("%d-%d", r.Partition, r.Offset)})
+	})
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	bsrv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = bsrv.Serve(bln) }()
+	defer bsrv.Close()
+	bareURL := "http://" + bln.Addr().String() + "/bare"
+
+	if err := waitReady(ctx, "http://"+ln.Addr().String()+"/readyz"); err != nil {
+		return nil, err
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: o.Concurrency * 2, MaxIdleConnsPerHost: o.Concurrency * 2}, Timeout: 30 * time.Second}
+	var seq atomic.Int64
+	scenarios := []struct {
+		name string
+		req  func() *http.Request
+	}{
+		{"bare gin + produce", func() *http.Request { return newReq(bareURL, "") }},
+		{"ingest POST /v1/api/call", func() *http.Request { return newReq(ingestURL, "") }},
+		{"ingest + Idempotency-Key", func() *http.Request {
+			return newReq(ingestURL, "k-"+strconv.FormatInt(seq.Add(1), 10))
+		}},
+	}
+	fmt.Fprintf(o.Out, "loadgen: %d requests per scenario after %d warm-up, %d concurrent clients, %d partitions, GOMAXPROCS=%d, %s/%s\n",
+		o.Requests, o.Warmup, o.Concurrency, o.Partitions, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(o.Out, "%-28s %9s %10s %10s %10s %7s\n", "scenario", "req/s", "p50", "p99", "max", "errors")
+	var results []Result
+	for round := 0; round < o.Rounds; round++ {
+		for _, s := range scenarios {
+			if _, err := load(ctx, client, s.req, o.Warmup, o.Concurrency, o.Timeout); err != nil {
+				return results, fmt.Errorf("%s warm-up: %w", s.name, err)
+			}
+			res, err := load(ctx, client, s.req, o.Requests, o.Concurrency, o.Timeout)
+			res.Name = s.name
+			if err != nil {
+				return results, fmt.Errorf("%s: %w", s.name, err)
+			}
+			results = append(results, res)
+			fmt.Fprintf(o.Out, "%-28s %9.0f %10s %10s %10s %7d\n", res.Name, res.RPS(),
+				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors)
+		}
+	}
+	return results, nil
+}
+
+func newReq(url, idemKey string) *http.Request {
+	r, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(Body))
+	r.Header.Set("Authorization", "Bearer "+loadKey)
+	r.Header.Set("x-workspace-id", "ws_load")
+	r.Header.Set("Content-Type", "application/json")
+	if idemKey != "" {
+		r.Header.Set("Idempotency-Key", idemKey)
+	}
+	return r
+}
+
+// load sends n requests from c workers and measures each one.
+func load(ctx context.Context, client *http.Client, mk func() *http.Request, n, c int, timeout time.Duration) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lat := make([]time.Duration, n)
+	var next, errs atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				r := mk().WithContext(ctx)
+				t0 := time.Now()
+				resp, err := client.Do(r)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				lat[i] = time.Since(t0)
+				if err != nil {
+					errs.Add(1)
+					once.Do(func() { firstErr = err })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	done := min(int(next.Load()), n)
+	if done < n {
+		return Result{}, fmt.Errorf("only %d of %d requests in %s: %w", done, n, timeout, ctx.Err())
+	}
+	if e := errs.Load(); e > 0 {
+		return Result{}, fmt.Errorf("%d failed requests, first: %w", e, firstErr)
+	}
+	slices.Sort(lat)
+	return Result{Requests: n, Elapsed: elapsed, P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: lat[n-1]}, nil
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func waitReady(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("ingest not ready after 30s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,84 @@
+package ingest
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// exampleNumber is what error messages suggest: a valid NANP number in the
+// 555-01xx range reserved for fiction, so copying it rings nobody.
+const exampleNumber = "+12025550123"
+
+// maxPhoneInput bounds what is handed to the parser; no formatting of a
+// 15-digit number needs more.
+const maxPhoneInput = 64
+
+// normalizePhone parses a number as a client wrote it ("+1 (202) 555-0123",
+// "2025550123" with the default region, "tel:+12025550123") and returns it in
+// E.164, or a message that says what is wrong and what to send instead.
+func normalizePhone(s, defaultRegion string, allowTest bool) (string, string) {
+	if strings.TrimSpace(s) == "" {
+		return "", "must not be empty; send the number to call in E.164 format, e.g. " + exampleNumber
+	}
+	if len(s) > maxPhoneInput {
+		return "", fmt.Sprintf("is too long to be a phone number (%d characters); send it in E.164 format, e.g. %s", len(s), exampleNumber)
+	}
+	n, err := phonenumbers.Parse(s, defaultRegion)
+	if err != nil {
+		switch err {
+		case phonenumbers.ErrInvalidCountryCode:
+			return "", fmt.Sprintf("%q does not start with a known country calling code; send E.164: +, country code, number, e.g. %s", s, exampleNumber)
+		case phonenumbers.ErrTooShortNSN, phonenumbers.ErrTooShortAfterIDD:
+			return "", fmt.Sprintf("%q has too few digits to be a phone number; send E.164, e.g. %s", s, exampleNumber)
+		case phonenumbers.ErrNumTooLong:
+			return "", fmt.Sprintf("%q has too many digits to be a phone number; send E.164, e.g. %s", s, exampleNumber)
+		default:
+			return "", fmt.Sprintf("%q is not a phone number; send E.164: +, country code, number, e.g. %s", s, exampleNumber)
+		}
+	}
+	if n.GetExtension() != "" {
+		return "", fmt.Sprintf("%q has an extension, which cannot be dialed; send the number alone in E.164, e.g. %s", s, exampleNumber)
+	}
+	e164 := phonenumbers.Format(n, phonenumbers.E164)
+	// The test range first: proving it invalid walks every NANP region.
+	if allowTest && isTestNumber(e164) {
+		return e164, ""
+	}
+	if phonenumbers.IsValidNumber(n) {
+		return e164, ""
+	}
+	cc := n.GetCountryCode()
+	switch phonenumbers.IsPossibleNumberWithReason(n) {
+	case phonenumbers.TOO_SHORT:
+		return "", fmt.Sprintf("%q is not a valid phone number: too few digits for country code +%d; send E.164, e.g. %s", s, cc, exampleNumber)
+	case phonenumbers.TOO_LONG:
+		return "", fmt.Sprintf("%q is not a valid phone number: too many digits for country code +%d; send E.164, e.g. %s", s, cc, exampleNumber)
+	case phonenumbers.INVALID_LENGTH:
+		return "", fmt.Sprintf("%q is not a valid phone number: wrong number of digits for country code +%d; send E.164, e.g. %s", s, cc, exampleNumber)
+	case phonenumbers.INVALID_COUNTRY_CODE:
+		return "", fmt.Sprintf("%q does not start with a known country calling code; send E.164, e.g. %s", s, exampleNumber)
+	}
+	return "", fmt.Sprintf("%q is not a valid phone number: no such number range for country code +%d; send E.164, e.g. %s", s, cc, exampleNumber)
+}
+
+// isTestNumber reports whether an E.164 number is in +1 555 010 0000-9999,
+// the range Dialstream's dev registry, phone simulator and tests use. The
+// phone-number library calls these invalid, rightly: 555 is not an area code
+// in service, and a NANP exchange never starts with 0. That is what makes the
+// range safe to accept: a carrier cannot route it to a subscriber, so a test
+// can never ring a real person. (The NANP's own fictional range, NXX-555-01xx,
+// is valid to the library and accepted anyway.)
+func isTestNumber(e164 string) bool {
+	const prefix = "+1555010"
+	if len(e164) != len(prefix)+4 || !strings.HasPrefix(e164, prefix) {
+		return false
+	}
+	for _, c := range e164[len(prefix):] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
