@@ -107,7 +107,8 @@ func runDev(ctx context.Context, _ []string) error {
 		_ = os.Setenv("LIVEKIT_API_SECRET", lk.APISecret())
 		log.Info("local livekit-server", "url", lk.URL(), "log", lkLog.Name())
 
-		lksdk.SetLogger(phonesim.NewSDKLogger(log.With("component", "livekit-sdk")))
+		// pion logs every ICE hiccup at warn; dev mode shows only its errors.
+		lksdk.SetLogger(phonesim.NewSDKLogger(obs.NewLogger(os.Stderr, "text", "error").With("component", "livekit-sdk")))
 		sim, err := phonesim.Start(ctx, phonesim.Config{
 			RedisAddr: lk.RedisAddr(), LiveKitURL: lk.URL(), APIKey: lk.APIKey(), APISecret: lk.APISecret(),
 			HTTPAddr: envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr), Logger: log.With("component", "phonesim"),

@@ -1,0 +1,149 @@
+package dialer
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dialstream/dialstream/schemas"
+)
+
+// CloudEvent types of the dialer's own records. The commands travel on
+// schemas.TopicRequested next to the clients' call.requested and call.cancel,
+// keyed by call id and written to the call's partition, so the partition's
+// owner applies every change to a call in one order. Other consumers of that
+// topic should skip these types.
+const (
+	TypeDialResult   = "dialstream.dialer.dial_result.v1"
+	TypeLiveKitEvent = "dialstream.dialer.livekit_event.v1"
+	TypeDecision     = "dialstream.dialer.decision.v1"
+	// TypeState marks the records of schemas.TopicState.
+	TypeState = "dialstream.dialer.state.v1"
+)
+
+const (
+	schemaDialResult   = "dialer.dial_result.v1"
+	schemaLiveKitEvent = "dialer.livekit_event.v1"
+	schemaDecision     = "dialer.decision.v1"
+	schemaState        = "dialer.state.v1"
+
+	// ceSource is the ce_source of every record the dialer writes.
+	ceSource = "/dialstream/dialer"
+)
+
+func init() {
+	schemas.RegisterType(TypeDialResult, schemaDialResult)
+	schemas.RegisterType(TypeLiveKitEvent, schemaLiveKitEvent)
+	schemas.RegisterType(TypeDecision, schemaDecision)
+	schemas.RegisterType(TypeState, schemaState)
+}
+
+type dialResultKind string
+
+const (
+	dialAnswered dialResultKind = "answered"
+	dialFailed   dialResultKind = "failed"
+	// dialInDoubt is what a recovery check reports for a dial that no
+	// dialer is waiting on and whose callee is not in the room: the dialer
+	// that placed it died, so nobody knows how it ended.
+	dialInDoubt dialResultKind = "in_doubt"
+)
+
+type dialSource string
+
+const (
+	sourceDial     dialSource = "dial"
+	sourceRecovery dialSource = "recovery"
+)
+
+// dialResult is the data of a dialstream.dialer.dial_result.v1 command.
+type dialResult struct {
+	CallID              string         `json:"call_id"`
+	WorkspaceID         string         `json:"workspace_id"`
+	Result              dialResultKind `json:"result"`
+	Source              dialSource     `json:"source"`
+	SIPStatusCode       int            `json:"sip_status_code,omitempty"`
+	SIPStatus           string         `json:"sip_status,omitempty"`
+	Error               string         `json:"error,omitempty"`
+	ParticipantIdentity string         `json:"participant_identity,omitempty"`
+	SIPCallID           string         `json:"sip_call_id,omitempty"`
+	StartedAt           time.Time      `json:"started_at,omitzero"`
+	AnsweredAt          time.Time      `json:"answered_at,omitzero"`
+	FinishedAt          time.Time      `json:"finished_at"`
+}
+
+// LiveKit webhook events the dialer acts on, plus roomGone, which the
+// watchdog writes when LiveKit no longer has the callee of an answered call
+// (the webhook that said so was dropped).
+const (
+	lkParticipantJoined  = "participant_joined"
+	lkParticipantLeft    = "participant_left"
+	lkConnectionAborted  = "participant_connection_aborted"
+	lkRoomFinished       = "room_finished"
+	lkRoomGone           = "room_gone"
+	participantKindSIP   = "SIP"
+	sipCallStatusActive  = "active"
+	calleeIdentityPrefix = "callee-"
+)
+
+// livekitEvent is the data of a dialstream.dialer.livekit_event.v1 command.
+type livekitEvent struct {
+	CallID              string    `json:"call_id"`
+	WorkspaceID         string    `json:"workspace_id"`
+	Event               string    `json:"event"`
+	WebhookID           string    `json:"webhook_id,omitempty"`
+	RoomName            string    `json:"room_name,omitempty"`
+	ParticipantIdentity string    `json:"participant_identity,omitempty"`
+	ParticipantKind     string    `json:"participant_kind,omitempty"`
+	SIPCallStatus       string    `json:"sip_call_status,omitempty"`
+	DisconnectReason    string    `json:"disconnect_reason,omitempty"`
+	RoomEndReason       string    `json:"room_end_reason,omitempty"`
+	OccurredAt          time.Time `json:"occurred_at"`
+}
+
+type decisionKind string
+
+const (
+	decideAdmit       decisionKind = "admit"
+	decideMaxDuration decisionKind = "max_duration"
+	decideExpire      decisionKind = "expire"
+)
+
+// decision is the data of a dialstream.dialer.decision.v1 command: what a
+// timer decided, written to the log so that applying it is replayable.
+type decision struct {
+	CallID      string       `json:"call_id"`
+	WorkspaceID string       `json:"workspace_id"`
+	Decision    decisionKind `json:"decision"`
+	Reason      string       `json:"reason,omitempty"`
+	DecidedAt   time.Time    `json:"decided_at"`
+}
+
+// commandRecord builds one of the dialer's commands for the call's partition.
+// The partition is explicit: a client's producer may not hash keys the way
+// ours does, and the command must land where the call's request did.
+func commandRecord(ceType, callID string, partition int32, at time.Time, data any) (*kgo.Record, error) {
+	r, err := schemas.NewRecord(schemas.TopicRequested, callID, schemas.Meta{
+		Type: ceType, Source: ceSource, Subject: callID, Time: at,
+	}, data)
+	if err != nil {
+		return nil, err
+	}
+	r.Partition = partition
+	r.Timestamp = at
+	return r, nil
+}
+
+// clip cuts s to at most n bytes (on a rune boundary) so that free text from
+// LiveKit or an error never makes a record fail its schema.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !isRuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,127 @@
+package dialer
+
+import (
+	"context"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+)
+
+// liveKit is the part of the LiveKit server API the dialer uses. The real
+// one is sdkLiveKit (server-sdk-go/v2); component tests put a fake here.
+type liveKit interface {
+	CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error)
+	DeleteRoom(ctx context.Context, room string) error
+	ListParticipants(ctx context.Context, room string) ([]*livekit.ParticipantInfo, error)
+	CreateDispatch(ctx context.Context, req *livekit.CreateAgentDispatchRequest) (*livekit.AgentDispatch, error)
+	ListDispatch(ctx context.Context, room string) ([]*livekit.AgentDispatch, error)
+	CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error)
+}
+
+// LiveKit API methods, the bounded `method` label of the API metrics.
+const (
+	mCreateRoom           = "CreateRoom"
+	mDeleteRoom           = "DeleteRoom"
+	mListParticipants     = "ListParticipants"
+	mCreateDispatch       = "CreateDispatch"
+	mListDispatch         = "ListDispatch"
+	mCreateSIPParticipant = "CreateSIPParticipant"
+)
+
+var liveKitMethods = []string{mCreateRoom, mDeleteRoom, mListParticipants, mCreateDispatch, mListDispatch, mCreateSIPParticipant}
+
+type sdkLiveKit struct {
+	rooms    *lksdk.RoomServiceClient
+	dispatch *lksdk.AgentDispatchClient
+	sip      *lksdk.SIPClient
+}
+
+var _ liveKit = (*sdkLiveKit)(nil)
+
+func newSDKLiveKit(url, key, secret string) *sdkLiveKit {
+	return &sdkLiveKit{
+		rooms:    lksdk.NewRoomServiceClient(url, key, secret),
+		dispatch: lksdk.NewAgentDispatchServiceClient(url, key, secret),
+		sip:      lksdk.NewSIPClient(url, key, secret),
+	}
+}
+
+func (l *sdkLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
+	return l.rooms.CreateRoom(ctx, req)
+}
+
+func (l *sdkLiveKit) DeleteRoom(ctx context.Context, room string) error {
+	_, err := l.rooms.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room})
+	if isNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (l *sdkLiveKit) ListParticipants(ctx context.Context, room string) ([]*livekit.ParticipantInfo, error) {
+	resp, err := l.rooms.ListParticipants(ctx, &livekit.ListParticipantsRequest{Room: room})
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp.Participants, nil
+}
+
+func (l *sdkLiveKit) CreateDispatch(ctx context.Context, req *livekit.CreateAgentDispatchRequest) (*livekit.AgentDispatch, error) {
+	return l.dispatch.CreateDispatch(ctx, req)
+}
+
+func (l *sdkLiveKit) ListDispatch(ctx context.Context, room string) ([]*livekit.AgentDispatch, error) {
+	resp, err := l.dispatch.ListDispatch(ctx, &livekit.ListAgentDispatchRequest{Room: room})
+	if err != nil {
+		return nil, err
+	}
+	return resp.AgentDispatches, nil
+}
+
+func (l *sdkLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
+	return l.sip.CreateSIPParticipant(ctx, req)
+}
+
+// meteredLiveKit counts every API call by method and result and times it.
+type meteredLiveKit struct {
+	lk liveKit
+	m  *metrics
+}
+
+var _ liveKit = meteredLiveKit{}
+
+func observe[T any](m *metrics, method string, f func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := f()
+	m.liveKitCall(method, time.Since(start), err)
+	return v, err
+}
+
+func (l meteredLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
+	return observe(l.m, mCreateRoom, func() (*livekit.Room, error) { return l.lk.CreateRoom(ctx, req) })
+}
+
+func (l meteredLiveKit) DeleteRoom(ctx context.Context, room string) error {
+	_, err := observe(l.m, mDeleteRoom, func() (struct{}, error) { return struct{}{}, l.lk.DeleteRoom(ctx, room) })
+	return err
+}
+
+func (l meteredLiveKit) ListParticipants(ctx context.Context, room string) ([]*livekit.ParticipantInfo, error) {
+	return observe(l.m, mListParticipants, func() ([]*livekit.ParticipantInfo, error) { return l.lk.ListParticipants(ctx, room) })
+}
+
+func (l meteredLiveKit) CreateDispatch(ctx context.Context, req *livekit.CreateAgentDispatchRequest) (*livekit.AgentDispatch, error) {
+	return observe(l.m, mCreateDispatch, func() (*livekit.AgentDispatch, error) { return l.lk.CreateDispatch(ctx, req) })
+}
+
+func (l meteredLiveKit) ListDispatch(ctx context.Context, room string) ([]*livekit.AgentDispatch, error) {
+	return observe(l.m, mListDispatch, func() ([]*livekit.AgentDispatch, error) { return l.lk.ListDispatch(ctx, room) })
+}
+
+func (l meteredLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
+	return observe(l.m, mCreateSIPParticipant, func() (*livekit.SIPParticipantInfo, error) { return l.lk.CreateSIPParticipant(ctx, req) })
+}
