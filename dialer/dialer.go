@@ -116,7 +116,7 @@ const (
 	DefaultWatchdogGrace         = 30 * time.Second
 	DefaultRoomCheckInterval     = 30 * time.Second
 	DefaultMaxQueueWait          = time.Hour
-	DefaultEndedRetention        = time.Hour
+	DefaultEndedRetention        = 24 * time.Hour
 	DefaultDrainTimeout          = 30 * time.Second
 )
 

@@ -33,6 +33,11 @@ type input struct {
 	offset int64
 	at     time.Time // the record's timestamp
 	callID string
+	// maxAge is how old (record time minus requested_at) a call request may
+	// be and still be dialed: the dialer remembers ended calls only that long
+	// (DIALER_ENDED_RETENTION), so an older request could be a late duplicate
+	// of a call it has forgotten. Zero disables the check.
+	maxAge time.Duration
 
 	req    *schemas.CallRequested
 	agent  *registry.Agent
@@ -127,6 +132,14 @@ func applyRequested(st *callState, in input) transition {
 		AppliedOffset: in.offset, To: r.To, CallAgentID: r.CallAgentID, RoomName: room,
 		CallbackURL: r.CallbackURL, Metadata: r.Metadata, DynamicVariables: r.DynamicVariables,
 		RequestedAt: r.RequestedAt, Agent: snapshotAgent(in.agent), QueuedAt: in.at,
+	}
+	if in.maxAge > 0 && in.at.Sub(r.RequestedAt) > in.maxAge {
+		// Never dial what may be a late duplicate of a forgotten call. The
+		// call goes straight to ended, which is its first event.
+		next.Sequence = 0
+		ev := next.end(in.at, schemas.OutcomeExpired, schemas.EndedBySystem, fmt.Sprintf(
+			"requested_at is more than %s before the dialer read the request; it may duplicate a call already placed, so it is not dialed", in.maxAge))
+		return transition{next: next, events: []schemas.CallEvent{ev}}
 	}
 	return transition{next: next, events: []schemas.CallEvent{next.event(schemas.StatusQueued, in.at)}}
 }

@@ -333,3 +333,27 @@ func TestRoomNameFor(t *testing.T) {
 		t.Fatalf("derived room name is not a valid room_name: %v", err)
 	}
 }
+
+// A request older than the dialer's memory of ended calls could be a late
+// duplicate of a call it has forgotten: it ends expired, as the call's first
+// event, and is never dialed. A fresh one within the window is queued.
+func TestStaleRequestIsNotDialed(t *testing.T) {
+	in := requestInput(7)
+	in.maxAge = time.Hour
+	in.at = t0.Add(2 * time.Hour)
+	tr := apply(nil, in)
+	if tr.effects&effDial != 0 || len(tr.events) != 1 {
+		t.Fatalf("transition %+v", tr)
+	}
+	ev := tr.events[0]
+	if ev.Status != schemas.StatusEnded || ev.Outcome != schemas.OutcomeExpired || ev.Sequence != 1 || tr.next.Phase != schemas.StatusEnded {
+		t.Fatalf("event %+v", ev)
+	}
+	if _, err := schemas.ValidateValue(schemas.SchemaCallEvent, ev); err != nil {
+		t.Fatal(err)
+	}
+	in.at = t0.Add(59 * time.Minute)
+	if tr := apply(nil, in); tr.next.Phase != schemas.StatusQueued {
+		t.Fatalf("fresh request not queued: %+v", tr.next)
+	}
+}

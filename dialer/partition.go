@@ -345,7 +345,7 @@ func (w *partition) decode(rec *kgo.Record) (*input, *kgo.Record) {
 		}
 		return w.reject(rec, class, err.Error(), fields)
 	}
-	in := &input{offset: rec.Offset, at: rec.Timestamp}
+	in := &input{offset: rec.Offset, at: rec.Timestamp, maxAge: w.d.cfg.EndedRetention}
 	var data any
 	switch ev.Type {
 	case schemas.TypeCallRequested:
