@@ -158,11 +158,17 @@ func Names() []string {
 
 // ValidateValue marshals v and validates it, for producers that build a Go
 // value: what they write is checked against the same files as what they read.
+//
+// HTML escaping is off: the client's metadata must reach its webhook as it
+// was sent, and json.Marshal would rewrite <, > and & as \u003c... inside it.
 func ValidateValue(schema string, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err := Validate(schema, b); err != nil {
 		return nil, err
 	}

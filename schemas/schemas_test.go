@@ -151,3 +151,16 @@ func TestDecodeRejects(t *testing.T) {
 		})
 	}
 }
+
+// Metadata travels byte for byte: no HTML escaping on the way into Kafka.
+func TestValidateValueKeepsMetadataBytes(t *testing.T) {
+	req := CallRequested{CallID: "f9e8d7c6b5a4f3e2d1c0b9a8", WorkspaceID: "ws_demo", To: "+15550100001",
+		CallAgentID: "a1b2c3d4e5f6a7b8c9d0e1f2", Metadata: json.RawMessage(`{"note":"<b>&amp;</b>"}`), RequestedAt: time.Now()}
+	b, err := ValidateValue(SchemaCallRequested, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"metadata":{"note":"<b>&amp;</b>"}`) || strings.HasSuffix(string(b), "\n") {
+		t.Fatalf("encoded %s", b)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/dialstream/dialstream/internal/livekitdev"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/phonesim"
+	"github.com/dialstream/dialstream/notifier"
 )
 
 func init() {
@@ -47,6 +49,7 @@ func setDefault(k, v string) {
 func runDev(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	dataDir := l.String("DEV_DATA_DIR", ".data")
+	lkPort := l.Int("DEV_LIVEKIT_PORT", devLiveKitPort, 0, 65535)
 	log := obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "text", "json", "text"), l.String("LOG_LEVEL", "info"))
 	brokerCfg := loadBrokerConfig(l)
 	if err := l.Err(); err != nil {
@@ -90,7 +93,7 @@ func runDev(ctx context.Context, _ []string) error {
 		defer lkLog.Close()
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		lk, err := livekitdev.Start(startCtx, livekitdev.Config{
-			Port:        devLiveKitPort,
+			Port:        lkPort,
 			WebhookURLs: []string{"http://" + os.Getenv("DIALER_HTTP_ADDR") + "/livekit/webhook"},
 			LogWriter:   lkLog,
 		})
@@ -128,15 +131,28 @@ func runDev(ctx context.Context, _ []string) error {
 		log.Info("phone simulator on the SIP bus", "dials", "http://"+sim.HTTPAddr()+"/dials", "trunk", trunk)
 	}
 
-	if err := startServices(ctx, g, log); err != nil {
+	reg, err := startServices(ctx, g, log)
+	if err != nil {
 		return err
 	}
+	// The webhook inspector: dev callbacks land here, signatures checked.
+	inspector := &http.Server{Addr: envOr("DEV_INSPECTOR_ADDR", devInspectorAddr), Handler: notifier.NewInspector(reg),
+		ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		err := inspector.ListenAndServe()
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("dev: webhook inspector: %w", err)
+	})
 	g.Go(func() error {
 		<-ctx.Done()
-		return nil
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return inspector.Shutdown(sctx)
 	})
 	printBanner(log)
-	err := g.Wait()
+	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -161,6 +177,7 @@ Dialstream is running. Place a call (the phone simulator answers +15550100001):
     -d '{"to":"+15550100001","call_agent_id":"a1b2c3d4e5f6a7b8c9d0e1f2","callback_url":"http://%s/hooks/ws_demo","dynamic_variables":{"firstName":"Ada","lastName":"Lovelace"},"metadata":{"crm_id":"42"}}'
 
 Webhooks it sends arrive at http://%s/ ; dials at http://%s/dials .
-`, os.Getenv("INGEST_HTTP_ADDR"), devInspectorAddr, devInspectorAddr, envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr))
+`, os.Getenv("INGEST_HTTP_ADDR"), envOr("DEV_INSPECTOR_ADDR", devInspectorAddr), envOr("DEV_INSPECTOR_ADDR", devInspectorAddr),
+		envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr))
 	_ = log
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/dialstream/dialstream/ingest"
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/notifier"
 )
 
 func init() {
@@ -30,6 +32,20 @@ func runDialer(ctx context.Context, _ []string) error {
 	return dialer.Run(ctx, cfg)
 }
 
+func init() {
+	commands["notifier"] = command{"deliver call events to callback_url (KAFKA_BROKERS, DIALSTREAM_REGISTRY)", runNotifier}
+}
+
+func runNotifier(ctx context.Context, _ []string) error {
+	l := envconfig.New()
+	cfg := notifier.LoadConfig(l)
+	cfg.Logger = serviceLogger(l)
+	if err := l.Err(); err != nil {
+		return err
+	}
+	return notifier.Run(ctx, cfg)
+}
+
 func serviceLogger(l *envconfig.Loader) *slog.Logger {
 	return obs.NewLogger(stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
 }
@@ -45,19 +61,26 @@ func runIngest(ctx context.Context, _ []string) error {
 }
 
 // startServices starts ingest, dialer and notifier in this process, on one
-// metrics registry, each reading its configuration from the environment that
-// dev mode prepared.
-func startServices(ctx context.Context, g *errgroup.Group, log *slog.Logger) error {
+// metrics registry and one workspace registry, each reading its configuration
+// from the environment that dev mode prepared.
+func startServices(ctx context.Context, g *errgroup.Group, log *slog.Logger) (*registry.Registry, error) {
 	l := envconfig.New()
 	icfg := ingest.LoadConfig(l)
 	dcfg := dialer.LoadConfig(l)
+	ncfg := notifier.LoadConfig(l)
 	if err := l.Err(); err != nil {
-		return err
+		return nil, err
+	}
+	reg, err := registry.Load(icfg.RegistryPath)
+	if err != nil {
+		return nil, err
 	}
 	metrics := obs.NewRegistry()
-	icfg.Logger, icfg.Metrics = log.With("service", "ingest"), metrics
-	dcfg.Logger, dcfg.Metrics = log.With("service", "dialer"), metrics
+	icfg.Logger, icfg.Metrics, icfg.Registry = log.With("service", "ingest"), metrics, reg
+	dcfg.Logger, dcfg.Metrics, dcfg.Registry = log.With("service", "dialer"), metrics, reg
+	ncfg.Logger, ncfg.Metrics, ncfg.Registry = log.With("service", "notifier"), metrics, reg
 	g.Go(func() error { return ingest.Run(ctx, icfg) })
 	g.Go(func() error { return dialer.Run(ctx, dcfg) })
-	return nil
+	g.Go(func() error { return notifier.Run(ctx, ncfg) })
+	return reg, nil
 }

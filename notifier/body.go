@@ -1,0 +1,119 @@
+package notifier
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/schemas"
+)
+
+// Payload is the JSON body of every webhook, in the Standard Webhooks shape
+// (type, timestamp, data):
+//
+//	{
+//	  "type": "call.ended",
+//	  "timestamp": "2026-11-26T10:04:31.5Z",
+//	  "data": {
+//	    "event_id": "f9e8d7c6b5a4f3e2d1c0b9a8-5",
+//	    "call_id": "f9e8d7c6b5a4f3e2d1c0b9a8",
+//	    "workspace_id": "ws_demo",
+//	    "sequence": 5,
+//	    "status": "ended",
+//	    "occurred_at": "2026-11-26T10:04:31.5Z",
+//	    "requested_at": "2026-11-26T10:03:58Z",
+//	    "to": "+15550100001",
+//	    "call_agent_id": "a1b2c3d4e5f6a7b8c9d0e1f2",
+//	    "room_name": "a1b2c3d4e5f6a7b8c9d0e1f2-x7k2m9p4q1",
+//	    "outcome": "completed",
+//	    "ended_by": "callee",
+//	    "sip_status_code": 200,
+//	    "ring_duration_seconds": 4.2,
+//	    "talk_duration_seconds": 27.9,
+//	    "metadata": {"order": 1234}
+//	  }
+//	}
+//
+// type is "call." + the status (queued, dialing, ringing, answered, ended);
+// timestamp is when the lifecycle event happened, not when this attempt was
+// made (that is the webhook-timestamp header). data.event_id equals the
+// webhook-id header. The end-only fields (outcome, reason, errors,
+// sip_status_code, sip_status, disconnect_reason, ended_by, ring and talk
+// durations) appear on call.ended only, and only when known. metadata is the
+// call request's metadata object exactly as the client sent it (same keys,
+// order and number spelling), and absent when the request had none. `to` is
+// masked to its last 4 digits for workspaces with mask_phone_numbers. The body
+// of one event is the same on every attempt.
+type Payload struct {
+	Type      string      `json:"type"`
+	Timestamp time.Time   `json:"timestamp"`
+	Data      PayloadData `json:"data"`
+}
+
+// PayloadData is the data of a Payload.
+type PayloadData struct {
+	EventID     string         `json:"event_id"`
+	CallID      string         `json:"call_id"`
+	WorkspaceID string         `json:"workspace_id"`
+	Sequence    int            `json:"sequence"`
+	Status      schemas.Status `json:"status"`
+	OccurredAt  time.Time      `json:"occurred_at"`
+	RequestedAt *time.Time     `json:"requested_at,omitempty"`
+	To          string         `json:"to,omitempty"`
+	CallAgentID string         `json:"call_agent_id,omitempty"`
+	RoomName    string         `json:"room_name,omitempty"`
+
+	Outcome             schemas.Outcome      `json:"outcome,omitempty"`
+	Reason              string               `json:"reason,omitempty"`
+	Errors              []schemas.FieldError `json:"errors,omitempty"`
+	SIPStatusCode       int                  `json:"sip_status_code,omitempty"`
+	SIPStatus           string               `json:"sip_status,omitempty"`
+	DisconnectReason    string               `json:"disconnect_reason,omitempty"`
+	EndedBy             schemas.EndedBy      `json:"ended_by,omitempty"`
+	RingDurationSeconds *float64             `json:"ring_duration_seconds,omitempty"`
+	TalkDurationSeconds *float64             `json:"talk_duration_seconds,omitempty"`
+
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+}
+
+// webhookType maps "dialstream.call.ended.v1" to "call.ended".
+func webhookType(ceType string, status schemas.Status) string {
+	if t, ok := strings.CutPrefix(ceType, "dialstream."); ok {
+		if t, ok := strings.CutSuffix(t, ".v1"); ok {
+			return t
+		}
+	}
+	return "call." + string(status)
+}
+
+// buildBody renders the webhook body of one lifecycle event.
+func buildBody(eventID, ceType string, ev *schemas.CallEvent, maskPhone bool) ([]byte, error) {
+	to := ev.To
+	if maskPhone && to != "" {
+		to = obs.MaskPhone(to)
+	}
+	p := Payload{
+		Type:      webhookType(ceType, ev.Status),
+		Timestamp: ev.OccurredAt,
+		Data: PayloadData{
+			EventID: eventID, CallID: ev.CallID, WorkspaceID: ev.WorkspaceID, Sequence: ev.Sequence,
+			Status: ev.Status, OccurredAt: ev.OccurredAt, RequestedAt: ev.RequestedAt, To: to,
+			CallAgentID: ev.CallAgentID, RoomName: ev.RoomName,
+			Outcome: ev.Outcome, Reason: ev.Reason, Errors: ev.Errors, SIPStatusCode: ev.SIPStatusCode,
+			SIPStatus: ev.SIPStatus, DisconnectReason: ev.DisconnectReason, EndedBy: ev.EndedBy,
+			RingDurationSeconds: ev.RingDurationSeconds, TalkDurationSeconds: ev.TalkDurationSeconds,
+			Metadata: ev.Metadata,
+		},
+	}
+	// No HTML escaping: json.Marshal would rewrite "<" in the client's
+	// metadata strings as \u003c, and metadata must arrive as it was sent.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
