@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -22,6 +23,8 @@ func loadBrokerConfig(l *envconfig.Loader) kafkax.BrokerConfig {
 		DataDir:    l.String("BROKER_DATA_DIR", ".data/kafka"),
 		SyncWrites: l.Bool("BROKER_SYNC_WRITES", true),
 		Partitions: l.Int("KAFKA_TOPIC_PARTITIONS", 6, 1, 10000),
+		// Tests lower it so consumer groups notice a killed member in seconds.
+		MinSessionTimeout: l.Duration("BROKER_MIN_SESSION_TIMEOUT", 6*time.Second, 100*time.Millisecond, time.Hour),
 	}
 }
 
