@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	lksdk "github.com/livekit/server-sdk-go/v2"
@@ -73,6 +74,15 @@ func runDev(ctx context.Context, _ []string) error {
 	} else {
 		log.Info("using Kafka cluster", "brokers", os.Getenv("KAFKA_BROKERS"))
 	}
+
+	// The same topic spec as production (`dialstream topics apply`), so dev
+	// runs on the partitions, compaction and retention the services expect.
+	var plan strings.Builder
+	if err := topicsMain(ctx, []string{"apply", "-timeout", "30s"}, envconfig.New(), &plan); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(plan.String()), "\n")
+	log.Info("topics applied", "result", lines[len(lines)-1])
 
 	setDefault("DIALSTREAM_REGISTRY", "deploy/dev/registry.yaml")
 	setDefault("INGEST_HTTP_ADDR", devIngestAddr)
