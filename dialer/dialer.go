@@ -278,6 +278,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	d.adm = newAdmission(reg, d.totalParts, time.Now, d.writeAdmit)
 	d.adm.onGauge = func(queued, live int) { m.queued.Set(float64(queued)); m.live.Set(float64(live)) }
+	if err := registerWorkspaces(cfg.Metrics, reg, d.adm); err != nil {
+		return fmt.Errorf("dialer: metrics: %w", err)
+	}
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -318,9 +321,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	admDone := make(chan struct{})
 	go d.adm.run(admDone)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		m.followLag(runCtx, kadm.NewClient(d.prod), cfg.Group, []string{schemas.TopicRequested}, d.log)
+	}()
 	d.log.Info("dialer started", "http", ln.Addr().String(), "group", cfg.Group, "partitions", d.totalParts)
 
 	d.poll(runCtx)
+	stopRun()
+	<-lagDone
 	var runErr error
 	select {
 	case err := <-httpErr:

@@ -1,11 +1,18 @@
 package dialer
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
 	"time"
 
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -37,6 +44,7 @@ const (
 var webhookResults = []string{whAccepted, whUnauthorized, whBadRequest, whIgnored, whError}
 
 type metrics struct {
+	accepted        prometheus.Counter
 	admitted        prometheus.Counter
 	rejected        *prometheus.CounterVec
 	queued          prometheus.Gauge
@@ -58,6 +66,8 @@ type metrics struct {
 	fenceFailures   prometheus.Counter
 	stateLoad       prometheus.Histogram
 	partitionsOwned prometheus.Gauge
+	consumerLag     *prometheus.GaugeVec
+	ages            *callAges
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -65,6 +75,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	durations := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 	talk := []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}
 	m := &metrics{
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "calls_accepted_total",
+			Help: "Call requests accepted as new calls (queued), from ingest or from direct Kafka producers."}),
 		admitted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "calls_admitted_total",
 			Help: "Calls admitted to dial (queued -> dialing transitions applied)."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "calls_rejected_total",
@@ -107,10 +119,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Time to load a partition's call states on assignment.", Buckets: durations}),
 		partitionsOwned: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "partitions_owned",
 			Help: "Partitions of the requested topic this process owns."}),
+		consumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "consumer_lag_records",
+			Help: "Records of the topic not yet committed by the consumer group (high watermark - committed offset, summed over partitions). " +
+				"Every member reports the whole group: aggregate with max by (group, topic), not sum."}, []string{"group", "topic"}),
+		ages: newCallAges(ns + "_" + sub),
 	}
-	for _, c := range []prometheus.Collector{m.admitted, m.rejected, m.queued, m.live, m.ended, m.sipResponses,
+	for _, c := range []prometheus.Collector{m.accepted, m.admitted, m.rejected, m.queued, m.live, m.ended, m.sipResponses,
 		m.requestToDial, m.dialToAnswer, m.talk, m.lkCalls, m.lkLatency, m.duplicates, m.ignored, m.dlq,
-		m.webhooks, m.inDoubt, m.overflows, m.flushRetries, m.fenceFailures, m.stateLoad, m.partitionsOwned} {
+		m.webhooks, m.inDoubt, m.overflows, m.flushRetries, m.fenceFailures, m.stateLoad, m.partitionsOwned,
+		m.consumerLag, m.ages} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -159,6 +176,8 @@ func (m *metrics) liveKitCall(method string, d time.Duration, err error) {
 func (m *metrics) transitionApplied(prev, next *callState, events []schemas.CallEvent) {
 	for _, ev := range events {
 		switch ev.Status {
+		case schemas.StatusQueued:
+			m.accepted.Inc()
 		case schemas.StatusDialing:
 			m.admitted.Inc()
 			if !next.QueuedAt.IsZero() {
@@ -175,4 +194,227 @@ func (m *metrics) transitionApplied(prev, next *callState, events []schemas.Call
 			}
 		}
 	}
+}
+
+// registerWorkspaces adds the per-workspace admission gauges, read from the
+// admission controller at scrape time. The workspace label is bounded by the
+// registry, which operators write (a handful to a few hundred tenants); a
+// call of a workspace not in it is rejected before admission, so no other
+// value can appear, and every workspace of the registry is reported from the
+// start (zeros, not gaps).
+func registerWorkspaces(r prometheus.Registerer, reg *registry.Registry, adm *admission) error {
+	const prefix = "dialstream_dialer_workspace_"
+	return r.Register(&workspaceCollector{reg: reg, adm: adm,
+		live: prometheus.NewDesc(prefix+"live_calls",
+			"Calls of the workspace between admission and ended in this process.", []string{"workspace"}, nil),
+		queued: prometheus.NewDesc(prefix+"queued_calls",
+			"Calls of the workspace waiting for admission in this process.", []string{"workspace"}, nil),
+		limit: prometheus.NewDesc(prefix+"max_concurrent_calls",
+			"The workspace's max_concurrent_calls from the registry. Every dialer reports the whole limit (each enforces "+
+				"its share of it): compare sum by (workspace) of live_calls with max by (workspace) of this.", []string{"workspace"}, nil),
+	})
+}
+
+type workspaceCollector struct {
+	reg                 *registry.Registry
+	adm                 *admission
+	live, queued, limit *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*workspaceCollector)(nil)
+
+func (c *workspaceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.live
+	ch <- c.queued
+	ch <- c.limit
+}
+
+func (c *workspaceCollector) Collect(ch chan<- prometheus.Metric) {
+	c.adm.mu.Lock()
+	defer c.adm.mu.Unlock()
+	for _, w := range c.reg.Workspaces() {
+		var live, queued int
+		if a := c.adm.workspaces[w.ID]; a != nil {
+			live, queued = a.live, a.queue.Len()
+		}
+		ch <- prometheus.MustNewConstMetric(c.live, prometheus.GaugeValue, float64(live), w.ID)
+		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(queued), w.ID)
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(w.Limits.MaxConcurrentCalls), w.ID)
+	}
+}
+
+// agePhases are the open phases whose call ages are reported.
+var agePhases = [...]schemas.Status{schemas.StatusQueued, schemas.StatusDialing, schemas.StatusRinging, schemas.StatusAnswered}
+
+// callAges holds, per owned partition, the age of the oldest call in each
+// open phase and how many calls are overdue: past the point where the
+// watchdog should already have ended them (queued past DIALER_MAX_QUEUE_WAIT,
+// dialing or ringing past the ringing timeout + DIALER_WATCHDOG_GRACE,
+// answered past max_call_duration + grace). The watchdog acts on an overdue
+// call within one interval, so overdue calls that stay are stuck calls: the
+// signal behind the "calls stuck non-terminal" alert. Updated by each
+// partition's watchdog tick, so values are up to DIALER_WATCHDOG_INTERVAL old.
+type callAges struct {
+	mu      sync.Mutex
+	parts   map[int32]phaseAges
+	oldest  *prometheus.Desc
+	overdue *prometheus.Desc
+}
+
+type phaseAges struct {
+	oldest  [len(agePhases)]float64
+	overdue [len(agePhases)]int
+}
+
+func newCallAges(prefix string) *callAges {
+	return &callAges{parts: map[int32]phaseAges{},
+		oldest: prometheus.NewDesc(prefix+"_oldest_call_age_seconds",
+			"Age of the oldest call in each open phase (since it entered the phase), in the partitions this process owns.", []string{"phase"}, nil),
+		overdue: prometheus.NewDesc(prefix+"_overdue_calls",
+			"Open calls past the point where the watchdog should have ended them, by phase. Non-zero for minutes means calls are stuck.", []string{"phase"}, nil),
+	}
+}
+
+func (a *callAges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- a.oldest
+	ch <- a.overdue
+}
+
+func (a *callAges) Collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, ph := range agePhases {
+		var oldest float64
+		var overdue int
+		for _, p := range a.parts {
+			oldest = max(oldest, p.oldest[i])
+			overdue += p.overdue[i]
+		}
+		ch <- prometheus.MustNewConstMetric(a.oldest, prometheus.GaugeValue, oldest, string(ph))
+		ch <- prometheus.MustNewConstMetric(a.overdue, prometheus.GaugeValue, float64(overdue), string(ph))
+	}
+}
+
+func (a *callAges) set(p int32, v phaseAges) {
+	a.mu.Lock()
+	a.parts[p] = v
+	a.mu.Unlock()
+}
+
+// drop forgets a partition this process no longer owns.
+func (a *callAges) drop(p int32) {
+	a.mu.Lock()
+	delete(a.parts, p)
+	a.mu.Unlock()
+}
+
+// reportAges publishes the ages of the partition's open calls (run
+// goroutine only: it reads w.calls).
+func (w *partition) reportAges(now time.Time) {
+	cfg := w.d.cfg
+	var v phaseAges
+	for _, st := range w.calls {
+		var since, limit time.Time
+		i := -1
+		switch st.Phase {
+		case schemas.StatusQueued:
+			i, since = 0, st.QueuedAt
+			limit = st.QueuedAt.Add(cfg.MaxQueueWait)
+		case schemas.StatusDialing, schemas.StatusRinging:
+			i, since = 1, st.DialingAt
+			if st.Phase == schemas.StatusRinging {
+				i = 2
+				if !st.RingingAt.IsZero() {
+					since = st.RingingAt
+				}
+			}
+			if st.Agent != nil {
+				limit = st.DialingAt.Add(st.Agent.ringingTimeout() + cfg.WatchdogGrace)
+			}
+		case schemas.StatusAnswered:
+			i, since = 3, st.AnsweredAt
+			if st.Agent != nil {
+				limit = st.AnsweredAt.Add(st.Agent.maxCallDuration() + cfg.WatchdogGrace)
+			}
+		}
+		if i < 0 || since.IsZero() {
+			continue
+		}
+		v.oldest[i] = max(v.oldest[i], now.Sub(since).Seconds())
+		if !limit.IsZero() && now.After(limit) {
+			v.overdue[i]++
+		}
+	}
+	w.d.m.ages.set(w.p, v)
+}
+
+// lagInterval is how often consumer lag is measured: three small admin
+// requests per interval (end offsets, start offsets, the group's commits).
+const lagInterval = 5 * time.Second
+
+// followLag measures the group's lag on its topics until ctx ends. Every
+// member measures the whole group rather than its own partitions, so the
+// lag of partitions that are between owners (or of a group with no member
+// left) is still reported; the price is one identical series per replica,
+// which dashboards aggregate with max.
+func (m *metrics) followLag(ctx context.Context, adm *kadm.Client, group string, topics []string, log *slog.Logger) {
+	t := time.NewTicker(lagInterval)
+	defer t.Stop()
+	for {
+		mctx, cancel := context.WithTimeout(ctx, lagInterval)
+		lag, err := groupLag(mctx, adm, group, topics)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Debug("dialer: measure consumer lag", "err", err)
+		}
+		for topic, n := range lag {
+			m.consumerLag.WithLabelValues(group, topic).Set(float64(n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// groupLag is, per topic, the records between the group's committed offset
+// and the high watermark, summed over partitions. A partition the group never
+// committed counts from its log start, where the group starts reading it. A
+// topic with any partition that could not be measured is left out (its gauge
+// keeps the last value) rather than reported low.
+func groupLag(ctx context.Context, adm *kadm.Client, group string, topics []string) (map[string]int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	commits, err := adm.FetchOffsetsForTopics(ctx, group, topics...)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		commits, err = nil, nil // a group that never committed (kfake says so; Kafka answers with no offsets)
+	}
+	if err != nil {
+		return nil, err
+	}
+	lag, bad := map[string]int64{}, map[string]bool{}
+	ends.Each(func(e kadm.ListedOffset) {
+		from := int64(-1)
+		if c, ok := commits.Lookup(e.Topic, e.Partition); ok && c.Err == nil && c.At >= 0 {
+			from = c.At
+		} else if s, ok := starts.Lookup(e.Topic, e.Partition); ok && s.Err == nil {
+			from = s.Offset
+		}
+		if e.Err != nil || e.Offset < 0 || from < 0 {
+			bad[e.Topic] = true
+			return
+		}
+		lag[e.Topic] += max(0, e.Offset-from)
+	})
+	for t := range bad {
+		delete(lag, t)
+	}
+	return lag, nil
 }

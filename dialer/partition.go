@@ -117,6 +117,7 @@ func (w *partition) stop() {
 	<-w.done
 	t.Stop()
 	w.cancel()
+	w.d.m.ages.drop(w.p)
 	w.mu.Lock()
 	if w.paused {
 		w.paused = false

@@ -68,6 +68,7 @@ func (w *partition) watchdog(now time.Time) {
 		}
 	}
 	w.maybeEndOverflow()
+	w.reportAges(now)
 }
 
 // committed is the partition's committed offset as this client knows it.

@@ -1,9 +1,16 @@
 package notifier
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -67,6 +74,7 @@ type metrics struct {
 	inFlight        prometheus.Gauge
 	buffered        prometheus.Gauge
 	goneEndpoints   prometheus.Gauge
+	consumerLag     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer, attempts int) *metrics {
@@ -113,6 +121,12 @@ func newMetrics(reg prometheus.Registerer, attempts int) *metrics {
 			Name: "dialstream_notifier_gone_endpoints",
 			Help: "Callback URLs known to have answered 410 Gone.",
 		}),
+		consumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dialstream_notifier_consumer_lag_records",
+			Help: "Records of the topic not yet committed by the consumer group (high watermark - committed offset, summed over partitions). " +
+				"On a retry topic this is the retry-topic depth: deliveries waiting for their next attempt. " +
+				"Every member reports the whole group: aggregate with max by (group, topic), not sum.",
+		}, []string{"group", "topic"}),
 	}
 	for _, r := range allResults {
 		m.attempts.WithLabelValues(string(r))
@@ -130,6 +144,119 @@ func newMetrics(reg prometheus.Registerer, attempts int) *metrics {
 	for _, k := range []string{produceRetry, produceDLQ, produceLog, produceEndpoint} {
 		m.produceFailures.WithLabelValues(k)
 	}
-	reg.MustRegister(m.attempts, m.latency, m.eventToDelivery, m.retries, m.dlq, m.ssrf, m.produceFailures, m.inFlight, m.buffered, m.goneEndpoints)
+	reg.MustRegister(m.attempts, m.latency, m.eventToDelivery, m.retries, m.dlq, m.ssrf, m.produceFailures, m.inFlight, m.buffered, m.goneEndpoints, m.consumerLag)
 	return m
+}
+
+// lagInterval is how often consumer lag is measured: four small admin
+// requests per interval (topic list, end and start offsets, the group's
+// commits).
+const lagInterval = 5 * time.Second
+
+// followLag measures the group's lag on every topic it consumes (the events
+// topic, redelivery, every retry topic, those of an older schedule included)
+// until ctx ends. Every member measures the whole group rather than its own
+// partitions, so the lag of partitions between owners (or of a group with no
+// member left) is still reported; the price is one identical series per
+// replica, which dashboards aggregate with max. A topic that disappears
+// (an old retry topic deleted) loses its series.
+func (m *metrics) followLag(ctx context.Context, adm *kadm.Client, group string, log *slog.Logger) {
+	res := make([]*regexp.Regexp, len(consumeRegexes))
+	for i, r := range consumeRegexes {
+		res[i] = regexp.MustCompile(r)
+	}
+	t := time.NewTicker(lagInterval)
+	defer t.Stop()
+	seen := map[string]bool{}
+	for {
+		mctx, cancel := context.WithTimeout(ctx, lagInterval)
+		lag, listed, err := consumedLag(mctx, adm, group, res)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Debug("notifier: measure consumer lag", "err", err)
+		}
+		if err == nil {
+			for topic := range seen {
+				if !listed[topic] {
+					m.consumerLag.DeleteLabelValues(group, topic)
+					delete(seen, topic)
+				}
+			}
+		}
+		for topic, n := range lag {
+			m.consumerLag.WithLabelValues(group, topic).Set(float64(n))
+			seen[topic] = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// consumedLag lists the topics the group consumes and measures its lag on
+// them; listed holds every consumed topic that exists.
+func consumedLag(ctx context.Context, adm *kadm.Client, group string, res []*regexp.Regexp) (lag map[string]int64, listed map[string]bool, err error) {
+	all, err := adm.ListTopics(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	listed = map[string]bool{}
+	var topics []string
+	for _, t := range all.Names() {
+		for _, re := range res {
+			if re.MatchString(t) {
+				topics = append(topics, t)
+				listed[t] = true
+				break
+			}
+		}
+	}
+	if len(topics) == 0 {
+		return nil, listed, nil
+	}
+	lag, err = groupLag(ctx, adm, group, topics)
+	return lag, listed, err
+}
+
+// groupLag is, per topic, the records between the group's committed offset
+// and the high watermark, summed over partitions. A partition the group never
+// committed counts from its log start, where the group starts reading it. A
+// topic with any partition that could not be measured is left out (its gauge
+// keeps the last value) rather than reported low.
+func groupLag(ctx context.Context, adm *kadm.Client, group string, topics []string) (map[string]int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	commits, err := adm.FetchOffsetsForTopics(ctx, group, topics...)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		commits, err = nil, nil // a group that never committed (kfake says so; Kafka answers with no offsets)
+	}
+	if err != nil {
+		return nil, err
+	}
+	lag, bad := map[string]int64{}, map[string]bool{}
+	ends.Each(func(e kadm.ListedOffset) {
+		from := int64(-1)
+		if c, ok := commits.Lookup(e.Topic, e.Partition); ok && c.Err == nil && c.At >= 0 {
+			from = c.At
+		} else if s, ok := starts.Lookup(e.Topic, e.Partition); ok && s.Err == nil {
+			from = s.Offset
+		}
+		if e.Err != nil || e.Offset < 0 || from < 0 {
+			bad[e.Topic] = true
+			return
+		}
+		lag[e.Topic] += max(0, e.Offset-from)
+	})
+	for t := range bad {
+		delete(lag, t)
+	}
+	return lag, nil
 }

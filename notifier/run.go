@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
@@ -154,8 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var bg sync.WaitGroup
 	bgCtx, stopBg := context.WithCancel(ctx)
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); n.gone.follow(bgCtx, epl, log) }()
+	go func() { defer bg.Done(); m.followLag(bgCtx, kadm.NewClient(epl), cfg.GroupID, log) }()
 	go func() { defer bg.Done(); c.dispatch(bgCtx) }()
 	ready.Store(true)
 
