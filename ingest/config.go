@@ -37,6 +37,8 @@ const (
 	DefaultIdempotencyMaxKeys = 50_000
 	DefaultRegion             = "US"
 	DefaultShutdownTimeout    = 15 * time.Second
+	DefaultCallsRetention     = 24 * time.Hour
+	DefaultCallsMax           = 20_000
 )
 
 // Config is everything ingest needs. LoadConfig fills it from the
@@ -88,6 +90,16 @@ type Config struct {
 	// (INGEST_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 
+	// CallsRetention is how far back the call state reaches: on start each
+	// replica reads its topics from this long ago, and calls requested
+	// longer ago are dropped (INGEST_CALLS_RETENTION). Keep it within the
+	// topics' retention (KAFKA_TOPIC_RETENTION).
+	CallsRetention time.Duration
+	// CallsMax bounds the calls held; past it the oldest (by requested_at)
+	// are dropped first (INGEST_CALLS_MAX). See store.go for the memory it
+	// takes.
+	CallsMax int
+
 	Kafka kafkax.Config
 
 	Logger  *slog.Logger
@@ -109,6 +121,8 @@ func LoadConfig(l *envconfig.Loader) Config {
 		DefaultRegion:      strings.ToUpper(l.String("INGEST_DEFAULT_REGION", DefaultRegion)),
 		RejectTestNumbers:  !l.Bool("INGEST_ALLOW_TEST_NUMBERS", true),
 		ShutdownTimeout:    l.Duration("INGEST_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second, 10*time.Minute),
+		CallsRetention:     l.Duration("INGEST_CALLS_RETENTION", DefaultCallsRetention, time.Minute, 90*24*time.Hour),
+		CallsMax:           l.Int("INGEST_CALLS_MAX", DefaultCallsMax, 1, 100_000_000),
 		Kafka:              kafkax.LoadConfig(l, "ingest"),
 	}
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
@@ -148,6 +162,12 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if c.CallsRetention == 0 {
+		c.CallsRetention = DefaultCallsRetention
+	}
+	if c.CallsMax == 0 {
+		c.CallsMax = DefaultCallsMax
+	}
 	if c.Kafka.ProduceTimeout == 0 {
 		c.Kafka.ProduceTimeout = 5 * time.Second
 	}
@@ -182,6 +202,12 @@ func (c Config) validate(needKafka bool) error {
 	}
 	if c.IdempotencyMaxKeys < 1 {
 		fail("INGEST_IDEMPOTENCY_MAX_KEYS: must be >= 1, got %d", c.IdempotencyMaxKeys)
+	}
+	if c.CallsRetention < time.Second {
+		fail("INGEST_CALLS_RETENTION: must be >= 1s, got %s", c.CallsRetention)
+	}
+	if c.CallsMax < 1 {
+		fail("INGEST_CALLS_MAX: must be >= 1, got %d", c.CallsMax)
 	}
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		fail("INGEST_DEFAULT_REGION: must be a two-letter region code like US or GB, got %q", c.DefaultRegion)

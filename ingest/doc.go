@@ -1,7 +1,11 @@
 // Package ingest is Dialstream's front door: the HTTP API that turns
 // POST /v1/api/call into a call.requested CloudEvent on the Kafka topic
 // dialstream.calls.requested, and answers only after Kafka acknowledged it
-// (acks=all, idempotent producer), so a 2xx means the call is durable.
+// (acks=all, idempotent producer), so a 2xx means the call is durable; and
+// the API that follows and controls calls afterwards (GET a call, list
+// calls, cancel, webhook deliveries, redeliver), answered from each
+// replica's projection of Kafka. The OpenAPI 3.1 document of every route is
+// openapi.json, served at GET /openapi.json.
 //
 // # POST /v1/api/call
 //
@@ -73,10 +77,76 @@
 // therefore always send an Idempotency-Key; see idempotency.go for how the
 // key also protects retries that reach another replica.
 //
+// # Call state and control
+//
+// Same authentication as POST (Bearer key + x-workspace-id; 401, 400, 403).
+// Another workspace's call id is answered exactly like an id that exists
+// nowhere: 404 "call <id> not found", in every route. Success bodies carry
+// "status":"success"; the call's own lifecycle status is inside "call".
+// While the replica's call state is still loading, these routes answer 503
+// (Retry-After: 1) rather than a wrong 404.
+//
+//	GET  /v1/api/call/:callId             200 {"status":"success","call":Call}
+//	GET  /v1/api/calls                    200 {"status":"success","calls":[CallSummary],"next_cursor":"..."}
+//	POST /v1/api/call/:callId/cancel      202 {"status":"success","message","call":Call}; 409 if ended
+//	GET  /v1/api/call/:callId/deliveries  200 {"status":"success","callId","deliveries":[Delivery]}
+//	POST /v1/api/call/:callId/redeliver   202 {"status":"success","message","callId","events":[...]}
+//
+// Call (view.go): callId, status (of the latest lifecycle event; queued
+// before the first), outcome and the ended event's raw facts (ended_by,
+// reason, errors, sip_status_code, sip_status, disconnect_reason,
+// ring_duration_seconds, talk_duration_seconds), to (last 4 digits only in a
+// mask_phone_numbers workspace), call_agent_id, roomName, jobId,
+// callback_url, sequence, requested_at and a timestamp per stage
+// (queued_at ... ended_at), cancel_requested_at, dynamic_variables,
+// metadata, and events: the lifecycle events in sequence order (id = the
+// webhook-id, type, sequence, status, occurred_at, end facts on ended).
+// jobId and dynamic_variables come from the call's request record, read
+// from dialstream.calls.requested like the events: they are known on every
+// replica, except for a call whose request is older than what the replica
+// read on start.
+//
+// The list is newest first by (requested_at, callId); filters status,
+// outcome, call_agent_id, from (inclusive) and to (exclusive, RFC 3339),
+// limit (1-200, default 50) and cursor (next_cursor of the previous page,
+// opaque: the position of its last call). A page holds the calls strictly
+// older than the cursor, so paging never repeats or skips a call while new
+// ones arrive. Unknown or repeated query parameters are a 400 naming them.
+//
+// Cancel writes dialstream.call.cancel.v1 (key = call id, acks=all) next
+// to the request; optional body {"reason":"..."} (at most 512 characters).
+// The dialer ends a queued call canceled without dialing it and hangs up a
+// live one. A call already ended is a 409 carrying the call with its
+// outcome. Kafka not acknowledging: 503 (Retry-After: 2).
+//
+// Redeliver writes the call's lifecycle events, as the original records
+// (notifier.RedeliveryRecord), to dialstream.webhooks.redeliver: the notifier
+// delivers them with a fresh retry budget and their original webhook-id.
+// Optional body {"event_id":"..."} or {"sequence":n} for one event (both:
+// 422; no such event: 404). No events yet, or no callback_url: 409.
+// Cancel and redeliver count against limits.requests_per_second like POST.
+//
+// # Call state (store.go, follow.go)
+//
+// Every replica reads every partition of dialstream.calls.requested
+// (call.requested and call.cancel only), dialstream.calls.events and
+// dialstream.webhooks.deliveries directly, without a consumer group, from
+// INGEST_CALLS_RETENTION ago on each start, into memory; a restart rebuilds
+// it, so nothing is lost that Kafka holds. Bounded by INGEST_CALLS_RETENTION
+// (age of requested_at, default 24h) and INGEST_CALLS_MAX (default 20000
+// calls, oldest dropped first); about 6.5 KiB per typical call. store.go
+// says why memory and not an embedded store. Eventually consistent with
+// the pipeline (milliseconds), with read-your-writes: a call this replica
+// accepted is in its state as queued when the 202 is sent, and its events
+// merge in by sequence as they are read.
+//
 // # Other endpoints
 //
 // GET /healthz: the process serves. GET /readyz: 200 only while Kafka answers
-// a metadata request (checked at most once a second). GET /metrics: the
-// process registry (dialstream_ingest_* and franz-go's client metrics as
-// dialstream_ingest_kafka_*).
+// a metadata request (checked at most once a second) and once the call
+// state has read every followed partition up to the end offset it had at
+// start. GET /metrics: the process registry (dialstream_ingest_*: requests
+// by route pattern and code, the call state's records, evictions, load time
+// and loading partitions; franz-go's client metrics as
+// dialstream_ingest_kafka_*). GET /openapi.json: the OpenAPI 3.1 document.
 package ingest

@@ -42,13 +42,22 @@ type handler struct {
 	limiters map[string]*rate.Limiter
 	lim      limits
 	ready    readiness
+	// st is the call state every /v1/api/call/:callId route reads; f feeds
+	// it from Kafka (nil without a Kafka client: then only this handler's
+	// own accepted calls are in it).
+	st *store
+	f  *follower
+	// loaded reports whether st is complete enough to answer from.
+	loaded func() bool
 }
 
-// NewHandler returns the HTTP API (a Gin engine): POST /v1/api/call,
-// GET /healthz, /readyz and /metrics. Records go to p; *kgo.Client is the
-// production Producer, and /readyz pings it. cfg.Registry is loaded from
-// cfg.RegistryPath when nil; cfg.Metrics and cfg.Logger are created when nil.
-// Metrics are registered on cfg.Metrics, so one registry serves one handler.
+// NewHandler returns the HTTP API (a Gin engine): every route of doc.go.
+// Records go to p; *kgo.Client is the production Producer, and /readyz pings
+// it. The call-state routes answer from a store that only this handler's
+// accepted calls and cancels reach: Run also follows Kafka into it.
+// cfg.Registry is loaded from cfg.RegistryPath when nil; cfg.Metrics and
+// cfg.Logger are created when nil. Metrics are registered on cfg.Metrics, so
+// one registry serves one handler.
 func NewHandler(cfg Config, p Producer) (http.Handler, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(false); err != nil {
@@ -92,6 +101,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 			allowTest:      !cfg.RejectTestNumbers,
 		},
 	}
+	h.st = newStore(cfg.CallsRetention, cfg.CallsMax)
 	h.secret = []byte(cfg.IdempotencySecret)
 	if len(h.secret) == 0 {
 		h.secret = []byte(defaultIdemSecret)
@@ -103,12 +113,30 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 		rps := w.Limits.RequestsPerSecond
 		h.limiters[w.ID] = rate.NewLimiter(rate.Limit(rps), max(1, int(math.Ceil(rps))))
 	}
-	m, err := newMetrics(cfg.Metrics, func() float64 { return float64(h.idem.len()) })
+	m, err := newMetrics(cfg.Metrics, gauges{
+		idemKeys: func() float64 { return float64(h.idem.len()) },
+		calls:    func() float64 { return float64(h.st.len()) },
+		behind: func() float64 {
+			if h.f == nil || h.f.ready() {
+				return 0
+			}
+			return float64(max(1, h.f.behind.Load()))
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}
 	h.m = m
+	h.st.onEvict = func(r evictReason) { m.projectionEvictions.WithLabelValues(string(r)).Inc() }
 	return h, nil
+}
+
+// follow makes the handler's call state follow Kafka through cl (see
+// follower); the state routes answer 503 until it has loaded.
+func (h *handler) follow(cl *kgo.Client) *follower {
+	h.f = newFollower(cl, h.st, h.reg, h.log, h.m, h.cfg.CallsRetention, h.cfg.CallsMax)
+	h.loaded = h.f.ready
+	return h.f
 }
 
 func (h *handler) engine() *gin.Engine {
@@ -120,6 +148,12 @@ func (h *handler) engine() *gin.Engine {
 	_ = e.SetTrustedProxies(nil)
 	e.Use(h.m.instrument, h.recover)
 	e.POST(routeCall, h.createCall)
+	e.GET(routeCallState, h.getCall)
+	e.POST(routeCallCancel, h.cancelCall)
+	e.GET(routeCallDeliveries, h.deliveries)
+	e.POST(routeCallRedeliver, h.redeliver)
+	e.GET(routeCalls, h.listCalls)
+	e.GET(routeOpenAPI, serveOpenAPI)
 	e.GET(routeHealthz, func(c *gin.Context) { writeJSON(c, http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET(routeReadyz, h.readyz)
 	e.GET(routeMetrics, gin.WrapH(obs.MetricsHandler(h.cfg.Metrics)))
@@ -174,9 +208,16 @@ func (r *readiness) check(ctx context.Context) error {
 	return r.err
 }
 
+// readyz is 200 while Kafka answers and once the call state has loaded: a
+// replica that is still reading its topics would answer 404 for calls it
+// has not read yet.
 func (h *handler) readyz(c *gin.Context) {
 	if err := h.ready.check(c.Request.Context()); err != nil {
 		writeJSON(c, http.StatusServiceUnavailable, ErrorResponse{Status: "error", Message: "Kafka is not reachable"})
+		return
+	}
+	if h.loaded != nil && !h.loaded() {
+		writeJSON(c, http.StatusServiceUnavailable, ErrorResponse{Status: "error", Message: "call state is still loading from Kafka"})
 		return
 	}
 	writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
@@ -334,7 +375,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	}
 	if res.err != nil {
 		if timedOut {
-			go h.settleLate(late, entry, answer, logAttrs)
+			go h.settleLate(late, entry, &data, answer, logAttrs)
 		} else {
 			release()
 		}
@@ -343,6 +384,9 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 			message: fmt.Sprintf("the call was not scheduled: Kafka did not acknowledge it within %s; retry later, with the same Idempotency-Key so that a retry can never place the call twice", h.cfg.Kafka.ProduceTimeout)}
 	}
 	body := answer(res.rec)
+	// Read-your-writes: the call is visible (queued) on this replica at once;
+	// its events merge in by sequence as the follower reads them.
+	h.st.putRequest(&data, res.rec.Partition, res.rec.Offset, true)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
 	}
@@ -355,7 +399,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 // If Kafka wrote it after all, the call will be placed: the Idempotency-Key
 // (if any) then replays the accepted answer, so a retry learns the truth and
 // writes nothing; without a key the client cannot be told, which is logged.
-func (h *handler) settleLate(late <-chan produceOutcome, entry *idemEntry, answer func(*kgo.Record) []byte, logAttrs []any) {
+func (h *handler) settleLate(late <-chan produceOutcome, entry *idemEntry, data *schemas.CallRequested, answer func(*kgo.Record) []byte, logAttrs []any) {
 	res := <-late
 	if res.err != nil {
 		if entry != nil {
@@ -364,6 +408,7 @@ func (h *handler) settleLate(late <-chan produceOutcome, entry *idemEntry, answe
 		return
 	}
 	h.m.accepted.Inc()
+	h.st.putRequest(data, res.rec.Partition, res.rec.Offset, true)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: answer(res.rec)})
 		h.log.Warn("call record acknowledged after the client was answered 503; a retry with its Idempotency-Key gets the accepted answer", logAttrs...)

@@ -629,7 +629,9 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/healthz", 200, `{"status":"ok"}`},
 		{"GET", "/readyz", 200, `{"status":"ok"}`},
 		{"GET", "/v1/api/call", 405, errBody(t, "method GET is not allowed here")},
-		{"GET", "/v1/api/calls", 404, errBody(t, "no such endpoint: GET /v1/api/calls")},
+		{"GET", "/v1/api/calls", 200, `{"status":"success","calls":[]}`},
+		{"GET", "/v1/api/nope", 404, errBody(t, "no such endpoint: GET /v1/api/nope")},
+		{"GET", "/v1/api/call/000000000000000000000000/cancel", 405, errBody(t, "method GET is not allowed here")},
 	} {
 		w := env.do(t, req{method: tc.method, path: tc.path})
 		if w.Code != tc.code {

@@ -29,6 +29,8 @@ const (
 	demoAgent = "a1b2c3d4e5f6a7b8c9d0e1f2"
 	// otherAgent belongs to ws_other.
 	otherAgent = "b2c3d4e5f6a7b8c9d0e1f2a3"
+	// demoWebhookSecret signs ws_demo's webhooks (the dev registry's).
+	demoWebhookSecret = "whsec_czI4cmdqQkFNTUxlRDlzOG5UZFcvOEl1"
 )
 
 var (
@@ -46,6 +48,7 @@ func testRegistry(t testing.TB, withOtherAgent bool) *registry.Registry {
 workspaces:
   - id: ws_demo
     api_key_sha256: ["` + registry.HashKey(demoKey) + `"]
+    webhook_secrets: ["` + demoWebhookSecret + `"]
     limits: {requests_per_second: 1000000}
   - id: ws_other
     api_key_sha256: ["` + registry.HashKey(otherKey) + `"]
@@ -137,6 +140,7 @@ func (f *fakeProducer) records() []*kgo.Record {
 
 type testEnv struct {
 	h    http.Handler
+	hd   *handler
 	p    *fakeProducer
 	reg  *prometheus.Registry
 	cfg  Config
@@ -156,11 +160,15 @@ func newTestEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 	for _, m := range mod {
 		m(&cfg)
 	}
-	h, err := NewHandler(cfg, env.p)
+	// What NewHandler does, keeping the *handler for the call-state tests.
+	if err := cfg.withDefaults().validate(false); err != nil {
+		t.Fatal(err)
+	}
+	hd, err := newHandler(cfg.withDefaults(), env.p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.h, env.cfg = h, cfg
+	env.h, env.hd, env.cfg = hd.engine(), hd, cfg
 	return env
 }
 
@@ -190,6 +198,13 @@ type req struct {
 
 func (e *testEnv) do(t testing.TB, r req) *httptest.ResponseRecorder {
 	t.Helper()
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, newRequest(r))
+	return w
+}
+
+// newRequest builds the HTTP request r describes.
+func newRequest(r req) *http.Request {
 	if r.method == "" {
 		r.method = http.MethodPost
 	}
@@ -229,9 +244,7 @@ func (e *testEnv) do(t testing.TB, r req) *httptest.ResponseRecorder {
 	if r.idemKey != "" {
 		hr.Header.Set("Idempotency-Key", r.idemKey)
 	}
-	w := httptest.NewRecorder()
-	e.h.ServeHTTP(w, hr)
-	return w
+	return hr
 }
 
 // assertJSON compares two JSON documents as values (the whole document).

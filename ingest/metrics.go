@@ -8,13 +8,37 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Routes, as Gin patterns: they label the request metrics (the pattern, never
+// the path, which carries a call id).
 const (
-	routeCall      = "/v1/api/call"
-	routeHealthz   = "/healthz"
-	routeReadyz    = "/readyz"
-	routeMetrics   = "/metrics"
-	routeUnmatched = "unmatched" // any path not served, so the label stays bounded
+	routeCall           = "/v1/api/call"
+	routeCallState      = "/v1/api/call/:callId"
+	routeCallCancel     = "/v1/api/call/:callId/cancel"
+	routeCallDeliveries = "/v1/api/call/:callId/deliveries"
+	routeCallRedeliver  = "/v1/api/call/:callId/redeliver"
+	routeCalls          = "/v1/api/calls"
+	routeOpenAPI        = "/openapi.json"
+	routeHealthz        = "/healthz"
+	routeReadyz         = "/readyz"
+	routeMetrics        = "/metrics"
+	routeUnmatched      = "unmatched" // any path not served, so the label stays bounded
 )
+
+// routeCodes are the status codes each route can answer, initialized at
+// zero.
+var routeCodes = map[string][]int{
+	routeCall:           {202, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503},
+	routeCallState:      {200, 400, 401, 403, 404, 500, 503},
+	routeCallCancel:     {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCallDeliveries: {200, 400, 401, 403, 404, 500, 503},
+	routeCallRedeliver:  {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCalls:          {200, 400, 401, 403, 500, 503},
+	routeOpenAPI:        {200},
+	routeHealthz:        {200},
+	routeReadyz:         {200, 503},
+	routeMetrics:        {200},
+	routeUnmatched:      {404, 405},
+}
 
 // produceResult labels dialstream_ingest_kafka_produce_duration_seconds.
 type produceResult string
@@ -33,11 +57,27 @@ type metrics struct {
 	rejected        *prometheus.CounterVec
 	produceDuration *prometheus.HistogramVec
 	idemKeys        prometheus.GaugeFunc
+
+	projectionRecords     *prometheus.CounterVec
+	projectionEvictions   *prometheus.CounterVec
+	projectionFetchErrors prometheus.Counter
+	projectionLoadSeconds prometheus.Gauge
+	projectionCalls       prometheus.GaugeFunc
+	projectionBehind      prometheus.GaugeFunc
+}
+
+// gauges are read when metrics are gathered.
+type gauges struct {
+	idemKeys func() float64
+	calls    func() float64
+	// behind is the number of partitions not yet read up to their end offset
+	// at start (0 once the call state is loaded).
+	behind func() float64
 }
 
 // newMetrics registers ingest's metrics on reg and initializes every label
 // combination it can produce, so rates start from zero rather than absent.
-func newMetrics(reg prometheus.Registerer, idemKeys func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dialstream_ingest_requests_total",
@@ -68,21 +108,39 @@ func newMetrics(reg prometheus.Registerer, idemKeys func() float64) (*metrics, e
 		idemKeys: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dialstream_ingest_idempotency_keys",
 			Help: "Idempotency keys remembered by this replica.",
-		}, idemKeys),
+		}, g.idemKeys),
+		projectionRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dialstream_ingest_projection_records_total",
+			Help: "Kafka records read into the call state, by topic (requested, events, deliveries) and result (taken, skipped, invalid).",
+		}, []string{"topic", "result"}),
+		projectionEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dialstream_ingest_projection_evictions_total",
+			Help: "Calls dropped from the call state, by reason (age: past INGEST_CALLS_RETENTION; count: past INGEST_CALLS_MAX).",
+		}, []string{"reason"}),
+		projectionFetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dialstream_ingest_projection_fetch_errors_total",
+			Help: "Fetch errors while reading the call state's topics (each is retried).",
+		}),
+		projectionLoadSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dialstream_ingest_projection_load_seconds",
+			Help: "Time the call state took to load from Kafka at start (0 until loaded).",
+		}),
+		projectionCalls: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "dialstream_ingest_projection_calls",
+			Help: "Calls held in the call state of this replica.",
+		}, g.calls),
+		projectionBehind: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "dialstream_ingest_projection_partitions_loading",
+			Help: "Partitions not yet read up to the end offset they had at start; /readyz is 503 while above 0.",
+		}, g.behind),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys,
+		m.projectionRecords, m.projectionEvictions, m.projectionFetchErrors, m.projectionLoadSeconds, m.projectionCalls, m.projectionBehind} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
-	codes := map[string][]int{
-		routeCall:      {202, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503},
-		routeHealthz:   {200},
-		routeReadyz:    {200, 503},
-		routeMetrics:   {200},
-		routeUnmatched: {404, 405},
-	}
-	for route, cs := range codes {
+	for route, cs := range routeCodes {
 		m.duration.WithLabelValues(route)
 		for _, code := range cs {
 			m.requests.WithLabelValues(route, strconv.Itoa(code))
@@ -94,6 +152,14 @@ func newMetrics(reg prometheus.Registerer, idemKeys func() float64) (*metrics, e
 	for _, r := range []produceResult{produceOK, produceError, produceTimeout} {
 		m.produceDuration.WithLabelValues(string(r))
 	}
+	for _, t := range []string{"requested", "events", "deliveries"} {
+		for _, r := range []applyResult{applyTaken, applySkipped, applyInvalid} {
+			m.projectionRecords.WithLabelValues(t, string(r))
+		}
+	}
+	for _, r := range []evictReason{evictAge, evictCount} {
+		m.projectionEvictions.WithLabelValues(string(r))
+	}
 	return m, nil
 }
 
@@ -103,9 +169,7 @@ func (m *metrics) instrument(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	route := c.FullPath()
-	switch route {
-	case routeCall, routeHealthz, routeReadyz, routeMetrics:
-	default:
+	if _, ok := routeCodes[route]; !ok || route == routeUnmatched {
 		route = routeUnmatched
 	}
 	m.requests.WithLabelValues(route, strconv.Itoa(c.Writer.Status())).Inc()

@@ -20,6 +20,9 @@ type ErrorResponse struct {
 	Status  string       `json:"status"` // always "error"
 	Message string       `json:"message"`
 	Errors  []FieldError `json:"errors,omitempty"`
+	// Call is the call a refusal is about, where it explains the refusal:
+	// cancelling a call that already ended (409) shows it with its outcome.
+	Call *Call `json:"call,omitempty"`
 }
 
 // CallResponse is the body of an accepted POST /v1/api/call.
@@ -54,12 +57,18 @@ const (
 	reasonNotFoundRoute      reason = "no_such_route"
 	reasonInternal           reason = "internal"
 	reasonIdempotencyInvalid reason = "invalid_idempotency_key"
+	reasonUnknownCall        reason = "unknown_call"
+	reasonCallEnded          reason = "call_ended"
+	reasonStateLoading       reason = "call_state_loading"
+	reasonUnknownEvent       reason = "unknown_event"
+	reasonNothingToRedeliver reason = "nothing_to_redeliver"
 )
 
 var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, reasonRateLimited,
 	reasonUnsupportedMedia, reasonBodyTooLarge, reasonInvalidField, reasonUnknownAgent, reasonIdempotencyBusy,
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
-	reasonIdempotencyInvalid}
+	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonStateLoading, reasonUnknownEvent,
+	reasonNothingToRedeliver}
 
 // apiError is a refusal on its way to the client.
 type apiError struct {
@@ -69,6 +78,7 @@ type apiError struct {
 	fields     []FieldError
 	retryAfter int // seconds; 0 = no Retry-After header
 	header     http.Header
+	call       *Call
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -91,6 +101,6 @@ func (h *handler) fail(c *gin.Context, e *apiError) {
 		c.Header("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	h.m.rejected.WithLabelValues(string(e.reason)).Inc()
-	writeJSON(c, e.code, ErrorResponse{Status: "error", Message: e.message, Errors: e.fields})
+	writeJSON(c, e.code, ErrorResponse{Status: "error", Message: e.message, Errors: e.fields, Call: e.call})
 	c.Abort()
 }

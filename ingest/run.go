@@ -15,11 +15,14 @@ import (
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/schemas"
 )
 
 // Run serves the API until ctx is done, then stops taking connections, lets
 // in-flight requests finish (bounded by cfg.ShutdownTimeout) and closes the
 // Kafka client. It creates the Kafka topics first when cfg.Kafka.CreateTopics.
+// The call state loads from Kafka in the background while the API already
+// serves; /readyz turns 200 once it has loaded.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(true); err != nil {
@@ -45,7 +48,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	if cfg.Kafka.CreateTopics {
 		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := kafkax.EnsureTopics(tctx, cl, cfg.Kafka.ReplicationFactor, kafkax.CallTopics(cfg.Kafka.Partitions)...)
+		err := kafkax.EnsureTopics(tctx, cl, cfg.Kafka.ReplicationFactor, topics(cfg.Kafka.Partitions)...)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
@@ -56,6 +59,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	f := h.follow(cl)
+	go f.run(fctx)
+	defer func() { stopFollow(); <-f.done }()
 	srv := &http.Server{
 		Handler:           h.engine(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -92,6 +100,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("ingest stopped")
 	return err
+}
+
+// topics are the topics ingest writes or follows: the call topics, the
+// notifier's delivery log (followed) and redelivery input (written by
+// redeliver). EnsureTopics leaves existing topics as they are.
+func topics(partitions int) []kafkax.TopicSpec {
+	p := int32(partitions)
+	return append(kafkax.CallTopics(partitions),
+		kafkax.TopicSpec{Name: schemas.TopicWebhookDeliveries, Partitions: p},
+		kafkax.TopicSpec{Name: schemas.TopicWebhookRedeliver, Partitions: p})
 }
 
 // kafkaOpts are the client options of ingest's producer: kafkax's (acks=all,

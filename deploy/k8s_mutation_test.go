@@ -1,0 +1,148 @@
+package deploy
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+)
+
+// Each check catches the mistake it is there for: the example overlay, broken
+// one way at a time, must fail with the expected message.
+func TestKubernetesChecksCatchMistakes(t *testing.T) {
+	secretKeys := secretTemplateKeys(t)
+	cases := []struct {
+		name   string
+		mutate func(b *bundle)
+		want   string
+	}{
+		{"missing readiness probe", func(b *bundle) {
+			b.deployments["dialstream-dialer"].Spec.Template.Spec.Containers[0].ReadinessProbe = nil
+		}, "readinessProbe must GET /readyz"},
+		{"no resources", func(b *bundle) {
+			b.deployments["dialstream-notifier"].Spec.Template.Spec.Containers[0].Resources = corev1.ResourceRequirements{}
+		}, "no cpu request"},
+		{"root filesystem writable", func(b *bundle) {
+			f := false
+			b.deployments["dialstream-ingest"].Spec.Template.Spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem = &f
+		}, "readOnlyRootFilesystem true"},
+		{"required variable missing", func(b *bundle) {
+			for _, cm := range b.configMaps {
+				delete(cm.Data, "LIVEKIT_URL")
+			}
+		}, "LIVEKIT_URL: required"},
+		{"service on loopback", func(b *bundle) {
+			for _, cm := range b.configMaps {
+				delete(cm.Data, "NOTIFIER_HTTP_ADDR")
+			}
+		}, "listens on 127.0.0.1 only"},
+		{"typo in a setting", func(b *bundle) {
+			for _, cm := range b.configMaps {
+				if _, ok := cm.Data["DIALER_DRAIN_TIMEOUT"]; ok {
+					cm.Data["DIALER_DRAIN_TIMOUT"] = "1m"
+				}
+			}
+		}, "[DIALER_DRAIN_TIMOUT] set but read by no Dialstream service"},
+		{"registry variable missing", func(b *bundle) {
+			for _, cm := range b.configMaps {
+				delete(cm.Data, "DIALSTREAM_SIP_TRUNK_ID")
+			}
+		}, "referenced by the registry are not set: DIALSTREAM_SIP_TRUNK_ID"},
+		{"webhook secret not given to the notifier", func(b *bundle) {
+			c := &b.deployments["dialstream-notifier"].Spec.Template.Spec.Containers[0]
+			c.Env = c.Env[1:]
+		}, "workspace ws_acme has no webhook secret"},
+		{"secret inline", func(b *bundle) {
+			c := &b.deployments["dialstream-dialer"].Spec.Template.Spec.Containers[0]
+			c.Env[1] = corev1.EnvVar{Name: "LIVEKIT_API_SECRET", Value: "hunter2"}
+		}, "LIVEKIT_API_SECRET is given inline"},
+		{"grace period too short", func(b *bundle) {
+			g := int64(20)
+			b.deployments["dialstream-dialer"].Spec.Template.Spec.TerminationGracePeriodSeconds = &g
+		}, "terminationGracePeriodSeconds is 20s"},
+		{"more replicas than partitions", func(b *bundle) {
+			n := int32(12)
+			b.scaled[0].Spec.MaxReplicaCount = &n
+		}, "exceeds KAFKA_TOPIC_PARTITIONS=6"},
+		{"wrong consumer group", func(b *bundle) {
+			b.scaled[1].Spec.Triggers[0].Metadata["consumerGroup"] = "notifier"
+		}, `consumerGroup "notifier", but the service's group is "dialstream-notifier"`},
+		{"KEDA without SASL", func(b *bundle) {
+			delete(b.scaled[0].Spec.Triggers[0].Metadata, "sasl")
+		}, "the trigger needs sasl: scram_sha512"},
+		{"replicas next to an autoscaler", func(b *bundle) {
+			n := int32(3)
+			b.deployments["dialstream-ingest"].Spec.Replicas = &n
+		}, "sets replicas"},
+		{"no PDB", func(b *bundle) { b.pdbs = b.pdbs[1:] }, "0 PodDisruptionBudgets select its pods"},
+		{"latest image", func(b *bundle) {
+			b.jobs["dialstream-topics"].Spec.Template.Spec.Containers[0].Image = "dialstream:latest"
+		}, "is not pinned to a version"},
+		{"webhook port open to all", func(b *bundle) {
+			for _, np := range b.netpols {
+				if np.Name == "dialstream-dialer-ingress" {
+					np.Spec.Ingress[0].From = nil
+				}
+			}
+		}, "admits everyone to the webhook port 8081"},
+		{"notifier may reach private ranges", func(b *bundle) {
+			for _, np := range b.netpols {
+				if np.Name == "dialstream-notifier-egress-internet" {
+					np.Spec.Egress[0].To[0].IPBlock.Except = np.Spec.Egress[0].To[0].IPBlock.Except[2:]
+				}
+			}
+		}, "does not except 10.0.0.0/8"},
+		{"no default deny", func(b *bundle) {
+			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-default-deny" })
+		}, "no default-deny NetworkPolicy"},
+		{"job names the rules do not know", func(b *bundle) {
+			b.podMonitors[0].Spec.JobLabel = "app.kubernetes.io/component"
+		}, `the alert rules and dashboards expect "dialstream-dialer"`},
+		{"ingest reaches past the topics' retention", func(b *bundle) {
+			for _, cm := range b.configMaps {
+				if _, ok := cm.Data["KAFKA_TOPIC_RETENTION"]; ok {
+					cm.Data["INGEST_CALLS_RETENTION"] = "720h"
+				}
+			}
+		}, "INGEST_CALLS_RETENTION 720h0m0s exceeds KAFKA_TOPIC_RETENTION 168h0m0s"},
+		{"no Kafka egress", func(b *bundle) {
+			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-egress-dns-kafka" })
+		}, "no egress rule for Kafka's port 9096"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := render(t, "k8s/overlays/example")
+			tc.mutate(b)
+			errs := check(t, b, secretKeys)
+			for _, e := range errs {
+				if strings.Contains(e, tc.want) {
+					return
+				}
+			}
+			t.Errorf("want a problem saying %q, got %q", tc.want, errs)
+		})
+	}
+
+	// Strict decoding: a misspelled or misplaced field is an error.
+	for _, j := range []string{
+		`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"},"spec":{"replica":2}}`,
+		`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"},"spec":{"Replicas":2}}`,
+		`{"apiVersion":"keda.sh/v1alpha1","kind":"ScaledObject","metadata":{"name":"x"},"spec":{"maxReplicas":2}}`,
+	} {
+		obj, _ := newObject(strings.Split(j, `"`)[3], strings.Split(j, `"`)[7])
+		if err := decodeStrict([]byte(j), obj); err == nil {
+			t.Errorf("decoded without error: %s", j)
+		}
+	}
+}
+
+func deleteFunc[T any](s []T, del func(T) bool) []T {
+	var out []T
+	for _, v := range s {
+		if !del(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
