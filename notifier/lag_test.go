@@ -35,7 +35,7 @@ func TestGroupLag(t *testing.T) {
 		evs = append(evs, event(callID(), "ws_b", i+1, schemas.StatusQueued, ""))
 	}
 	e.emit(evs...)
-	lag, err := groupLag(ctx, adm, "lag-probe", []string{schemas.TopicEvents})
+	lag, err := kafkax.GroupLag(ctx, adm, "lag-probe", []string{schemas.TopicEvents})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestGroupLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.emit(event(callID(), "ws_b", 1, schemas.StatusQueued, ""))
-	lag, err = groupLag(ctx, adm, "lag-probe", []string{schemas.TopicEvents})
+	lag, err = kafkax.GroupLag(ctx, adm, "lag-probe", []string{schemas.TopicEvents})
 	if err != nil {
 		t.Fatal(err)
 	}
