@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -171,22 +172,24 @@ func (d *dialer) writeAdmit(t admitTicket) {
 	rec, err := commandRecord(TypeDecision, t.CallID, t.Partition, t.At, decision{
 		CallID: t.CallID, WorkspaceID: t.WorkspaceID, Decision: decideAdmit, DecidedAt: t.At.UTC(),
 	})
+	tctx := obs.ContextWithTraceParent(context.Background(), t.TraceParent, t.TraceState)
 	if err != nil {
-		d.log.Error("dialer: encode admit", "call_id", t.CallID, "err", err)
+		d.log.ErrorContext(tctx, "dialer: encode admit", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
 		d.adm.failed(t)
 		return
 	}
+	rec.Context = tctx
 	d.prod.Produce(d.prodCtx, rec, func(_ *kgo.Record, err error) {
 		if err != nil {
-			d.log.Warn("dialer: write admit failed; call stays queued", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
+			d.log.WarnContext(tctx, "dialer: write admit failed; call stays queued", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
 			d.adm.failed(t)
 		}
 	})
 }
 
-// writeCommand writes one of the dialer's commands, retrying until it is
-// acknowledged or ctx ends.
-func (d *dialer) writeCommand(ctx context.Context, rec *kgo.Record) error {
+// writeCommand writes one of the dialer's commands about st's call,
+// retrying until it is acknowledged or ctx ends.
+func (d *dialer) writeCommand(ctx context.Context, rec *kgo.Record, st *callState) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := d.prod.ProduceSync(ctx, rec).FirstErr()
@@ -196,7 +199,8 @@ func (d *dialer) writeCommand(ctx context.Context, rec *kgo.Record) error {
 		if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 			return err
 		}
-		d.log.Warn("dialer: write command failed; retrying", "type", kafkax.Header(rec, schemas.HeaderType), "err", err)
+		d.log.WarnContext(ctxOf(rec), "dialer: write command failed; retrying", "call_id", st.CallID, "workspace_id", st.WorkspaceID,
+			"type", kafkax.Header(rec, schemas.HeaderType), "err", err)
 		if !sleepCtx(ctx, backoff) {
 			return ctx.Err()
 		}

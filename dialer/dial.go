@@ -9,6 +9,9 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/twitchtv/twirp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dialstream/dialstream/internal/obs"
@@ -27,12 +30,15 @@ const (
 )
 
 // roomMetadata is the metadata of a call's room: how a LiveKit webhook about
-// the room finds its call, and the partition its commands go to.
+// the room finds its call, the partition its commands go to, and the call's
+// trace, which the command continues.
 type roomMetadata struct {
 	CallID      string `json:"call_id"`
 	WorkspaceID string `json:"workspace_id"`
 	CallAgentID string `json:"call_agent_id"`
 	Partition   *int32 `json:"dialstream_partition,omitempty"`
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // dispatchMetadata is what the agent receives: the dynamic variables and its
@@ -44,34 +50,54 @@ type dispatchMetadata struct {
 }
 
 // startDial places the call in the background. It runs only after the
-// call's dialing state is durable (and fenced).
-func (d *dialer) startDial(p int32, st *callState) {
+// call's dialing state is durable (and fenced). The dial is a span under
+// parent (the command that made the call dialing), and its result is
+// written in it, so the result comes back to the partition in the call's
+// trace.
+func (d *dialer) startDial(parent context.Context, p int32, st *callState) {
 	ctx, cancel := context.WithTimeout(d.dialCtx, st.Agent.ringingTimeout()+dialOverhead)
 	if !d.dials.add(st.CallID, cancel) {
 		cancel()
 		return
 	}
+	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(parent))
 	d.bg.Add(1)
 	go func() {
 		defer d.bg.Done()
 		defer cancel()
+		ctx, span := d.tracer.Start(ctx, "dial", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
+		defer span.End()
 		res := d.dial(ctx, p, st)
 		d.dials.finish(st.CallID)
+		span.SetAttributes(attribute.String("dialstream.dial_result", string(res.Result)))
+		if res.SIPStatusCode != 0 {
+			span.SetAttributes(attribute.Int("sip.status_code", res.SIPStatusCode))
+		}
+		if res.Result == dialFailed && res.SIPStatusCode == 0 {
+			span.SetStatus(codes.Error, res.Error)
+		}
 		if d.dialCtx.Err() != nil {
 			// Shutdown canceled the dial after the drain timeout: how it
 			// ended is unknown here. The next owner's watchdog asks LiveKit.
-			d.log.Warn("dialer: dial abandoned at shutdown", "call_id", st.CallID, "workspace_id", st.WorkspaceID)
+			d.log.WarnContext(ctx, "dialer: dial abandoned at shutdown", "call_id", st.CallID, "workspace_id", st.WorkspaceID)
 			return
 		}
 		rec, err := commandRecord(TypeDialResult, st.CallID, p, res.FinishedAt, res)
 		if err != nil {
-			d.log.Error("dialer: encode dial result", "call_id", st.CallID, "err", err)
+			d.log.ErrorContext(ctx, "dialer: encode dial result", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
 			return
 		}
-		if err := d.writeCommand(d.prodCtx, rec); err != nil {
-			d.log.Error("dialer: dial result not written; the watchdog resolves the call", "call_id", st.CallID, "err", err)
+		rec.Context = obs.SpanContextOnly(ctx)
+		if err := d.writeCommand(d.prodCtx, rec, st); err != nil {
+			d.log.ErrorContext(ctx, "dialer: dial result not written; the watchdog resolves the call", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
 		}
 	}()
+}
+
+// callAttrs are the span attributes that name a call.
+func callAttrs(st *callState) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("dialstream.call_id", st.CallID),
+		attribute.String("dialstream.workspace_id", st.WorkspaceID), attribute.String("livekit.room", st.RoomName)}
 }
 
 // dial creates the room, dispatches the agent and calls the callee, then
@@ -83,12 +109,13 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	res := dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID, Source: sourceDial, StartedAt: time.Now().UTC()}
 	fail := func(what string, err error) dialResult {
 		res.Result, res.Error, res.FinishedAt = dialFailed, clip(what+": "+err.Error(), 2048), time.Now().UTC()
-		log.Warn("dialer: dial failed", "step", what, "err", err)
+		log.WarnContext(ctx, "dialer: dial failed", "step", what, "err", err)
 		return res
 	}
 
 	part := p
-	meta, _ := json.Marshal(roomMetadata{CallID: st.CallID, WorkspaceID: st.WorkspaceID, CallAgentID: st.CallAgentID, Partition: &part})
+	meta, _ := json.Marshal(roomMetadata{CallID: st.CallID, WorkspaceID: st.WorkspaceID, CallAgentID: st.CallAgentID, Partition: &part,
+		TraceParent: st.TraceParent, TraceState: st.TraceState})
 	err := retryLiveKit(ctx, func() error {
 		_, err := d.lk.CreateRoom(ctx, &livekit.CreateRoomRequest{
 			Name: st.RoomName, Metadata: string(meta),
@@ -117,7 +144,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return fail("dispatch agent", err)
 	}
 
-	log.Info("dialer: dialing", "to", obs.MaskPhone(st.To), "trunk", a.SIPTrunkID)
+	log.InfoContext(ctx, "dialer: dialing", "to", obs.MaskPhone(st.To), "trunk", a.SIPTrunkID)
 	info, err := d.lk.CreateSIPParticipant(ctx, &livekit.CreateSIPParticipantRequest{
 		SipTrunkId:          a.SIPTrunkID,
 		SipCallTo:           st.To,
@@ -147,7 +174,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	d.m.sipResponses.WithLabelValues(sipClass(code)).Inc()
 	res.Result, res.SIPStatusCode, res.SIPStatus = dialFailed, code, clip(text, 256)
 	res.Error = clip("create sip participant: "+err.Error(), 2048)
-	log.Info("dialer: dial not answered", "sip_status_code", code, "err", err)
+	log.InfoContext(ctx, "dialer: dial not answered", "sip_status_code", code, "err", err)
 	return res
 }
 
@@ -210,8 +237,8 @@ func retryable(err error) bool {
 
 // hangup stops a dial of the call running in this process and deletes the
 // call's room, which disconnects the callee and the agent. Deleting a room
-// that is gone is a success.
-func (d *dialer) hangup(st *callState) {
+// that is gone is a success. The hang-up is a span under parent.
+func (d *dialer) hangup(parent context.Context, st *callState) {
 	d.dials.cancel(st.CallID)
 	if st.RoomName == "" {
 		return
@@ -221,8 +248,12 @@ func (d *dialer) hangup(st *callState) {
 		defer d.bg.Done()
 		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
 		defer cancel()
+		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(parent)), "hangup",
+			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
+		defer span.End()
 		if err := retryLiveKit(ctx, func() error { return d.lk.DeleteRoom(ctx, st.RoomName) }); err != nil {
-			d.log.Warn("dialer: delete room failed", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "err", err)
+			span.SetStatus(codes.Error, err.Error())
+			d.log.WarnContext(ctx, "dialer: delete room failed", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "err", err)
 		}
 	}()
 }
@@ -242,10 +273,13 @@ func (d *dialer) recoverDial(p int32, st *callState) {
 		defer d.busy.done(key)
 		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
 		defer cancel()
+		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(callContext(st))), "recover dial",
+			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
+		defer span.End()
 		log := d.log.With("call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName)
 		parts, err := d.lk.ListParticipants(ctx, st.RoomName)
 		if err != nil {
-			log.Warn("dialer: recovery check failed; retried by the next watchdog round", "err", err)
+			log.WarnContext(ctx, "dialer: recovery check failed; retried by the next watchdog round", "err", err)
 			return
 		}
 		now := time.Now().UTC()
@@ -257,22 +291,23 @@ func (d *dialer) recoverDial(p int32, st *callState) {
 		}
 		if res.Result == "" {
 			if err := d.lk.DeleteRoom(ctx, st.RoomName); err != nil {
-				log.Warn("dialer: recovery could not delete the room; retried by the next watchdog round", "err", err)
+				log.WarnContext(ctx, "dialer: recovery could not delete the room; retried by the next watchdog round", "err", err)
 				return
 			}
 			res.Result = dialInDoubt
 			d.m.inDoubt.WithLabelValues("failed").Inc()
-			log.Warn("dialer: in-doubt dial ended without redialing")
+			log.WarnContext(ctx, "dialer: in-doubt dial ended without redialing")
 		} else {
 			d.m.inDoubt.WithLabelValues("adopted").Inc()
-			log.Info("dialer: in-doubt dial adopted: the callee is in the call")
+			log.InfoContext(ctx, "dialer: in-doubt dial adopted: the callee is in the call")
 		}
 		rec, err := commandRecord(TypeDialResult, st.CallID, p, now, res)
 		if err == nil {
-			err = d.writeCommand(d.prodCtx, rec)
+			rec.Context = obs.SpanContextOnly(ctx)
+			err = d.writeCommand(d.prodCtx, rec, st)
 		}
 		if err != nil {
-			log.Error("dialer: recovery result not written", "err", err)
+			log.ErrorContext(ctx, "dialer: recovery result not written", "err", err)
 		}
 	}()
 }
@@ -310,10 +345,11 @@ func (d *dialer) checkCallees(p int32, calls []*callState) {
 				CallID: st.CallID, WorkspaceID: st.WorkspaceID, Event: lkRoomGone, RoomName: st.RoomName, OccurredAt: now,
 			})
 			if err == nil {
-				err = d.writeCommand(d.prodCtx, rec)
+				rec.Context = callContext(st)
+				err = d.writeCommand(d.prodCtx, rec, st)
 			}
 			if err != nil {
-				d.log.Warn("dialer: room_gone not written", "call_id", st.CallID, "err", err)
+				d.log.WarnContext(callContext(st), "dialer: room_gone not written", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
 			}
 		}
 	}()

@@ -51,6 +51,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -102,6 +104,11 @@ type Config struct {
 	Logger   *slog.Logger
 	Metrics  *prometheus.Registry
 	Registry *registry.Registry
+	// TracerProvider makes the dialer's spans (applying a command, a dial,
+	// a hang-up, Kafka publish and receive) in each call's trace; see
+	// trace.go. Nil: otel's global provider, which cmd/dialstream sets from
+	// the OTEL_* variables.
+	TracerProvider trace.TracerProvider
 
 	// liveKit replaces the LiveKit API in component tests.
 	liveKit liveKit
@@ -189,14 +196,15 @@ func (c Config) Validate() error {
 
 // dialer is one running dialer process.
 type dialer struct {
-	cfg  Config
-	log  *slog.Logger
-	m    *metrics
-	reg  *registry.Registry
-	lk   liveKit
-	prod *kgo.Client
-	cons *kgo.Client
-	adm  *admission
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
+	m      *metrics
+	reg    *registry.Registry
+	lk     liveKit
+	prod   *kgo.Client
+	cons   *kgo.Client
+	adm    *admission
 
 	kafkaOpts  []kgo.Opt
 	totalParts int
@@ -231,6 +239,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Metrics == nil {
 		cfg.Metrics = obs.NewRegistry()
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
 	reg := cfg.Registry
 	if reg == nil {
 		var err error
@@ -251,7 +262,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("dialer: %w", err)
 	}
 	d := &dialer{
-		cfg: cfg, log: cfg.Logger, m: m, reg: reg, lk: meteredLiveKit{lk: lk, m: m},
+		cfg: cfg, log: cfg.Logger, tracer: cfg.TracerProvider.Tracer(tracerName), m: m, reg: reg, lk: meteredLiveKit{lk: lk, m: m},
 		kafkaOpts: base, workers: map[int32]*partition{}, dials: dialSet{m: map[string]*dialEntry{}, linger: max(cfg.WatchdogGrace, 5*time.Second)},
 		busy: busySet{m: map[string]struct{}{}},
 	}
@@ -267,6 +278,9 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.WithHooks(kprom.NewMetrics("dialstream_dialer", kprom.Subsystem("kafka"),
 			kprom.Registerer(cfg.Metrics), kprom.WithClientLabel())),
+		// Every record is produced with the span it belongs to as its
+		// Context; kotel writes a publish span under it to traceparent.
+		kgo.WithHooks(obs.KafkaProduceTracing(obs.KafkaTracer(cfg.TracerProvider, cfg.Kafka.ClientID+"-producer", ""))),
 	)
 	if d.prod, err = kgo.NewClient(prodOpts...); err != nil {
 		return fmt.Errorf("dialer: kafka producer: %w", err)
@@ -311,6 +325,9 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.FetchMaxWait(500*time.Millisecond),
 		kgo.WithHooks(kprom.NewMetrics("dialstream_dialer", kprom.Subsystem("kafka"),
 			kprom.Registerer(cfg.Metrics), kprom.WithClientLabel())),
+		// A receive span per command, continuing its traceparent, in the
+		// record's Context for the partition owner's process span.
+		kgo.WithHooks(obs.KafkaTracer(cfg.TracerProvider, cfg.Kafka.ClientID+"-consumer", cfg.Group)),
 	)
 	if st := cfg.Kafka.SessionTimeout; st > 0 {
 		consOpts = append(consOpts, kgo.SessionTimeout(st), kgo.HeartbeatInterval(min(3*time.Second, st/4)))

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
@@ -208,6 +209,7 @@ type batchOut struct {
 	dlq       []*kgo.Record
 	events    []*kgo.Record
 	states    map[string]*callState
+	traces    map[string]context.Context // call id -> span of its last command, for its state record
 	order     []string
 	changes   []change
 	effects   []pendingEffect
@@ -218,15 +220,17 @@ type batchOut struct {
 type change struct {
 	prev, next *callState
 	events     []schemas.CallEvent
+	ctx        context.Context // the command's span
 }
 
 type pendingEffect struct {
 	eff effect
 	st  *callState
+	ctx context.Context // the command's span: the parent of the effect's
 }
 
 func (w *partition) process(batch []*kgo.Record) bool {
-	b := &batchOut{states: map[string]*callState{}}
+	b := &batchOut{states: map[string]*callState{}, traces: map[string]context.Context{}}
 	for _, rec := range batch {
 		if w.fenceOffset < 0 {
 			// The first record after assignment is at the committed
@@ -264,38 +268,48 @@ func (w *partition) handle(rec *kgo.Record, b *batchOut) {
 		}
 	}
 	in, dlq := w.decode(rec)
+	ctx, span := w.startProcess(rec, in)
+	defer span.End()
 	if dlq != nil {
+		dlq.Context = ctx
 		b.dlq = append(b.dlq, dlq)
 	}
 	if in == nil {
 		return
 	}
 	st := w.calls[in.callID]
+	ws := in.workspaceID()
+	if st != nil {
+		ws = st.WorkspaceID
+	}
 	if in.kind == inRequested && st == nil && w.d.adm.queuedIn(w.p)+b.newQueued >= w.d.cfg.MaxQueuedPerPartition {
 		w.overflowAt = rec.Offset
 		w.d.m.overflows.Inc()
-		w.log.Warn("dialer: admission queue full; deferring this partition's later requests",
-			"offset", rec.Offset, "max_queued", w.d.cfg.MaxQueuedPerPartition)
+		w.log.WarnContext(ctx, "dialer: admission queue full; deferring this partition's later requests, this call's among them",
+			"call_id", in.callID, "workspace_id", ws, "offset", rec.Offset, "max_queued", w.d.cfg.MaxQueuedPerPartition)
 		return
 	}
 	tr := apply(st, *in)
 	if tr.ignored != "" {
 		w.d.m.ignored.WithLabelValues(string(tr.ignored)).Inc()
+		span.SetAttributes(attribute.String("dialstream.ignored", string(tr.ignored)))
 		if tr.ignored == ignoreDuplicate && in.kind == inRequested {
 			w.d.m.duplicates.Inc()
-			w.log.Info("dialer: duplicate call request ignored", "call_id", in.callID, "offset", rec.Offset)
+			w.log.InfoContext(ctx, "dialer: duplicate call request ignored", "call_id", in.callID, "workspace_id", ws, "offset", rec.Offset)
 		}
 	}
 	if in.kind == inDecision {
 		delete(w.pending, in.callID+string(in.dec.Decision))
 	}
 	if tr.next != nil {
+		rememberTrace(tr.next, ctx)
 		w.calls[in.callID] = tr.next
 		if _, ok := b.states[in.callID]; !ok {
 			b.order = append(b.order, in.callID)
 		}
 		b.states[in.callID] = tr.next
-		b.changes = append(b.changes, change{prev: st, next: tr.next, events: tr.events})
+		b.traces[in.callID] = ctx
+		b.changes = append(b.changes, change{prev: st, next: tr.next, events: tr.events, ctx: ctx})
 		if tr.next.Phase == schemas.StatusQueued && st == nil {
 			b.newQueued++
 		}
@@ -307,10 +321,11 @@ func (w *partition) handle(rec *kgo.Record, b *batchOut) {
 			if err != nil {
 				// Events are built from validated input and clipped text;
 				// this is a bug, and stalling the partition would not fix it.
-				w.log.Error("dialer: lifecycle event does not match its schema; not written", "call_id", ev.CallID, "status", ev.Status, "err", err)
+				w.log.ErrorContext(ctx, "dialer: lifecycle event does not match its schema; not written", "call_id", ev.CallID, "workspace_id", ev.WorkspaceID, "status", ev.Status, "err", err)
 				continue
 			}
 			r.Partition = w.p
+			r.Context = ctx
 			b.events = append(b.events, r)
 		}
 	}
@@ -320,7 +335,7 @@ func (w *partition) handle(rec *kgo.Record, b *batchOut) {
 			target = st
 		}
 		if target != nil {
-			b.effects = append(b.effects, pendingEffect{eff: tr.effects, st: target.clone()})
+			b.effects = append(b.effects, pendingEffect{eff: tr.effects, st: target.clone(), ctx: ctx})
 		}
 	}
 }
@@ -410,12 +425,28 @@ func (w *partition) decode(rec *kgo.Record) (*input, *kgo.Record) {
 }
 
 func (w *partition) dlq(rec *kgo.Record, class, reason string) *kgo.Record {
+	id, ws := w.recordCall(rec)
+	return w.deadLetter(rec, class, reason, id, ws)
+}
+
+// deadLetter builds the DLQ record of rec, which is about call id of
+// workspace ws (as far as can be told: "unknown" otherwise).
+func (w *partition) deadLetter(rec *kgo.Record, class, reason, id, ws string) *kgo.Record {
 	r := kafkax.DLQRecord(rec, schemas.TopicRequestsDLQ, class, clip(reason, 2048), 1)
 	r.Partition = rec.Partition
 	w.d.m.dlq.WithLabelValues(class).Inc()
 	w.d.m.rejected.WithLabelValues(class).Inc()
-	w.log.Warn("dialer: record dead-lettered", "offset", rec.Offset, "class", class, "reason", clip(reason, 512))
+	w.log.WarnContext(obs.SpanContextOnly(ctxOf(rec)), "dialer: record dead-lettered", "call_id", id, "workspace_id", ws,
+		"offset", rec.Offset, "class", class, "reason", clip(reason, 512))
 	return r
+}
+
+// ctxOf is a record's Context, never nil.
+func ctxOf(rec *kgo.Record) context.Context {
+	if rec.Context == nil {
+		return context.Background()
+	}
+	return rec.Context
 }
 
 // reject builds the rejection of a record that may have been a call request:
@@ -450,7 +481,7 @@ func (w *partition) reject(rec *kgo.Record, class, reason string, fields []schem
 			}
 		}
 	}
-	return &input{kind: inRejected, offset: rec.Offset, at: rec.Timestamp, callID: id, rej: rj}, w.dlq(rec, class, reason)
+	return &input{kind: inRejected, offset: rec.Offset, at: rec.Timestamp, callID: id, rej: rj}, w.deadLetter(rec, class, reason, id, rj.workspaceID)
 }
 
 var callbackRE = regexp.MustCompile(`^https?://[^\s]+$`)
@@ -468,9 +499,10 @@ func (w *partition) flush(b *batchOut) bool {
 	for _, id := range b.order {
 		r, err := stateRecord(b.states[id], w.p, now)
 		if err != nil {
-			w.log.Error("dialer: call state does not match its schema; not written", "call_id", id, "err", err)
+			w.log.ErrorContext(b.traces[id], "dialer: call state does not match its schema; not written", "call_id", id, "workspace_id", b.states[id].WorkspaceID, "err", err)
 			continue
 		}
+		r.Context = b.traces[id]
 		states = append(states, r)
 	}
 	if !w.write(states) {
@@ -488,6 +520,12 @@ func (w *partition) flush(b *batchOut) bool {
 				dialOK = false
 				w.d.m.fenceFailures.Inc()
 				w.log.Error("dialer: not dialing: the group no longer confirms this process owns the partition; the next owner resolves these calls", "err", err)
+				for _, x := range b.effects {
+					if x.eff&effDial != 0 {
+						w.log.WarnContext(x.ctx, "dialer: call not dialed by this process; the partition's next owner resolves it",
+							"call_id", x.st.CallID, "workspace_id", x.st.WorkspaceID)
+					}
+				}
 			}
 			break
 		}
@@ -501,10 +539,10 @@ func (w *partition) flush(b *batchOut) bool {
 	}
 	for _, e := range b.effects {
 		if e.eff&effDial != 0 && dialOK {
-			w.d.startDial(w.p, e.st)
+			w.d.startDial(e.ctx, w.p, e.st)
 		}
 		if e.eff&effHangup != 0 {
-			w.d.hangup(e.st)
+			w.d.hangup(e.ctx, e.st)
 		}
 	}
 	return true
@@ -600,7 +638,7 @@ func (w *partition) logChange(c change) {
 				attrs = append(attrs, "sip_status_code", ev.SIPStatusCode)
 			}
 		}
-		w.log.Info("call "+string(ev.Status), attrs...)
+		w.log.InfoContext(c.ctx, "call "+string(ev.Status), attrs...)
 	}
 }
 

@@ -50,6 +50,14 @@ type callState struct {
 	SIPStatus           string          `json:"sip_status,omitempty"`
 	DisconnectReason    string          `json:"disconnect_reason,omitempty"`
 	ParticipantIdentity string          `json:"participant_identity,omitempty"`
+
+	// TraceParent and TraceState are the call's W3C trace context: that of
+	// the span that applied its request. No Kafka header outlives the
+	// request record, so the state remembers it, and every record written
+	// about the call later (lifecycle events, dial results, watchdog and
+	// admission decisions) continues this trace, also after a restart.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 type agentSnapshot struct {

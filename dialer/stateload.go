@@ -85,7 +85,7 @@ func (d *dialer) loadState(ctx context.Context, p int32) (map[string]*callState,
 func (d *dialer) decodeState(id string, b []byte) *callState {
 	var st callState
 	if err := json.Unmarshal(b, &st); err != nil || st.CallID != id || st.Phase == "" {
-		d.log.Error("dialer: unreadable call state; keeping the call as ended so it is never dialed again", "call_id", id, "err", err)
+		d.log.Error("dialer: unreadable call state; keeping the call as ended so it is never dialed again", "call_id", id, "workspace_id", "unknown", "err", err)
 		return &callState{CallID: id, WorkspaceID: "unknown", Phase: schemas.StatusEnded, Outcome: schemas.OutcomeFailed, Sequence: 1}
 	}
 	if st.Phase == schemas.StatusEnded {

@@ -50,9 +50,12 @@ func (w *partition) watchdog(now time.Time) {
 			// from an older offset must still find the call.
 			if now.Sub(st.EndedAt) > cfg.EndedRetention && committed > st.AppliedOffset {
 				delete(w.calls, id)
-				w.d.prod.Produce(w.d.prodCtx, tombstoneRecord(id, w.p), func(_ *kgo.Record, err error) {
+				ts := tombstoneRecord(id, w.p)
+				ts.Context = callContext(st)
+				ws := st.WorkspaceID
+				w.d.prod.Produce(w.d.prodCtx, ts, func(r *kgo.Record, err error) {
 					if err != nil {
-						w.log.Warn("dialer: delete ended call state failed; retried after the next load", "call_id", id, "err", err)
+						w.log.WarnContext(r.Context, "dialer: delete ended call state failed; retried after the next load", "call_id", id, "workspace_id", ws, "err", err)
 					}
 				})
 			}
@@ -89,14 +92,17 @@ func (w *partition) decide(st *callState, kind decisionKind, reason string, now 
 	rec, err := commandRecord(TypeDecision, st.CallID, w.p, now, decision{
 		CallID: st.CallID, WorkspaceID: st.WorkspaceID, Decision: kind, Reason: clip(reason, 512), DecidedAt: now.UTC(),
 	})
+	ctx := callContext(st)
 	if err != nil {
-		w.log.Error("dialer: encode decision", "call_id", st.CallID, "err", err)
+		w.log.ErrorContext(ctx, "dialer: encode decision", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
 		return
 	}
-	w.log.Info("dialer: watchdog decision", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "decision", kind)
+	rec.Context = ctx
+	w.log.InfoContext(ctx, "dialer: watchdog decision", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "decision", kind)
+	id, ws := st.CallID, st.WorkspaceID
 	w.d.prod.Produce(w.d.prodCtx, rec, func(_ *kgo.Record, err error) {
 		if err != nil {
-			w.log.Warn("dialer: write decision failed; the watchdog retries", "call_id", st.CallID, "err", err)
+			w.log.WarnContext(ctx, "dialer: write decision failed; the watchdog retries", "call_id", id, "workspace_id", ws, "err", err)
 		}
 	})
 }

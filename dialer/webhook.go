@@ -11,6 +11,10 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/dialstream/dialstream/internal/obs"
@@ -65,21 +69,37 @@ func (d *dialer) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"status": "error", "message": "not a LiveKit webhook event"})
 		return
 	}
-	cmd, part, ok := d.webhookCommand(ev, time.Now())
+	cmd, part, callTrace, ok := d.webhookCommand(ev, time.Now())
 	if !ok {
 		d.m.webhooks.WithLabelValues(whIgnored).Inc()
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
 		return
 	}
+	// The command continues the call's trace, which the room's metadata
+	// carries; LiveKit's request (traced if LiveKit ever sends a
+	// traceparent) is a link. A room without it leaves the request's trace,
+	// which applying the command links into the call's.
+	ctx := obs.Propagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("http.request.method", r.Method), attribute.String("http.route", webhookPath),
+		attribute.String("livekit.webhook.event", cmd.Event),
+		attribute.String("dialstream.call_id", cmd.CallID), attribute.String("dialstream.workspace_id", cmd.WorkspaceID))}
+	if call := trace.SpanContextFromContext(obs.ContextWithTraceParent(context.Background(), callTrace.TraceParent, callTrace.TraceState)); call.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.LinkFromContext(ctx)))
+		ctx = trace.ContextWithRemoteSpanContext(ctx, call)
+	}
+	ctx, span := d.tracer.Start(ctx, "POST "+webhookPath, opts...)
+	defer span.End()
 	rec, err := commandRecord(TypeLiveKitEvent, cmd.CallID, part, cmd.OccurredAt, cmd)
 	if err == nil {
-		ctx, cancel := context.WithTimeout(r.Context(), webhookTimeout)
-		err = d.prod.ProduceSync(ctx, rec).FirstErr()
+		pctx, cancel := context.WithTimeout(ctx, webhookTimeout)
+		err = d.prod.ProduceSync(pctx, rec).FirstErr()
 		cancel()
 	}
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		d.m.webhooks.WithLabelValues(whError).Inc()
-		d.log.Error("dialer: webhook not recorded", "call_id", cmd.CallID, "event", cmd.Event, "err", err)
+		d.log.ErrorContext(ctx, "dialer: webhook not recorded", "call_id", cmd.CallID, "workspace_id", cmd.WorkspaceID, "event", cmd.Event, "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "error", "message": "could not record the event; retry"})
 		return
 	}
@@ -88,13 +108,14 @@ func (d *dialer) serveWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // webhookCommand maps a LiveKit webhook to a command for the call whose
-// room it is about. The room's metadata names the call and its partition;
-// the SIP participant's attributes are the fallback.
-func (d *dialer) webhookCommand(ev *livekit.WebhookEvent, now time.Time) (livekitEvent, int32, bool) {
+// room it is about. The room's metadata names the call, its partition and
+// its trace context (returned with it); the SIP participant's attributes are
+// the fallback.
+func (d *dialer) webhookCommand(ev *livekit.WebhookEvent, now time.Time) (cmd livekitEvent, part int32, call roomMetadata, ok bool) {
 	switch ev.GetEvent() {
 	case lkParticipantJoined, lkParticipantLeft, lkConnectionAborted, lkRoomFinished:
 	default:
-		return livekitEvent{}, 0, false
+		return livekitEvent{}, 0, roomMetadata{}, false
 	}
 	var meta roomMetadata
 	_ = json.Unmarshal([]byte(ev.GetRoom().GetMetadata()), &meta)
@@ -104,10 +125,10 @@ func (d *dialer) webhookCommand(ev *livekit.WebhookEvent, now time.Time) (liveki
 		meta.WorkspaceID = pi.GetAttributes()["dialstream.workspace_id"]
 	}
 	if !callIDRE.MatchString(meta.CallID) || meta.WorkspaceID == "" || len(meta.WorkspaceID) > 64 {
-		return livekitEvent{}, 0, false // not a Dialstream room
+		return livekitEvent{}, 0, roomMetadata{}, false // not a Dialstream room
 	}
 	if pi != nil && pi.GetIdentity() != calleeIdentity(meta.CallID) {
-		return livekitEvent{}, 0, false // the agent or another participant
+		return livekitEvent{}, 0, roomMetadata{}, false // the agent or another participant
 	}
 	// LiveKit stamps events in whole seconds; the receive time is more
 	// precise unless the webhook was delayed.
@@ -115,7 +136,7 @@ func (d *dialer) webhookCommand(ev *livekit.WebhookEvent, now time.Time) (liveki
 	if c := ev.GetCreatedAt(); c > 0 && now.Sub(time.Unix(c, 0)) > 5*time.Second {
 		at = time.Unix(c, 0).UTC()
 	}
-	cmd := livekitEvent{
+	cmd = livekitEvent{
 		CallID: meta.CallID, WorkspaceID: meta.WorkspaceID, Event: ev.GetEvent(), WebhookID: clip(ev.GetId(), 128),
 		RoomName: clip(ev.GetRoom().GetName(), 128), OccurredAt: at,
 	}
@@ -130,7 +151,7 @@ func (d *dialer) webhookCommand(ev *livekit.WebhookEvent, now time.Time) (liveki
 	if ev.GetEvent() == lkRoomFinished && ev.GetRoomEndReason() != livekit.RoomEndReason_ROOM_END_UNKNOWN {
 		cmd.RoomEndReason = clip(ev.GetRoomEndReason().String(), 128)
 	}
-	return cmd, d.partitionOf(meta), true
+	return cmd, d.partitionOf(meta), meta, true
 }
 
 // partitionOf is the call's partition: the one named in its room metadata,

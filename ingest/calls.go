@@ -245,19 +245,19 @@ func (h *handler) cancelCall(c *gin.Context) {
 	cc := schemas.CallCancel{CallID: id, WorkspaceID: ws.ID, Reason: reason, RequestedAt: time.Now().UTC()}
 	rec, err := schemas.NewRecord(schemas.TopicRequested, id, schemas.Meta{Type: schemas.TypeCallCancel, Source: EventSource, Subject: id}, cc)
 	if err != nil {
-		h.log.Error("build call.cancel record", "call_id", id, "workspace_id", ws.ID, "error", err)
+		h.log.ErrorContext(c.Request.Context(), "build call.cancel record", "call_id", id, "workspace_id", ws.ID, "error", err)
 		h.fail(c, &apiError{code: http.StatusInternalServerError, reason: reasonInternal, message: "internal error"})
 		return
 	}
 	if err := h.produceAll(c.Request.Context(), rec); err != nil {
-		h.log.Warn("cancel not written: Kafka did not acknowledge", "call_id", id, "workspace_id", ws.ID, "error", err.Error())
+		h.log.WarnContext(c.Request.Context(), "cancel not written: Kafka did not acknowledge", "call_id", id, "workspace_id", ws.ID, "error", err.Error())
 		h.fail(c, &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 2,
 			message: fmt.Sprintf("the cancel was not written: Kafka did not acknowledge it within %s; retry later (a repeated cancel is harmless)", h.cfg.Kafka.ProduceTimeout)})
 		return
 	}
 	h.st.putCancel(&cc)
 	h.st.withCall(ws.ID, id, func(r *callRec) { cur = r.full(ws.MaskPhoneNumbers) })
-	h.log.Info("call cancel requested", "call_id", id, "workspace_id", ws.ID, "status", cur.Status)
+	h.log.InfoContext(c.Request.Context(), "call cancel requested", "call_id", id, "workspace_id", ws.ID, "status", cur.Status)
 	writeJSON(c, http.StatusAccepted, CancelResponse{Status: "success", Call: cur,
 		Message: fmt.Sprintf("cancel of call %s requested; the call ends with outcome canceled unless it ends otherwise first", id)})
 }
@@ -372,13 +372,16 @@ func (h *handler) redeliver(c *gin.Context) {
 			fields:  []FieldError{{Field: "sequence", Message: "not the sequence of an event of this call"}}})
 		return
 	}
+	for _, r := range recs {
+		r.Context = h.redeliveryTrace(c.Request.Context(), r)
+	}
 	if err := h.produceAll(c.Request.Context(), recs...); err != nil {
-		h.log.Warn("redelivery not written: Kafka did not acknowledge", "call_id", id, "workspace_id", ws.ID, "error", err.Error())
+		h.log.WarnContext(c.Request.Context(), "redelivery not written: Kafka did not acknowledge", "call_id", id, "workspace_id", ws.ID, "error", err.Error())
 		h.fail(c, &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 2,
 			message: fmt.Sprintf("the redelivery was not written: Kafka did not acknowledge it within %s; retry later (receivers de-duplicate on webhook-id, so a repeat is harmless)", h.cfg.Kafka.ProduceTimeout)})
 		return
 	}
-	h.log.Info("call events queued for redelivery", "call_id", id, "workspace_id", ws.ID, "events", len(picked))
+	h.log.InfoContext(c.Request.Context(), "call events queued for redelivery", "call_id", id, "workspace_id", ws.ID, "events", len(picked))
 	noun := "events"
 	if len(picked) == 1 {
 		noun = "event"

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/schemas"
@@ -30,6 +31,7 @@ import (
 type brokerEnv struct {
 	broker *kafkax.Broker
 	kcfg   kafkax.Config
+	tp     trace.TracerProvider // nil: no Kafka tracing hooks, the global provider for requests
 	cl     *kgo.Client
 	srv    *httptest.Server
 }
@@ -59,7 +61,7 @@ func startBroker(t *testing.T, produceTimeout time.Duration) *brokerEnv {
 // serve starts the API over loopback HTTP with a producer built like Run's.
 func (e *brokerEnv) serve(t *testing.T) *httptest.Server {
 	t.Helper()
-	opts, err := kafkaOpts(e.kcfg, prometheus.NewRegistry())
+	opts, err := kafkaOpts(e.kcfg, prometheus.NewRegistry(), e.tp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func (e *brokerEnv) serve(t *testing.T) *httptest.Server {
 	}
 	t.Cleanup(cl.Close)
 	h, err := NewHandler(Config{Registry: testRegistry(t, true), Kafka: e.kcfg, Metrics: prometheus.NewRegistry(),
-		Logger: discardLogger()}, cl)
+		Logger: discardLogger(), TracerProvider: e.tp}, cl)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -104,6 +106,11 @@ type Config struct {
 
 	Logger  *slog.Logger
 	Metrics *prometheus.Registry
+	// TracerProvider makes ingest's spans: one per API request, continuing
+	// the request's traceparent, and one per record written, whose context
+	// goes into the record's traceparent header. Nil: otel's global
+	// provider, which cmd/dialstream sets from the OTEL_* variables.
+	TracerProvider trace.TracerProvider
 }
 
 // LoadConfig reads ingest's variables and the shared KAFKA_* ones. Problems
@@ -167,6 +174,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CallsMax == 0 {
 		c.CallsMax = DefaultCallsMax
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	if c.Kafka.ProduceTimeout == 0 {
 		c.Kafka.ProduceTimeout = 5 * time.Second

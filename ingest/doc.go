@@ -10,7 +10,9 @@
 // # POST /v1/api/call
 //
 // Headers: Authorization: Bearer <api key>; x-workspace-id: <workspace>;
-// Content-Type: application/json; optional Idempotency-Key.
+// Content-Type: application/json; optional Idempotency-Key; optional W3C
+// traceparent/tracestate, which the call's records, lifecycle events and
+// webhooks continue (same trace id; see internal/obs/tracing.go).
 //
 // Body fields (anything else is refused, see below):
 //

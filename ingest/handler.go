@@ -18,6 +18,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/dialstream/dialstream/internal/obs"
@@ -36,6 +38,7 @@ type handler struct {
 	reg      *registry.Registry
 	p        Producer
 	log      *slog.Logger
+	tracer   trace.Tracer
 	m        *metrics
 	idem     *idemStore
 	secret   []byte
@@ -92,6 +95,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 		reg:      cfg.Registry,
 		p:        p,
 		log:      cfg.Logger.With("component", "ingest"),
+		tracer:   cfg.TracerProvider.Tracer(tracerName),
 		idem:     newIdemStore(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys),
 		limiters: map[string]*rate.Limiter{},
 		lim: limits{
@@ -146,7 +150,7 @@ func (h *handler) engine() *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	_ = e.SetTrustedProxies(nil)
-	e.Use(h.m.instrument, h.recover)
+	e.Use(h.traceRequest, h.m.instrument, h.recover)
 	e.POST(routeCall, h.createCall)
 	e.GET(routeCallState, h.getCall)
 	e.POST(routeCallCancel, h.cancelCall)
@@ -174,7 +178,7 @@ func (h *handler) recover(c *gin.Context) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			h.log.Error("panic while serving request", "path", c.Request.URL.Path, "panic", fmt.Sprint(v))
+			h.log.ErrorContext(c.Request.Context(), "panic while serving request", "path", c.Request.URL.Path, "panic", fmt.Sprint(v))
 			if !c.Writer.Written() {
 				h.fail(c, &apiError{code: http.StatusInternalServerError, reason: reasonInternal, message: "internal error"})
 			}
@@ -335,10 +339,10 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 		release()
 		var ve *schemas.ValidationError
 		if errors.As(err, &ve) {
-			h.log.Warn("request passed ingest checks but failed the schema", "workspace_id", ws.ID, "error", err)
+			h.log.WarnContext(ctx, "request passed ingest checks but failed the schema", "call_id", callID, "workspace_id", ws.ID, "error", err)
 			return 0, nil, invalidFields(schemaFields(ve))
 		}
-		h.log.Error("build call.requested record", "workspace_id", ws.ID, "error", err)
+		h.log.ErrorContext(ctx, "build call.requested record", "call_id", callID, "workspace_id", ws.ID, "error", err)
 		return 0, nil, &apiError{code: http.StatusInternalServerError, reason: reasonInternal, message: "internal error"}
 	}
 
@@ -358,6 +362,8 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	}
 	logAttrs := []any{"call_id", callID, "workspace_id", ws.ID, "agent_id", req.CallAgentID,
 		"to", obs.MaskPhone(req.To), "idempotency_key", idemKey != ""}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("dialstream.call_id", callID),
+		attribute.String("dialstream.workspace_id", ws.ID))
 
 	// The client hanging up must not cancel a produce half-way: the record
 	// is either written and the answer stored for a retry, or not written.
@@ -375,11 +381,11 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	}
 	if res.err != nil {
 		if timedOut {
-			go h.settleLate(late, entry, &data, answer, logAttrs)
+			go h.settleLate(obs.SpanContextOnly(ctx), late, entry, &data, answer, logAttrs)
 		} else {
 			release()
 		}
-		h.log.Warn("call not scheduled: Kafka did not acknowledge", append(logAttrs, "error", res.err.Error())...)
+		h.log.WarnContext(ctx, "call not scheduled: Kafka did not acknowledge", append(logAttrs, "error", res.err.Error())...)
 		return 0, nil, &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 2,
 			message: fmt.Sprintf("the call was not scheduled: Kafka did not acknowledge it within %s; retry later, with the same Idempotency-Key so that a retry can never place the call twice", h.cfg.Kafka.ProduceTimeout)}
 	}
@@ -391,7 +397,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
 	}
 	h.m.accepted.Inc()
-	h.log.Info("call scheduled", append(logAttrs, "job_id", fmt.Sprintf("%d-%d", res.rec.Partition, res.rec.Offset))...)
+	h.log.InfoContext(ctx, "call scheduled", append(logAttrs, "job_id", fmt.Sprintf("%d-%d", res.rec.Partition, res.rec.Offset))...)
 	return http.StatusAccepted, body, nil
 }
 
@@ -399,7 +405,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 // If Kafka wrote it after all, the call will be placed: the Idempotency-Key
 // (if any) then replays the accepted answer, so a retry learns the truth and
 // writes nothing; without a key the client cannot be told, which is logged.
-func (h *handler) settleLate(late <-chan produceOutcome, entry *idemEntry, data *schemas.CallRequested, answer func(*kgo.Record) []byte, logAttrs []any) {
+func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, entry *idemEntry, data *schemas.CallRequested, answer func(*kgo.Record) []byte, logAttrs []any) {
 	res := <-late
 	if res.err != nil {
 		if entry != nil {
@@ -411,10 +417,10 @@ func (h *handler) settleLate(late <-chan produceOutcome, entry *idemEntry, data 
 	h.st.putRequest(data, res.rec.Partition, res.rec.Offset, true)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: answer(res.rec)})
-		h.log.Warn("call record acknowledged after the client was answered 503; a retry with its Idempotency-Key gets the accepted answer", logAttrs...)
+		h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; a retry with its Idempotency-Key gets the accepted answer", logAttrs...)
 		return
 	}
-	h.log.Warn("call record acknowledged after the client was answered 503; the call will be placed", logAttrs...)
+	h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; the call will be placed", logAttrs...)
 }
 
 // authenticate checks the API key and that it belongs to x-workspace-id.

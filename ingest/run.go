@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
@@ -36,7 +37,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := cfg.Logger.With("component", "ingest")
 
-	opts, err := kafkaOpts(cfg.Kafka, cfg.Metrics)
+	opts, err := kafkaOpts(cfg.Kafka, cfg.Metrics, cfg.TracerProvider)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -113,9 +114,11 @@ func topics(partitions int) []kafkax.TopicSpec {
 }
 
 // kafkaOpts are the client options of ingest's producer: kafkax's (acks=all,
-// idempotent, no linger), a delivery timeout, and franz-go's client metrics
-// (dialstream_ingest_kafka_*) on the process registry when reg is not nil.
-func kafkaOpts(k kafkax.Config, reg *prometheus.Registry) ([]kgo.Opt, error) {
+// idempotent, no linger), a delivery timeout, franz-go's client metrics
+// (dialstream_ingest_kafka_*) on the process registry when reg is not nil,
+// and, when tp is not nil, kotel's produce tracing: every record written
+// gets the traceparent of a publish span under the request's span.
+func kafkaOpts(k kafkax.Config, reg *prometheus.Registry, tp trace.TracerProvider) ([]kgo.Opt, error) {
 	opts, err := k.ClientOpts()
 	if err != nil {
 		return nil, err
@@ -134,6 +137,9 @@ func kafkaOpts(k kafkax.Config, reg *prometheus.Registry) ([]kgo.Opt, error) {
 	if reg != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("dialstream_ingest", kprom.Subsystem("kafka"),
 			kprom.Registerer(reg), kprom.Gatherer(reg))))
+	}
+	if tp != nil {
+		opts = append(opts, kgo.WithHooks(obs.KafkaProduceTracing(obs.KafkaTracer(tp, k.ClientID, ""))))
 	}
 	return opts, nil
 }

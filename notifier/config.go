@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -103,6 +105,11 @@ type Config struct {
 	// Metrics is the process registry; nil makes a new one. Register one Run
 	// per registry.
 	Metrics *prometheus.Registry
+	// TracerProvider makes the notifier's spans: one per delivery attempt,
+	// continuing the event record's traceparent (the call's trace), whose
+	// context goes to the receiver in the traceparent header. Nil: otel's
+	// global provider, which cmd/dialstream sets from the OTEL_* variables.
+	TracerProvider trace.TracerProvider
 
 	// Resolver and Dial are test hooks for the SSRF guard: the resolver turns
 	// a callback host into addresses, Dial connects to one checked address.
@@ -233,6 +240,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	return c
 }

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/dialstream/dialstream/internal/obs"
 )
 
 // userAgent identifies deliveries in receivers' logs.
@@ -53,7 +57,9 @@ type attemptResult struct {
 
 // post makes one signed attempt. The response body is read up to maxBody
 // bytes (so the connection can often be reused) and never further: an
-// endless body costs at most maxBody bytes and the timeout.
+// endless body costs at most maxBody bytes and the timeout. The request
+// carries ctx's span as W3C traceparent/tracestate (outside the signed
+// content), so a receiver that traces continues the call's trace.
 func post(ctx context.Context, c *http.Client, url, id string, keys [][]byte, body []byte, maxBody int64) attemptResult {
 	at := time.Now()
 	r := attemptResult{at: at}
@@ -64,6 +70,7 @@ func post(ctx context.Context, c *http.Client, url, id string, keys [][]byte, bo
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
+	obs.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 	Sign(req.Header, keys, id, at, body)
 	resp, err := c.Do(req)
 	if err != nil {

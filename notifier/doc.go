@@ -30,6 +30,12 @@
 // webhook-id (the event's CloudEvent id, stable across retries, redeliveries
 // and re-emission of the event), so de-duplicate on webhook-id.
 //
+// Every attempt also carries W3C traceparent (and tracestate when there is
+// one) in the trace of the call: the trace id is that of the request that
+// asked for the call (its traceparent, or one ingest started), so a receiver
+// that traces sees its webhook handling under the client's own request.
+// These headers are not signed.
+//
 // One call's events are sent one at a time, in order, while they succeed at
 // the first attempt. An event that goes through a retry topic no longer
 // holds back the call's later events, so a receiver can see sequence 4

@@ -2,13 +2,18 @@ package notifier
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/schemas"
@@ -21,6 +26,7 @@ const eventSource = "/dialstream/notifier"
 // records that follow from it.
 type notifier struct {
 	log      *slog.Logger
+	tracer   trace.Tracer
 	keys     map[string][][]byte // workspace id -> signing keys, current first
 	masked   map[string]bool     // workspace id -> mask_phone_numbers
 	sched    schedule
@@ -51,16 +57,29 @@ type followUp struct {
 // (shutdown or a lost partition): the record then stays unmarked and is read
 // again by whoever owns the partition next.
 func (n *notifier) process(ctx context.Context, j *job) bool {
+	// Everything the record leads to continues its trace (the call's):
+	// the webhook's traceparent and the records written below.
+	if j.rec.Context != nil {
+		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(j.rec.Context))
+	}
 	switch {
 	case j.bad != nil:
-		n.log.Warn("notifier: invalid record on "+j.rec.Topic+", sent to the DLQ",
+		id, ws := recordCall(j.rec)
+		log := n.log.With("call_id", id, "workspace_id", ws)
+		log.WarnContext(ctx, "notifier: invalid record on "+j.rec.Topic+", sent to the DLQ",
 			"partition", j.rec.Partition, "offset", j.rec.Offset, "err", j.bad)
-		return n.finish(ctx, nil, []followUp{{produceDLQ, dlqRecord(j.rec, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")}})
+		return n.finish(ctx, log, nil, []followUp{{produceDLQ, dlqRecord(j.rec, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")}})
 	case j.skip: // counted by the consumer, which finishes these without a goroutine
 		return true
 	}
 	id, ev := j.ev.ID, &j.call
 	log := n.log.With("call_id", ev.CallID, "workspace_id", ev.WorkspaceID, "event_id", id, "attempt", j.attempt)
+	ctx, span := n.tracer.Start(ctx, "deliver webhook", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("dialstream.call_id", ev.CallID), attribute.String("dialstream.workspace_id", ev.WorkspaceID),
+		attribute.String("cloudevents.event_id", id), attribute.String("cloudevents.event_type", j.ev.Type),
+		attribute.Int("dialstream.webhook.attempt", j.attempt), attribute.Bool("dialstream.webhook.redelivery", j.redelivery),
+		attribute.String("http.request.method", http.MethodPost), attribute.String("server.address", j.host)))
+	defer span.End()
 	a := schemas.WebhookAttempt{
 		EventID: id, EventType: j.ev.Type, CallID: ev.CallID, WorkspaceID: ev.WorkspaceID, Sequence: ev.Sequence,
 		Attempt: j.attempt, MaxAttempts: n.sched.attempts(), Redelivery: j.redelivery,
@@ -72,8 +91,10 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	refuse := func(res Result, reason DLQReason, msg string) bool {
 		a.Result, a.Error = schemas.WebhookResult(res), truncate(msg, 1024)
 		n.m.attempts.WithLabelValues(string(res)).Inc()
-		log.Warn("notifier: webhook not delivered, sent to the DLQ", "result", res, "reason", msg)
-		return n.finish(ctx, &a, []followUp{{produceDLQ, dlqRecord(j.rec, reason, msg, j.attempt-1, 0, id)}})
+		span.SetAttributes(attribute.String("dialstream.webhook.result", string(res)))
+		span.SetStatus(codes.Error, msg)
+		log.WarnContext(ctx, "notifier: webhook not delivered, sent to the DLQ", "result", res, "reason", msg)
+		return n.finish(ctx, log, &a, []followUp{{produceDLQ, dlqRecord(j.rec, reason, msg, j.attempt-1, 0, id)}})
 	}
 	if j.urlErr != nil {
 		return refuse(ResultFailed, DLQUndeliverable, j.urlErr.Error())
@@ -113,13 +134,13 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 		}
 		if _, gone := n.gone.goneSince(ev.WorkspaceID, ev.CallbackURL); gone {
 			// Only a redelivery gets here: the URL works again.
-			if rec, err := n.endpointChange(ev, id, schemas.EndpointActive, r.status); err == nil {
+			if rec, err := n.endpointChange(ctx, ev, id, schemas.EndpointActive, r.status); err == nil {
 				fs = append(fs, followUp{produceEndpoint, rec})
 			}
 		}
 	case r.err == nil && r.status == http.StatusGone:
 		res = ResultGone
-		if rec, err := n.endpointChange(ev, id, schemas.EndpointGone, r.status); err == nil {
+		if rec, err := n.endpointChange(ctx, ev, id, schemas.EndpointGone, r.status); err == nil {
 			fs = append(fs, followUp{produceEndpoint, rec})
 		}
 		fs = append(fs, followUp{produceDLQ, dlqRecord(j.rec, DLQGone, a.Error, j.attempt, r.status, id)})
@@ -143,6 +164,13 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	}
 	a.Result = schemas.WebhookResult(res)
 	n.m.attempts.WithLabelValues(string(res)).Inc()
+	span.SetAttributes(attribute.String("dialstream.webhook.result", string(res)))
+	if a.StatusCode != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", a.StatusCode))
+	}
+	if res != ResultSuccess {
+		span.SetStatus(codes.Error, a.Error)
+	}
 	n.m.latency.WithLabelValues(string(res)).Observe(r.duration.Seconds())
 	lvl := slog.LevelInfo
 	if res != ResultSuccess {
@@ -150,18 +178,18 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	}
 	log.Log(ctx, lvl, "notifier: webhook attempt", "result", res, "status", r.status, "error", a.Error,
 		"duration_seconds", a.DurationSeconds, "next_attempt_at", a.NextAttemptAt)
-	return n.finish(ctx, &a, fs)
+	return n.finish(ctx, log, &a, fs)
 }
 
 // endpointChange records a URL's new state locally at once and returns the
 // record that tells the other replicas.
-func (n *notifier) endpointChange(ev *schemas.CallEvent, id string, st schemas.EndpointState, status int) (*kgo.Record, error) {
+func (n *notifier) endpointChange(ctx context.Context, ev *schemas.CallEvent, id string, st schemas.EndpointState, status int) (*kgo.Record, error) {
 	ep := schemas.WebhookEndpoint{WorkspaceID: ev.WorkspaceID, URL: ev.CallbackURL, State: st,
 		ChangedAt: time.Now().UTC(), StatusCode: status, CallID: ev.CallID, EventID: id}
 	n.gone.set(schemas.WebhookEndpointKey(ev.WorkspaceID, ev.CallbackURL), st, ep.ChangedAt)
 	rec, err := endpointRecord(ep)
 	if err != nil {
-		n.log.Error("notifier: endpoint record does not match its schema", "err", err)
+		n.log.ErrorContext(ctx, "notifier: endpoint record does not match its schema", "call_id", ev.CallID, "workspace_id", ev.WorkspaceID, "err", err)
 	}
 	return rec, err
 }
@@ -172,17 +200,19 @@ func (n *notifier) endpointChange(ev *schemas.CallEvent, id string, st schemas.E
 // event alive (next retry, DLQ, gone mark): they are retried with backoff
 // until they are acknowledged, and only then may the consumed record be
 // marked. If ctx ends first, it returns false and the record stays unmarked,
-// as watermill does when its poison-queue publish fails.
-func (n *notifier) finish(ctx context.Context, a *schemas.WebhookAttempt, fs []followUp) bool {
+// as watermill does when its poison-queue publish fails. Records are written
+// with ctx's span as their parent, so they stay in the call's trace; log
+// names the call.
+func (n *notifier) finish(ctx context.Context, log *slog.Logger, a *schemas.WebhookAttempt, fs []followUp) bool {
 	if a != nil {
 		if rec, err := schemas.NewRecord(schemas.TopicWebhookDeliveries, a.CallID, schemas.Meta{
 			Type: schemas.TypeWebhookAttempt, Source: eventSource, Subject: a.CallID, Time: a.AttemptedAt}, a); err != nil {
-			n.log.Error("notifier: delivery log entry does not match its schema", "err", err)
+			log.ErrorContext(ctx, "notifier: delivery log entry does not match its schema", "err", err)
 		} else {
 			n.producer.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
 				if err != nil {
 					n.m.produceFailures.WithLabelValues(produceLog).Inc()
-					n.log.Warn("notifier: delivery log write failed", "call_id", a.CallID, "err", err)
+					log.WarnContext(ctx, "notifier: delivery log write failed", "err", err)
 				}
 			})
 		}
@@ -193,7 +223,9 @@ func (n *notifier) finish(ctx context.Context, a *schemas.WebhookAttempt, fs []f
 		for i, f := range fs {
 			// A fresh record each time: franz-go owns a record until its
 			// promise has run.
-			recs[i] = &kgo.Record{Topic: f.rec.Topic, Key: f.rec.Key, Value: f.rec.Value, Headers: f.rec.Headers}
+			// Its own headers too: the producer's trace hook rewrites
+			// traceparent in place.
+			recs[i] = &kgo.Record{Topic: f.rec.Topic, Key: f.rec.Key, Value: f.rec.Value, Headers: slices.Clone(f.rec.Headers)}
 		}
 		results := n.producer.ProduceSync(ctx, recs...)
 		var failed []followUp
@@ -204,7 +236,7 @@ func (n *notifier) finish(ctx context.Context, a *schemas.WebhookAttempt, fs []f
 			}
 			failed = append(failed, fs[i])
 			n.m.produceFailures.WithLabelValues(fs[i].kind).Inc()
-			n.log.Error("notifier: follow-up write failed; the event stays unmarked until it succeeds",
+			log.ErrorContext(ctx, "notifier: follow-up write failed; the event stays unmarked until it succeeds",
 				"kind", fs[i].kind, "topic", fs[i].rec.Topic, "err", r.Err)
 		}
 		fs = failed
@@ -245,3 +277,27 @@ func stepLabel(attempt string) string {
 }
 
 func defaultRand() float64 { return rand.Float64() }
+
+// tracerName names the notifier's spans.
+const tracerName = "github.com/dialstream/dialstream/notifier"
+
+// recordCall names the call an invalid record is about, as far as it can be
+// told, for the log line that says it went to the DLQ.
+func recordCall(rec *kgo.Record) (callID, workspaceID string) {
+	var body struct {
+		CallID      string `json:"call_id"`
+		WorkspaceID string `json:"workspace_id"`
+	}
+	_ = json.Unmarshal(rec.Value, &body)
+	callID, workspaceID = body.CallID, body.WorkspaceID
+	if callID == "" {
+		callID = string(rec.Key)
+	}
+	if callID == "" || len(callID) > 64 {
+		callID = "unknown"
+	}
+	if workspaceID == "" || len(workspaceID) > 64 {
+		workspaceID = "unknown"
+	}
+	return callID, workspaceID
+}

@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg Config) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	n := &notifier{
-		log: log, keys: keys, masked: masked, sched: sched, maxBody: cfg.MaxResponseBytes, m: m,
+		log: log, tracer: cfg.TracerProvider.Tracer(tracerName), keys: keys, masked: masked, sched: sched, maxBody: cfg.MaxResponseBytes, m: m,
 		gone: newEndpoints(m.goneEndpoints), rnd: defaultRand,
 	}
 	g := newGuard(cfg.AllowCIDRs, cfg.Resolver, cfg.Dial, cfg.ConnectTimeout, func(class string) {
@@ -126,6 +126,11 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.FetchMaxPartitionBytes(1<<20),
 		kgo.WithHooks(kprom.NewMetrics("dialstream_notifier", kprom.Subsystem("kafka"),
 			kprom.Registerer(cfg.Metrics), kprom.Gatherer(cfg.Metrics))),
+		// A receive span per event, continuing its traceparent (the call's
+		// trace), left in the record's Context for the delivery; a publish
+		// span per record written (retry, DLQ, delivery log), under the
+		// delivery's span.
+		kgo.WithHooks(obs.KafkaTracer(cfg.TracerProvider, cfg.Kafka.ClientID, cfg.GroupID)),
 	)...)
 	if err != nil {
 		return fmt.Errorf("notifier: kafka client: %w", err)

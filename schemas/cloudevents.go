@@ -12,6 +12,16 @@ import (
 
 // CloudEvents binary mode over Kafka (CloudEvents Kafka protocol binding):
 // attributes travel as ce_-prefixed headers, the record value is the data.
+//
+// Trace context is not an attribute of these events. Records carry the plain
+// W3C `traceparent` and `tracestate` headers (written and read by franz-go's
+// kotel plugin; see internal/obs/tracing.go), not the CloudEvents
+// distributed-tracing extension's `ce_traceparent`/`ce_tracestate`: the
+// extension names the context an event was created in and is meant to stay
+// fixed, while the header names the hop that carries the record, and the
+// plain headers are what Kafka instrumentation reads. Keeping one of the two
+// avoids two trace contexts on one record that disagree. Decode neither
+// needs nor checks them: a record without trace context is a valid event.
 const (
 	HeaderSpecVersion = "ce_specversion"
 	HeaderID          = "ce_id"

@@ -1,5 +1,6 @@
 // Package obs holds the small pieces of observability every service shares:
-// the logger, phone-number masking, and the per-process metrics registry.
+// the logger, phone-number masking, the per-process metrics registry, and
+// trace context (tracing.go).
 package obs
 
 import (
@@ -13,15 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// NewLogger returns a JSON logger (production) or a text logger (dev).
+// NewLogger returns a JSON logger (production) or a text logger (dev). A
+// line logged with a context that carries a span gets its trace_id and
+// span_id.
 func NewLogger(w io.Writer, format, level string) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(traceHandler{slog.NewTextHandler(w, opts)})
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(traceHandler{slog.NewJSONHandler(w, opts)})
 }
 
 // MaskPhone keeps the last 4 digits of a phone number for logs: enough to
