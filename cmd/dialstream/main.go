@@ -6,6 +6,10 @@
 //	dialstream notifier   delivers call events to callback_url
 //	dialstream broker     the embedded Kafka-protocol broker (franz-go kfake)
 //	dialstream phonesim   a simulated phone network for a local LiveKit
+//	dialstream topics     applies the topic spec (apply|plan|wait|spec)
+//	dialstream redis      an in-process Redis (miniredis) for a local LiveKit
+//	dialstream receiver   a recording webhook receiver that checks signatures
+//	dialstream probe      an HTTP health probe for images without a shell
 //	dialstream hash-key   prints the registry digest of an API key
 //
 // Every service reads its configuration from the environment (see README).
