@@ -65,10 +65,13 @@ func (d *dialer) startDial(parent context.Context, p int32, st *callState) {
 	go func() {
 		defer d.bg.Done()
 		defer cancel()
+		// The dial counts as running here until its result is in Kafka: while
+		// the broker is unreachable the result waits in writeCommand, and the
+		// watchdog must not mistake the call for one whose dialer died.
+		defer d.dials.finish(st.CallID)
 		ctx, span := d.tracer.Start(ctx, "dial", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
 		defer span.End()
 		res := d.dial(ctx, p, st)
-		d.dials.finish(st.CallID)
 		span.SetAttributes(attribute.String("dialstream.dial_result", string(res.Result)))
 		if res.SIPStatusCode != 0 {
 			span.SetAttributes(attribute.Int("sip.status_code", res.SIPStatusCode))
