@@ -585,18 +585,23 @@ func (w *partition) write(recs []*kgo.Record) bool {
 // accepts a commit only from a current member of the current generation, so
 // success means no other process has been given this partition: its next
 // owner will load the dialing claims just written. A refusal that says this
-// member is gone is final; other errors are retried briefly.
+// member is gone is final. Any other error (the broker or coordinator is
+// unreachable) is retried for as long as this process owns the partition:
+// giving up would leave claimed calls undialed, to be ended "in doubt" by the
+// watchdog although nobody ever rang them.
 func (w *partition) fence() error {
-	var err error
-	for attempt := 1; attempt <= 5; attempt++ {
-		if err = w.commitFence(); err == nil || fenced(err) {
+	backoff := 200 * time.Millisecond
+	for {
+		err := w.commitFence()
+		if err == nil || fenced(err) {
 			return err
 		}
-		if !sleepCtx(w.ctx, time.Duration(attempt)*200*time.Millisecond) {
+		w.log.Warn("dialer: fence commit failed; retrying before dialing", "err", err)
+		if !sleepCtx(w.ctx, backoff) {
 			return err
 		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	return err
 }
 
 func fenced(err error) bool {
