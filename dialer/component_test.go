@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -62,7 +63,7 @@ func (c *component) request(ws, agent, to string) string {
 
 func (c *component) waitEnded(ids ...string) {
 	c.t.Helper()
-	waitFor(c.t, 20*time.Second, fmt.Sprintf("%d calls ended", len(ids)), func() bool {
+	testutil.Eventually(c.t, 20*time.Second, fmt.Sprintf("%d calls ended", len(ids)), func() bool {
 		for _, id := range ids {
 			if c.log.ended(c.t, id) == nil {
 				return false
@@ -74,7 +75,7 @@ func (c *component) waitEnded(ids ...string) {
 
 func (c *component) waitStatus(id string, s schemas.Status) {
 	c.t.Helper()
-	waitFor(c.t, 20*time.Second, fmt.Sprintf("call %s %s", id, s), func() bool {
+	testutil.Eventually(c.t, 20*time.Second, fmt.Sprintf("call %s %s", id, s), func() bool {
 		for _, ev := range c.log.callEvents(c.t, id) {
 			if ev.Status == s {
 				return true
@@ -92,7 +93,7 @@ func TestDuplicateRequestDialsOnce(t *testing.T) {
 	produce(t, c.prod, requestRecord(t, req), requestRecord(t, req))
 	c.waitEnded(id)
 	produce(t, c.prod, requestRecord(t, req))
-	waitFor(t, 10*time.Second, "three duplicates... two counted", func() bool {
+	testutil.Eventually(t, 10*time.Second, "three duplicates... two counted", func() bool {
 		return c.d.metric("dialstream_dialer_duplicate_requests_total") == 2
 	})
 	if n := c.lk.dialsTo(roomNameFor("agent_a", id)); n != 1 {
@@ -169,7 +170,7 @@ func TestPoisonRecords(t *testing.T) {
 	if ev := c.log.ended(t, ids[2]); len(ev.Errors) == 0 || ev.Errors[0].Field != "/call_agent_id" || ev.CallbackURL == "" {
 		t.Fatalf("unknown agent rejection: %+v", ev)
 	}
-	waitFor(t, 10*time.Second, "8 DLQ records", func() bool { return len(c.log.dlqRecords()) == len(cases) })
+	testutil.Eventually(t, 10*time.Second, "8 DLQ records", func() bool { return len(c.log.dlqRecords()) == len(cases) })
 	for i, r := range c.log.dlqRecords() {
 		if got := kafkax.Header(r, kafkax.HeaderDLQErrorClass); got != cases[i].class {
 			t.Errorf("DLQ record %d: class %q, want %q", i, got, cases[i].class)
@@ -247,7 +248,7 @@ func TestWebhookAuthentication(t *testing.T) {
 	}
 	if n := c.log.commandsOfType(TypeLiveKitEvent); n != 1 {
 		// The command is acked before the 200; the collector may lag.
-		waitFor(t, 5*time.Second, "the webhook's command", func() bool { return c.log.commandsOfType(TypeLiveKitEvent) == 1 })
+		testutil.Eventually(t, 5*time.Second, "the webhook's command", func() bool { return c.log.commandsOfType(TypeLiveKitEvent) == 1 })
 	}
 	c.waitEnded(id)
 	evs := c.log.callEvents(t, id)
@@ -333,7 +334,7 @@ func TestCancelComponent(t *testing.T) {
 	if end := evs[len(evs)-1]; end.EndedBy != schemas.EndedByClient || end.TalkDurationSeconds == nil {
 		t.Fatalf("ended %+v", end)
 	}
-	waitFor(t, 5*time.Second, "the canceled call's room deleted", func() bool { return c.lk.deletes(roomNameFor("agent_a", a1)) > 0 })
+	testutil.Eventually(t, 5*time.Second, "the canceled call's room deleted", func() bool { return c.lk.deletes(roomNameFor("agent_a", a1)) > 0 })
 	if got := c.d.metric("dialstream_dialer_commands_ignored_total", "reason", string(ignoreWrongWorkspace)); got != 1 {
 		t.Fatalf("wrong-workspace cancels ignored: %v", got)
 	}
@@ -388,7 +389,7 @@ func TestInDoubtDialIsNotRedialed(t *testing.T) {
 	c := newComponent(t, func(cfg *Config) { cfg.DrainTimeout = 0 })
 	id := c.request("ws_b", "agent_quick", "+15550100480")
 	room := roomNameFor("agent_quick", id)
-	waitFor(t, 10*time.Second, "the dial", func() bool { return c.lk.dialsTo(room) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the dial", func() bool { return c.lk.dialsTo(room) == 1 })
 	c.d.stop(t)
 	d2 := startDialer(t, c.cfg)
 	c.waitEnded(id)
@@ -415,7 +416,7 @@ func TestInDoubtDialAnsweredIsAdopted(t *testing.T) {
 	c := newComponent(t, func(cfg *Config) { cfg.DrainTimeout = 0 })
 	id := c.request("ws_b", "agent_quick", "+15550100480")
 	room := roomNameFor("agent_quick", id)
-	waitFor(t, 10*time.Second, "the dial", func() bool { return c.lk.dialsTo(room) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the dial", func() bool { return c.lk.dialsTo(room) == 1 })
 	c.d.stop(t)
 	c.lk.mu.Lock()
 	c.lk.participants[room] = []*livekit.ParticipantInfo{{Identity: calleeIdentity(id), Kind: livekit.ParticipantInfo_SIP,
@@ -473,7 +474,7 @@ func TestFenceRefusalPreventsDial(t *testing.T) {
 	})
 	id := c.request("ws_b", "agent_quick", "+15550100001")
 	c.waitStatus(id, schemas.StatusDialing)
-	waitFor(t, 5*time.Second, "the fence refusal", func() bool { return c.d.metric("dialstream_dialer_fence_failures_total") == 1 })
+	testutil.Eventually(t, 5*time.Second, "the fence refusal", func() bool { return c.d.metric("dialstream_dialer_fence_failures_total") == 1 })
 	refuse.Store(false)
 	c.waitEnded(id)
 	evs := c.log.callEvents(t, id)
@@ -496,11 +497,11 @@ func TestRebalanceHandsOverCalls(t *testing.T) {
 	for range 12 {
 		ids = append(ids, c.request("ws_a", "agent_a", "+15550100777"))
 	}
-	waitFor(t, 10*time.Second, "the first dials", func() bool { return c.lk.totalDials() >= 2 })
+	testutil.Eventually(t, 10*time.Second, "the first dials", func() bool { return c.lk.totalDials() >= 2 })
 	cfg2 := c.cfg
 	cfg2.HTTPAddr = freeAddr(t)
 	startDialer(t, cfg2)
-	waitFor(t, 10*time.Second, "more dials", func() bool { return c.lk.totalDials() >= 5 })
+	testutil.Eventually(t, 10*time.Second, "more dials", func() bool { return c.lk.totalDials() >= 5 })
 	c.d.stop(t) // leaves the group: its partitions move to the second dialer
 	for range 4 {
 		ids = append(ids, c.request("ws_a", "agent_a", "+15550100777"))

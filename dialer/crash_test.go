@@ -16,6 +16,7 @@ import (
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/phonesim"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -71,7 +72,7 @@ func (e *liveEnv) startChild(t *testing.T, extraEnv ...string) *childDialer {
 	c := &childDialer{cmd: cmd, addr: e.httpAddr, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(c.done) }()
 	t.Cleanup(func() { c.kill() })
-	waitFor(t, 30*time.Second, "child dialer ready", func() bool {
+	testutil.Eventually(t, 30*time.Second, "child dialer ready", func() bool {
 		select {
 		case <-c.done:
 			t.Fatalf("child dialer exited: %v", cmd.ProcessState)
@@ -130,7 +131,7 @@ func TestCrashDuringBurst(t *testing.T) {
 	}
 	// ws_crash admits 8 at a time: kill while some calls talk, some ring,
 	// some wait in the queue.
-	waitFor(t, 30*time.Second, "a third of the calls dialed", func() bool { return len(e.sim.Dials()) >= n/3 })
+	testutil.Eventually(t, 30*time.Second, "a third of the calls dialed", func() bool { return len(e.sim.Dials()) >= n/3 })
 	child.kill()
 	killedAt := time.Now()
 	t.Logf("SIGKILL after %d dials", len(e.sim.Dials()))
@@ -173,7 +174,7 @@ func TestCrashDuringBurst(t *testing.T) {
 	// dialer start.
 	child.kill()
 	e.startChild(t)
-	consistently(t, 3*time.Second, "no new dials after another restart", func() bool { return len(e.sim.DialLog()) == sumDials(dials) })
+	testutil.Consistently(t, 3*time.Second, "no new dials after another restart", func() bool { return len(e.sim.DialLog()) == sumDials(dials) })
 }
 
 func sumDials(m map[string]int) int {

@@ -19,6 +19,7 @@ import (
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/livekitdev"
 	"github.com/dialstream/dialstream/internal/phonesim"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -115,7 +116,7 @@ func (e *liveEnv) request(t *testing.T, ws, agent, to string) string {
 
 func (e *liveEnv) waitEnded(t *testing.T, timeout time.Duration, ids ...string) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%d calls ended", len(ids)), func() bool {
+	testutil.Eventually(t, timeout, fmt.Sprintf("%d calls ended", len(ids)), func() bool {
 		for _, id := range ids {
 			if e.log.ended(t, id) == nil {
 				return false
@@ -127,7 +128,7 @@ func (e *liveEnv) waitEnded(t *testing.T, timeout time.Duration, ids ...string) 
 
 func (e *liveEnv) waitStatus(t *testing.T, id string, s schemas.Status) {
 	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("call %s %s", id, s), func() bool {
+	testutil.Eventually(t, 20*time.Second, fmt.Sprintf("call %s %s", id, s), func() bool {
 		for _, ev := range e.log.callEvents(t, id) {
 			if ev.Status == s {
 				return true

@@ -23,6 +23,7 @@ import (
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -30,30 +31,6 @@ const (
 	testAPIKey    = "devkey"
 	testAPISecret = "dialstream-test-secret-0123456789abcdef"
 )
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// consistently polls cond for d and fails the moment it stops holding.
-func consistently(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if !cond() {
-			t.Fatalf("%s stopped holding", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func newCallID() string {
 	var b [12]byte
@@ -116,7 +93,7 @@ func startDialer(t testing.TB, cfg Config) *runningDialer {
 	r := &runningDialer{cancel: cancel, done: make(chan error, 1), addr: cfg.HTTPAddr, reg: cfg.Metrics}
 	go func() { r.done <- Run(ctx, cfg) }()
 	t.Cleanup(func() { r.stop(t) })
-	waitFor(t, 20*time.Second, "dialer ready", func() bool {
+	testutil.Eventually(t, 20*time.Second, "dialer ready", func() bool {
 		select {
 		case err := <-r.done:
 			r.done <- err

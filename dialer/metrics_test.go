@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -14,7 +15,7 @@ import (
 // names follow the conventions, and label values are bounded.
 func TestMetricsInitialized(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg)
+	_, err := newMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,25 +23,7 @@ func TestMetricsInitialized(t *testing.T) {
 	if err := registerWorkspaces(reg, adm.reg, adm); err != nil {
 		t.Fatal(err)
 	}
-	_ = m
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	series := map[string]int{}
-	for _, mf := range mfs {
-		name := mf.GetName()
-		if !strings.HasPrefix(name, "dialstream_dialer_") {
-			t.Errorf("%s: not dialstream_dialer_*", name)
-		}
-		if mf.GetType().String() == "COUNTER" && !strings.HasSuffix(name, "_total") {
-			t.Errorf("counter %s without _total", name)
-		}
-		if mf.GetType().String() == "HISTOGRAM" && !strings.HasSuffix(name, "_seconds") {
-			t.Errorf("histogram %s not in seconds", name)
-		}
-		series[name] = len(mf.GetMetric())
-	}
+	series := testutil.MetricSeries(t, reg, "dialstream_dialer_")
 	want := map[string]int{
 		"dialstream_dialer_calls_accepted_total":             1,
 		"dialstream_dialer_calls_admitted_total":             1,
@@ -155,7 +138,7 @@ func TestMetricsFollowCalls(t *testing.T) {
 
 	busy := c.request("ws_a", "agent_a", "+15550100486")
 	c.waitEnded(busy)
-	waitFor(t, 5*time.Second, "busy counted", func() bool {
+	testutil.Eventually(t, 5*time.Second, "busy counted", func() bool {
 		return d.metric("dialstream_dialer_calls_ended_total", "outcome", string(schemas.OutcomeBusy)) == before[schemas.OutcomeBusy]+1
 	})
 	after := outcomes()
@@ -183,7 +166,7 @@ func TestMetricsFollowCalls(t *testing.T) {
 
 	declined := c.request("ws_a", "agent_a", "+15550100603")
 	c.waitEnded(declined)
-	waitFor(t, 5*time.Second, "declined counted", func() bool {
+	testutil.Eventually(t, 5*time.Second, "declined counted", func() bool {
 		return d.metric("dialstream_dialer_calls_ended_total", "outcome", string(schemas.OutcomeDeclined)) == before[schemas.OutcomeDeclined]+1
 	})
 	if got := d.metric("dialstream_dialer_sip_responses_total", "class", "6xx"); got != sip6+1 {
@@ -193,7 +176,7 @@ func TestMetricsFollowCalls(t *testing.T) {
 	// An answered call is live in its workspace until the client cancels it.
 	answered := c.request("ws_b", "agent_b", "+15550100999")
 	c.waitStatus(answered, schemas.StatusAnswered)
-	waitFor(t, 5*time.Second, "ws_b live = 1", func() bool {
+	testutil.Eventually(t, 5*time.Second, "ws_b live = 1", func() bool {
 		return d.metric("dialstream_dialer_workspace_live_calls", "workspace", "ws_b") == 1
 	})
 	if got := histCount(d.reg, "dialstream_dialer_dial_to_answer_seconds"); got != 1 {
@@ -202,12 +185,12 @@ func TestMetricsFollowCalls(t *testing.T) {
 	if got := d.metric("dialstream_dialer_workspace_max_concurrent_calls", "workspace", "ws_b"); got != 2 {
 		t.Errorf("ws_b limit = %v, want 2", got)
 	}
-	waitFor(t, 5*time.Second, "the answered call's age reported", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the answered call's age reported", func() bool {
 		return d.metric("dialstream_dialer_oldest_call_age_seconds", "phase", "answered") > 0
 	})
 	produce(t, c.prod, cancelRecord(t, answered, "ws_b"))
 	c.waitEnded(answered)
-	waitFor(t, 5*time.Second, "canceled counted, ws_b idle", func() bool {
+	testutil.Eventually(t, 5*time.Second, "canceled counted, ws_b idle", func() bool {
 		return d.metric("dialstream_dialer_calls_ended_total", "outcome", string(schemas.OutcomeCanceled)) == before[schemas.OutcomeCanceled]+1 &&
 			d.metric("dialstream_dialer_workspace_live_calls", "workspace", "ws_b") == 0
 	})
@@ -219,7 +202,7 @@ func TestMetricsFollowCalls(t *testing.T) {
 	}
 
 	// Every command is committed in time, so the group's lag drains to zero.
-	waitFor(t, 3*lagInterval, "consumer lag measured and drained", func() bool {
+	testutil.Eventually(t, 3*lagInterval, "consumer lag measured and drained", func() bool {
 		return hasSeries(d.reg, "dialstream_dialer_consumer_lag_records", "group", DefaultGroup, "topic", schemas.TopicRequested) &&
 			d.metric("dialstream_dialer_consumer_lag_records", "topic", schemas.TopicRequested) == 0
 	})

@@ -24,6 +24,7 @@ import (
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/notifier"
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -168,7 +169,7 @@ func startPipeline(t *testing.T) *pipeline {
 	icfg.Kafka.ClientID = "ingest-trace-test"
 	run("ingest", func(ctx context.Context) error { return ingest.Run(ctx, icfg) })
 	p.ingestURL = "http://" + ln.Addr().String()
-	waitFor(t, 20*time.Second, "ingest ready", func() bool {
+	testutil.Eventually(t, 20*time.Second, "ingest ready", func() bool {
 		resp, err := http.Get(p.ingestURL + "/readyz")
 		if err != nil {
 			return false
@@ -239,7 +240,7 @@ func (p *pipeline) redeliver(id string, sequence int) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
 	}
-	waitFor(p.t, 10*time.Second, "ingest's view of the call has its events", func() bool {
+	testutil.Eventually(p.t, 10*time.Second, "ingest's view of the call has its events", func() bool {
 		var env ingest.CallEnvelope
 		code, b := do(http.MethodGet, "", "")
 		return code == http.StatusOK && json.Unmarshal(b, &env) == nil && len(env.Call.Events) >= sequence
@@ -283,7 +284,7 @@ func (p *pipeline) webhooksOf(id string) []receivedHook {
 
 func (p *pipeline) waitWebhook(id string, s schemas.Status) {
 	p.t.Helper()
-	waitFor(p.t, 30*time.Second, fmt.Sprintf("webhook %s of call %s", s, id), func() bool {
+	testutil.Eventually(p.t, 30*time.Second, fmt.Sprintf("webhook %s of call %s", s, id), func() bool {
 		for _, h := range p.webhooksOf(id) {
 			if h.body.Data.Status == s && !h.refused {
 				return true
@@ -324,7 +325,7 @@ func TestTraceFollowsCallToWebhooks(t *testing.T) {
 	p.waitWebhook(untraced.CallID, schemas.StatusEnded)
 	before := len(p.webhooksOf(traced.CallID))
 	p.redeliver(traced.CallID, 2)
-	waitFor(t, 10*time.Second, "the redelivered webhook", func() bool { return len(p.webhooksOf(traced.CallID)) > before })
+	testutil.Eventually(t, 10*time.Second, "the redelivered webhook", func() bool { return len(p.webhooksOf(traced.CallID)) > before })
 
 	want := spanContextOf(incoming, "")
 	hooks := p.webhooksOf(traced.CallID)
@@ -396,7 +397,7 @@ func TestLogsNameTheCallAndMaskTheNumber(t *testing.T) {
 		p.waitWebhook(c.cr.CallID, schemas.StatusEnded)
 	}
 	// The last delivery's log line follows its webhook.
-	waitFor(t, 10*time.Second, "the notifier's log of the last webhooks", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the notifier's log of the last webhooks", func() bool {
 		n := 0
 		for _, l := range p.logs.lines() {
 			if strings.Contains(l, `"notifier: webhook attempt"`) && strings.Contains(l, `"status":204`) {

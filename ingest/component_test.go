@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -202,7 +203,7 @@ func TestComponentBrokerRefuses(t *testing.T) {
 	}
 	// The broker is back: the retry with the same key is accepted once.
 	// Until the client has settled the refused record, the key is in flight.
-	waitFor(t, 10*time.Second, "the retry to be taken", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the retry to be taken", func() bool {
 		code, _, b = post(t, srv.URL, "refused", validBody)
 		return code != http.StatusConflict
 	})
@@ -321,7 +322,7 @@ func TestRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
 	url := "http://" + ln.Addr().String()
-	waitFor(t, 10*time.Second, "readyz", func() bool {
+	testutil.Eventually(t, 10*time.Second, "readyz", func() bool {
 		resp, err := http.Get(url + "/readyz")
 		if err != nil {
 			return false
@@ -410,7 +411,7 @@ func TestComponentReadyzFollowsKafka(t *testing.T) {
 		t.Fatalf("readyz %d with the broker up", code)
 	}
 	e.broker.Close()
-	waitFor(t, 10*time.Second, "readyz 503", func() bool { return get() == 503 })
+	testutil.Eventually(t, 10*time.Second, "readyz 503", func() bool { return get() == 503 })
 	if code, _, b := post(t, srv.URL, "", validBody); code != 503 {
 		t.Fatalf("%d %s", code, b)
 	}

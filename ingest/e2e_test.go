@@ -17,6 +17,7 @@ import (
 	"github.com/dialstream/dialstream/internal/livekitdev"
 	"github.com/dialstream/dialstream/internal/phonesim"
 	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -108,7 +109,7 @@ agents:
 			t.Error("dialer did not stop")
 		}
 	})
-	waitFor(t, 30*time.Second, "dialer ready", func() bool {
+	testutil.Eventually(t, 30*time.Second, "dialer ready", func() bool {
 		select {
 		case err := <-done:
 			done <- err

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -599,7 +600,7 @@ func TestLateAckIsReplayed(t *testing.T) {
 		t.Fatalf("while unsettled: %d", w.Code)
 	}
 	close(lp.ack)
-	waitFor(t, 2*time.Second, "late ack to be stored", func() bool {
+	testutil.Eventually(t, 2*time.Second, "late ack to be stored", func() bool {
 		w := env.do(t, req{idemKey: "late", body: validBody})
 		return w.Code == 202 && w.Header().Get(HeaderReplayed) == "true"
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/notifier"
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -97,7 +98,7 @@ func startNotifier(t *testing.T, addr string) {
 			t.Error("notifier did not stop")
 		}
 	})
-	waitFor(t, 20*time.Second, "notifier ready", func() bool {
+	testutil.Eventually(t, 20*time.Second, "notifier ready", func() bool {
 		resp, err := http.Get("http://" + ln.Addr().String() + "/readyz")
 		if err != nil {
 			return false
@@ -145,7 +146,7 @@ func TestComponentRedeliverAfterEndpointComesBack(t *testing.T) {
 
 	// Every event fails twice and is dead-lettered; the log says so.
 	var ds DeliveryList
-	waitFor(t, 20*time.Second, "every event exhausted", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every event exhausted", func() bool {
 		_, body := in.call(t, "GET", "/v1/api/call/"+acc.CallID+"/deliveries", "")
 		ds = DeliveryList{}
 		_ = json.Unmarshal([]byte(body), &ds)
@@ -191,7 +192,7 @@ func TestComponentRedeliverAfterEndpointComesBack(t *testing.T) {
 	}
 
 	// The receiver gets every event again, with its original webhook-id.
-	waitFor(t, 20*time.Second, "the events redelivered", func() bool { return len(rc.delivered()) >= len(originals) })
+	testutil.Eventually(t, 20*time.Second, "the events redelivered", func() bool { return len(rc.delivered()) >= len(originals) })
 	got := rc.delivered()
 	var gotIDs []string
 	for _, d := range got {
@@ -207,7 +208,7 @@ func TestComponentRedeliverAfterEndpointComesBack(t *testing.T) {
 		t.Fatalf("received webhook-ids %v, want %v", gotIDs, want)
 	}
 	// And the delivery log shows the redeliveries succeeding.
-	waitFor(t, 10*time.Second, "redeliveries logged", func() bool {
+	testutil.Eventually(t, 10*time.Second, "redeliveries logged", func() bool {
 		_, body := in.call(t, "GET", "/v1/api/call/"+acc.CallID+"/deliveries", "")
 		return strings.Count(body, `"redelivery":true`) == len(originals) && strings.Count(body, `"result":"success"`) == len(originals)
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -65,7 +66,7 @@ func startIngest(t *testing.T, addr string, mod ...func(*Config)) *runningIngest
 	r := &runningIngest{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), reg: reg}
 	go func() { r.done <- Run(ctx, cfg) }()
 	t.Cleanup(func() { r.stop(t) })
-	waitFor(t, 20*time.Second, "ingest serving", func() bool {
+	testutil.Eventually(t, 20*time.Second, "ingest serving", func() bool {
 		resp, err := http.Get(r.url + "/healthz")
 		if err != nil {
 			return false
@@ -87,7 +88,7 @@ func (r *runningIngest) ready() bool {
 
 func (r *runningIngest) waitReady(t *testing.T) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "ingest ready", r.ready)
+	testutil.Eventually(t, 20*time.Second, "ingest ready", r.ready)
 }
 
 func (r *runningIngest) stop(t *testing.T) {
@@ -197,7 +198,7 @@ func TestComponentCallStateFollowsKafka(t *testing.T) {
 	acc, f := a.place(t, "+15550100001")
 
 	var seen Call
-	waitFor(t, 10*time.Second, "the other replica to read the request", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the other replica to read the request", func() bool {
 		seen, _ = other.state(t, acc.CallID)
 		return seen.CallID == acc.CallID
 	})
@@ -211,7 +212,7 @@ func TestComponentCallStateFollowsKafka(t *testing.T) {
 	produceAll(t, p, attemptRecord(t, f.attempt(5, schemas.StatusEnded, 1, f.at.Add(6*time.Second), 204, "", schemas.WebhookSuccess)))
 	var bodies [2]string
 	for i, r := range []*runningIngest{a, other} {
-		waitFor(t, 10*time.Second, "the call ended", func() bool {
+		testutil.Eventually(t, 10*time.Second, "the call ended", func() bool {
 			c, body := r.state(t, acc.CallID)
 			bodies[i] = body
 			return c.Status == schemas.StatusEnded
@@ -222,7 +223,7 @@ func TestComponentCallStateFollowsKafka(t *testing.T) {
 	}
 	want := f.wantCall(t, acc.JobID, f.completed())
 	assertJSON(t, []byte(bodies[0]), mustJSON(t, CallEnvelope{Status: "success", Call: want}))
-	waitFor(t, 10*time.Second, "the delivery attempt", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the delivery attempt", func() bool {
 		_, body := other.call(t, "GET", "/v1/api/call/"+acc.CallID+"/deliveries", "")
 		return strings.Contains(body, `"result":"success"`)
 	})
@@ -286,7 +287,7 @@ func TestComponentRestartRebuildsCallState(t *testing.T) {
 		}
 	}
 	// Everything read back before the snapshot.
-	waitFor(t, 10*time.Second, "events read", func() bool {
+	testutil.Eventually(t, 10*time.Second, "events read", func() bool {
 		for i, id := range ids {
 			c, _ := a.state(t, id)
 			want := []int{5, 4, 0}[i%3]
@@ -385,7 +386,7 @@ func TestComponentPagingWhileCallsArrive(t *testing.T) {
 		if len(seen) == 0 {
 			// The first page is read once some new calls are in, so it
 			// starts above the existing ones.
-			waitFor(t, 10*time.Second, "new calls", func() bool { return arrived.Load() >= 3 })
+			testutil.Eventually(t, 10*time.Second, "new calls", func() bool { return arrived.Load() >= 3 })
 		}
 		code, body := a.call(t, "GET", q, "")
 		if code != 200 {
@@ -435,7 +436,7 @@ func TestComponentReadyWaitsForCallState(t *testing.T) {
 
 	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: schemas.TopicEvents, Err: kerr.UnknownServerError, Count: -1})
 	r := startIngest(t, b.Addr())
-	waitFor(t, 10*time.Second, "a faulted fetch", func() bool { return fault.Hits() > 0 })
+	testutil.Eventually(t, 10*time.Second, "a faulted fetch", func() bool { return fault.Hits() > 0 })
 	code, body := r.call(t, "GET", "/readyz", "")
 	if code != 503 {
 		t.Fatalf("readyz %d %s", code, body)

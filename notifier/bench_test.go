@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -47,11 +48,11 @@ func BenchmarkThroughput(b *testing.B) {
 			// Warm up (group joined, connections open), then measure.
 			got.Store(0)
 			e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rcv.URL))
-			eventually(b, 20*time.Second, "warm-up", func() bool { return got.Load() == 1 })
+			testutil.Eventually(b, 20*time.Second, "warm-up", func() bool { return got.Load() == 1 })
 			got.Store(0)
 			start := time.Now()
 			e.emit(evs...)
-			eventually(b, 60*time.Second, "all deliveries", func() bool { return got.Load() >= events })
+			testutil.Eventually(b, 60*time.Second, "all deliveries", func() bool { return got.Load() >= events })
 			rate := float64(events) / time.Since(start).Seconds()
 			e.stop()
 			if perCall == 1 {

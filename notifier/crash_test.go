@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -127,7 +128,7 @@ func TestDeliversAfterSIGKILL(t *testing.T) {
 	t.Log("notifier SIGKILLed during attempt 2; restarting")
 
 	second := start()
-	eventually(t, 30*time.Second, "a 2xx delivery after the restart", func() bool {
+	testutil.Eventually(t, 30*time.Second, "a 2xx delivery after the restart", func() bool {
 		for _, h := range rc.got() {
 			if h.status == http.StatusOK {
 				return true

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -46,7 +47,7 @@ func TestDeliversSignedEventsInOrder(t *testing.T) {
 	ids := e.emit(evs...)
 	e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, ""))
 
-	eventually(t, 20*time.Second, "3 deliveries", func() bool { return rc.count() >= 3 })
+	testutil.Eventually(t, 20*time.Second, "3 deliveries", func() bool { return rc.count() >= 3 })
 	var recordMeta json.RawMessage
 	for _, r := range e.records(schemas.TopicEvents) {
 		var ev schemas.CallEvent
@@ -93,11 +94,11 @@ func TestDeliversSignedEventsInOrder(t *testing.T) {
 		header(dlq[0], kafkax.HeaderDLQSourceTopic) != schemas.TopicEvents {
 		t.Fatalf("DLQ record %v %q", dlq[0].Headers, dlq[0].Value)
 	}
-	eventually(t, 10*time.Second, "3 success entries in the delivery log", func() bool {
+	testutil.Eventually(t, 10*time.Second, "3 success entries in the delivery log", func() bool {
 		as := e.attempts(call)
 		return len(as) == 3 && as[0].Result == schemas.WebhookSuccess && as[0].StatusCode == 204 && as[0].Attempt == 1
 	})
-	eventually(t, 5*time.Second, "metrics", func() bool {
+	testutil.Eventually(t, 5*time.Second, "metrics", func() bool {
 		return e.metric("dialstream_notifier_webhook_attempts_total", "result", "success") == 3 &&
 			e.metric("dialstream_notifier_webhook_attempts_total", "result", "skipped") == 1 &&
 			e.metric("dialstream_notifier_dlq_total", "reason", "invalid_event") == 1
@@ -119,7 +120,7 @@ func TestRetryThenSuccessKeepsWebhookID(t *testing.T) {
 	e := newEnv(t, nil)
 	call := callID()
 	ids := e.emit(event(call, "ws_b", 1, schemas.StatusQueued, rc.URL))
-	eventually(t, 20*time.Second, "3 attempts", func() bool { return rc.count() >= 3 })
+	testutil.Eventually(t, 20*time.Second, "3 attempts", func() bool { return rc.count() >= 3 })
 	hits := rc.got()
 	for _, h := range hits {
 		if h.header.Get("webhook-id") != ids[0] {
@@ -132,7 +133,7 @@ func TestRetryThenSuccessKeepsWebhookID(t *testing.T) {
 	if gap := hits[2].at.Sub(hits[1].at); gap < 200*time.Millisecond {
 		t.Errorf("second retry after %s, schedule says 200ms", gap)
 	}
-	eventually(t, 10*time.Second, "delivery log retry, retry, success", func() bool {
+	testutil.Eventually(t, 10*time.Second, "delivery log retry, retry, success", func() bool {
 		as := e.attempts(call)
 		var res []schemas.WebhookResult
 		for _, a := range as {
@@ -187,7 +188,7 @@ func TestDLQAfterScheduleExhausted(t *testing.T) {
 	if as := e.attempts(call); len(as) != 3 || as[2].Result != schemas.WebhookExhausted {
 		t.Fatalf("delivery log %+v", as)
 	}
-	eventually(t, 5*time.Second, "dlq metric", func() bool { return e.metric("dialstream_notifier_dlq_total", "reason", "exhausted") == 1 })
+	testutil.Eventually(t, 5*time.Second, "dlq metric", func() bool { return e.metric("dialstream_notifier_dlq_total", "reason", "exhausted") == 1 })
 }
 
 // 3xx is a final failure and the redirect is never followed; other 4xx are
@@ -254,7 +255,7 @@ func TestFinalStatuses(t *testing.T) {
 	e.emit(event(c5, "ws_a", 1, schemas.StatusQueued, rc.URL+"/gone"),
 		event(c5, "ws_a", 2, schemas.StatusDialing, rc.URL+"/ok"))
 	e.waitRecords(schemas.TopicWebhookDLQ, 7, 10*time.Second, nil)
-	eventually(t, 10*time.Second, "the /ok delivery", func() bool { return rc.count() == 5 })
+	testutil.Eventually(t, 10*time.Second, "the /ok delivery", func() bool { return rc.count() == 5 })
 	for _, h := range rc.got()[4:] {
 		if h.path != "/ok" {
 			t.Fatalf("request to %s after 410", h.path)
@@ -263,7 +264,7 @@ func TestFinalStatuses(t *testing.T) {
 	other := callID()
 	gone = false
 	e.emit(event(other, "ws_b", 1, schemas.StatusQueued, rc.URL+"/gone"))
-	eventually(t, 10*time.Second, "ws_b delivery to the same URL", func() bool { return rc.count() == 6 })
+	testutil.Eventually(t, 10*time.Second, "ws_b delivery to the same URL", func() bool { return rc.count() == 6 })
 
 	// A redelivery of the DLQ'd event is made despite the mark, succeeds,
 	// lifts it, and the URL gets events again.
@@ -276,13 +277,13 @@ func TestFinalStatuses(t *testing.T) {
 	if err := e.cl.ProduceSync(context.Background(), RedeliveryRecord(dlqC5)).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "redelivery", func() bool { return rc.count() == 7 })
+	testutil.Eventually(t, 10*time.Second, "redelivery", func() bool { return rc.count() == 7 })
 	if h := rc.got()[6]; h.path != "/gone" || h.header.Get("webhook-id") != schemas.EventID(c5, 1) {
 		t.Fatalf("redelivery %s %s", h.path, h.header.Get("webhook-id"))
 	}
 	e.waitRecords(schemas.TopicWebhookEndpoints, 2, 10*time.Second, nil)
 	e.emit(event(c5, "ws_a", 3, schemas.StatusRinging, rc.URL+"/gone"))
-	eventually(t, 10*time.Second, "delivery after the mark was lifted", func() bool { return rc.count() == 8 })
+	testutil.Eventually(t, 10*time.Second, "delivery after the mark was lifted", func() bool { return rc.count() == 8 })
 }
 
 // Retry-After is honored: the next attempt waits at least that long even
@@ -297,7 +298,7 @@ func TestRetryAfterHonored(t *testing.T) {
 	})
 	e := newEnv(t, func(c *Config) { c.RetrySchedule = []time.Duration{0, 100 * time.Millisecond, 5 * time.Second} })
 	e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))
-	eventually(t, 20*time.Second, "2 attempts", func() bool { return rc.count() >= 2 })
+	testutil.Eventually(t, 20*time.Second, "2 attempts", func() bool { return rc.count() >= 2 })
 	hits := rc.got()
 	gap := hits[1].at.Sub(hits[0].at)
 	if gap < time.Second {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -52,7 +53,7 @@ func TestGracefulStopCommitsFinished(t *testing.T) {
 	for range 5 {
 		e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))
 	}
-	eventually(t, 20*time.Second, "5 deliveries", func() bool { return rc.count() == 5 })
+	testutil.Eventually(t, 20*time.Second, "5 deliveries", func() bool { return rc.count() == 5 })
 	e.stop()
 	got, end := e.committed()
 	for p, off := range end {
@@ -62,7 +63,7 @@ func TestGracefulStopCommitsFinished(t *testing.T) {
 	}
 	e.start()
 	e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL+"/after"))
-	eventually(t, 20*time.Second, "delivery after restart", func() bool { return rc.count() >= 6 })
+	testutil.Eventually(t, 20*time.Second, "delivery after restart", func() bool { return rc.count() >= 6 })
 	if n := rc.count(); n != 6 {
 		t.Fatalf("%d deliveries after restart, want 6: something was delivered twice", n)
 	}
@@ -120,7 +121,7 @@ func TestDLQWriteFailureKeepsEventUncommitted(t *testing.T) {
 	var refused atomic.Int32
 	healDLQ := failProduceTo(t, e, schemas.TopicWebhookDLQ, &refused)
 	e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))
-	eventually(t, 20*time.Second, "DLQ writes refused and retried", func() bool {
+	testutil.Eventually(t, 20*time.Second, "DLQ writes refused and retried", func() bool {
 		return e.metric("dialstream_notifier_produce_failures_total", "kind", "dlq") >= 2
 	})
 	e.stop()
@@ -175,7 +176,7 @@ func TestSecondInstanceJoinsMidStream(t *testing.T) {
 	for range 20 {
 		ids = append(ids, e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))...)
 	}
-	eventually(t, 30*time.Second, "all 40 events delivered", func() bool {
+	testutil.Eventually(t, 30*time.Second, "all 40 events delivered", func() bool {
 		seen := map[string]bool{}
 		for _, h := range rc.got() {
 			seen[h.header.Get("webhook-id")] = true
@@ -187,7 +188,7 @@ func TestSecondInstanceJoinsMidStream(t *testing.T) {
 		}
 		return true
 	})
-	eventually(t, 20*time.Second, "the second instance delivering", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the second instance delivering", func() bool {
 		for range 5 {
 			e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))
 		}
@@ -213,7 +214,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	eventually(t, 10*time.Second, "ready", func() bool { c, _ := get("/readyz"); return c == 200 })
+	testutil.Eventually(t, 10*time.Second, "ready", func() bool { c, _ := get("/readyz"); return c == 200 })
 	if c, _ := get("/healthz"); c != 200 {
 		t.Fatalf("healthz %d", c)
 	}
@@ -224,7 +225,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	// signature verified.
 	call := callID()
 	e.emit(event(call, "ws_b", 1, schemas.StatusQueued, e.httpURL+"/dev/webhooks"))
-	eventually(t, 20*time.Second, "the event in the inspector", func() bool { return len(insp.Deliveries(call)) == 1 })
+	testutil.Eventually(t, 20*time.Second, "the event in the inspector", func() bool { return len(insp.Deliveries(call)) == 1 })
 	if d := insp.Deliveries(call)[0]; !d.Verified || d.WebhookID != schemas.EventID(call, 1) || d.Type != "call.queued" {
 		t.Fatalf("inspector shows %+v", d)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -219,7 +220,7 @@ func readTopic(t testing.TB, addr, topic string) []*kgo.Record {
 func (e *testEnv) waitRecords(topic string, n int, d time.Duration, keep func(*kgo.Record) bool) []*kgo.Record {
 	e.t.Helper()
 	var got []*kgo.Record
-	eventually(e.t, d, fmt.Sprintf("%d records on %s", n, topic), func() bool {
+	testutil.Eventually(e.t, d, fmt.Sprintf("%d records on %s", n, topic), func() bool {
 		got = got[:0]
 		for _, r := range e.records(topic) {
 			if keep == nil || keep(r) {

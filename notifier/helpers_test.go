@@ -2,7 +2,6 @@ package notifier
 
 import (
 	"testing"
-	"time"
 
 	"github.com/dialstream/dialstream/internal/registry"
 )
@@ -31,16 +30,4 @@ func testRegistry(t testing.TB) *registry.Registry {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// eventually polls cond every 10ms until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -71,17 +72,17 @@ func TestConsumerLagAndRetryDepth(t *testing.T) {
 	if group == "" {
 		group = DefaultGroupID
 	}
-	eventually(t, 3*lagInterval, "lag series of every consumed topic", func() bool {
+	testutil.Eventually(t, 3*lagInterval, "lag series of every consumed topic", func() bool {
 		return hasSeries(e, "dialstream_notifier_consumer_lag_records", "group", group, "topic", schemas.TopicEvents) &&
 			hasSeries(e, "dialstream_notifier_consumer_lag_records", "group", group, "topic", retryTopic) &&
 			hasSeries(e, "dialstream_notifier_consumer_lag_records", "group", group, "topic", schemas.TopicWebhookRedeliver)
 	})
 
 	e.emit(event(callID(), "ws_b", 1, schemas.StatusQueued, rc.URL))
-	eventually(t, 10*time.Second, "one failed attempt scheduled for retry", func() bool {
+	testutil.Eventually(t, 10*time.Second, "one failed attempt scheduled for retry", func() bool {
 		return e.metric("dialstream_notifier_retries_scheduled_total", "step", "1") == 1
 	})
-	eventually(t, 4*lagInterval, "retry depth 1, events lag 0", func() bool {
+	testutil.Eventually(t, 4*lagInterval, "retry depth 1, events lag 0", func() bool {
 		return e.metric("dialstream_notifier_consumer_lag_records", "topic", retryTopic) == 1 &&
 			e.metric("dialstream_notifier_consumer_lag_records", "topic", schemas.TopicEvents) == 0
 	})

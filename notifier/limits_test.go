@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -67,7 +68,7 @@ func TestSlowReceiversDoNotHoldUpOthers(t *testing.T) {
 	})
 	// Warm up: the group has joined once this is delivered.
 	e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, good.URL+"/warmup"))
-	eventually(t, 20*time.Second, "warm-up delivery", func() bool { return good.count() == 1 })
+	testutil.Eventually(t, 20*time.Second, "warm-up delivery", func() bool { return good.count() == 1 })
 
 	var evs []schemas.CallEvent
 	hangCalls := []string{callID(), callID(), callID()}
@@ -83,7 +84,7 @@ func TestSlowReceiversDoNotHoldUpOthers(t *testing.T) {
 	}
 	start := time.Now()
 	e.emit(evs...)
-	eventually(t, 20*time.Second, "6 healthy deliveries", func() bool { return good.count() == 7 })
+	testutil.Eventually(t, 20*time.Second, "6 healthy deliveries", func() bool { return good.count() == 7 })
 	if took := time.Since(start); took >= timeout*8/10 {
 		t.Fatalf("healthy receiver served after %s: it waited for the hanging one (timeout %s)", took, timeout)
 	} else {
@@ -93,7 +94,7 @@ func TestSlowReceiversDoNotHoldUpOthers(t *testing.T) {
 	// Endless bodies: success (2xx), cut at the cap, connection closed.
 	for _, c := range endlessCalls {
 		c := c
-		eventually(t, 10*time.Second, "endless-body delivery logged", func() bool {
+		testutil.Eventually(t, 10*time.Second, "endless-body delivery logged", func() bool {
 			as := e.attempts(c)
 			return len(as) == 1 && as[0].Result == schemas.WebhookSuccess && as[0].DurationSeconds < timeout.Seconds()
 		})
@@ -112,7 +113,7 @@ func TestSlowReceiversDoNotHoldUpOthers(t *testing.T) {
 	if m := maxHanging.Load(); m > 2 {
 		t.Fatalf("%d requests hung at once, per-host cap is 2", m)
 	}
-	eventually(t, 5*time.Second, "nothing in flight", func() bool {
+	testutil.Eventually(t, 5*time.Second, "nothing in flight", func() bool {
 		return e.metric("dialstream_notifier_in_flight") == 0
 	})
 }
@@ -139,12 +140,12 @@ func TestFloodIsBounded(t *testing.T) {
 		evs = append(evs, event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))
 	}
 	e.emit(evs...)
-	eventually(t, 20*time.Second, "the in-flight cap reached", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the in-flight cap reached", func() bool {
 		return e.metric("dialstream_notifier_in_flight") == inFlight
 	})
 	// Sample the held records for a while: fetching must have paused.
 	maxHeld, samples := 0.0, 0
-	eventually(t, 5*time.Second, "30 samples", func() bool {
+	testutil.Eventually(t, 5*time.Second, "30 samples", func() bool {
 		maxHeld = max(maxHeld, e.metric("dialstream_notifier_buffered_records"))
 		samples++
 		return samples == 30
@@ -157,5 +158,5 @@ func TestFloodIsBounded(t *testing.T) {
 	}
 	t.Logf("flood of %d: %d requests open, at most %v records held", events, inFlight, maxHeld)
 	release()
-	eventually(t, 30*time.Second, "every event delivered", func() bool { return rc.count() >= events })
+	testutil.Eventually(t, 30*time.Second, "every event delivered", func() bool { return rc.count() >= events })
 }

@@ -1,9 +1,9 @@
 package notifier
 
 import (
-	"strings"
 	"testing"
 
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -12,24 +12,7 @@ import (
 func TestMetricsInitialized(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	newMetrics(reg, 8)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	series := map[string]int{}
-	for _, mf := range mfs {
-		name := mf.GetName()
-		if !strings.HasPrefix(name, "dialstream_notifier_") {
-			t.Errorf("%s: not dialstream_notifier_*", name)
-		}
-		if mf.GetType().String() == "COUNTER" && !strings.HasSuffix(name, "_total") {
-			t.Errorf("counter %s without _total", name)
-		}
-		if mf.GetType().String() == "HISTOGRAM" && !strings.HasSuffix(name, "_seconds") {
-			t.Errorf("histogram %s not in seconds", name)
-		}
-		series[name] = len(mf.GetMetric())
-	}
+	series := testutil.MetricSeries(t, reg, "dialstream_notifier_")
 	want := map[string]int{
 		"dialstream_notifier_webhook_attempts_total":    len(allResults),
 		"dialstream_notifier_webhook_duration_seconds":  len(allResults),

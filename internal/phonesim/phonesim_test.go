@@ -22,6 +22,7 @@ import (
 
 	"github.com/dialstream/dialstream/internal/livekitdev"
 	"github.com/dialstream/dialstream/internal/phonesim"
+	"github.com/dialstream/dialstream/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -140,35 +141,6 @@ func (e *env) participant(t *testing.T, room string) *livekit.ParticipantInfo {
 	return nil
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
-// consistently polls cond for the whole duration and fails if it ever stops
-// holding.
-func consistently(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		if !cond() {
-			t.Fatalf("%s stopped holding", what)
-		}
-		<-tick.C
-	}
-}
-
 func callCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	t.Cleanup(cancel)
@@ -196,7 +168,7 @@ func TestPhoneSim(t *testing.T) {
 			}
 
 			var p *livekit.ParticipantInfo
-			eventually(t, 5*time.Second, "callee active in the room", func() bool {
+			testutil.Eventually(t, 5*time.Second, "callee active in the room", func() bool {
 				p = e.participant(t, room)
 				return p != nil && p.Attributes[livekit.AttrSIPCallStatus] == "active"
 			})
@@ -216,7 +188,7 @@ func TestPhoneSim(t *testing.T) {
 				t.Errorf("sip.callID = %q, want %q", got, info.SipCallId)
 			}
 
-			eventually(t, talkDuration+5*time.Second, "callee to hang up", func() bool { return e.participant(t, room) == nil })
+			testutil.Eventually(t, talkDuration+5*time.Second, "callee to hang up", func() bool { return e.participant(t, room) == nil })
 			if talked := time.Since(answeredAt); talked < talkDuration-500*time.Millisecond {
 				t.Errorf("callee left after %s, want about %s", talked, talkDuration)
 			}
@@ -246,7 +218,7 @@ func TestPhoneSim(t *testing.T) {
 				if want := fmt.Sprintf("sip status %d", tt.code); !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not mention %q", err, want)
 				}
-				eventually(t, 5*time.Second, "rejected callee out of the room", func() bool { return e.participant(t, room) == nil })
+				testutil.Eventually(t, 5*time.Second, "rejected callee out of the room", func() bool { return e.participant(t, room) == nil })
 			})
 		}
 
@@ -274,18 +246,18 @@ func TestPhoneSim(t *testing.T) {
 				t.Fatalf("CreateSIPParticipant: %v", err)
 			}
 			// Past the point where an answering callee hangs up.
-			consistently(t, talkDuration+time.Second, "callee in the room", func() bool { return e.participant(t, room) != nil })
+			testutil.Consistently(t, talkDuration+time.Second, "callee in the room", func() bool { return e.participant(t, room) != nil })
 
 			ctx := callCtx(t)
 			if _, err := e.rooms.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
 				t.Fatalf("DeleteRoom: %v", err)
 			}
 			// Were the callee to rejoin, it would recreate the room.
-			eventually(t, 5*time.Second, "room gone", func() bool {
+			testutil.Eventually(t, 5*time.Second, "room gone", func() bool {
 				res, err := e.rooms.ListRooms(ctx, &livekit.ListRoomsRequest{Names: []string{room}})
 				return err == nil && len(res.Rooms) == 0
 			})
-			consistently(t, time.Second, "room stays gone", func() bool { return e.participant(t, room) == nil })
+			testutil.Consistently(t, time.Second, "room stays gone", func() bool { return e.participant(t, room) == nil })
 		})
 
 		t.Run("hold ends at max call duration", func(t *testing.T) {
@@ -297,7 +269,7 @@ func TestPhoneSim(t *testing.T) {
 			if _, err := e.sip.CreateSIPParticipant(callCtx(t), req); err != nil {
 				t.Fatalf("CreateSIPParticipant: %v", err)
 			}
-			eventually(t, maxDur+5*time.Second, "callee to leave at max duration", func() bool { return e.participant(t, room) == nil })
+			testutil.Eventually(t, maxDur+5*time.Second, "callee to leave at max duration", func() bool { return e.participant(t, room) == nil })
 			if d := time.Since(start); d < maxDur {
 				t.Errorf("callee left after %s, before max call duration %s", d, maxDur)
 			}
@@ -320,11 +292,11 @@ func TestPhoneSim(t *testing.T) {
 				t.Error("no participant id")
 			}
 			// The participant exists while the phone rings, as with livekit/sip.
-			eventually(t, 5*time.Second, "callee active", func() bool {
+			testutil.Eventually(t, 5*time.Second, "callee active", func() bool {
 				p := e.participant(t, room)
 				return p != nil && p.Attributes[livekit.AttrSIPCallStatus] == "active"
 			})
-			eventually(t, talkDuration+5*time.Second, "callee to hang up", func() bool { return e.participant(t, room) == nil })
+			testutil.Eventually(t, talkDuration+5*time.Second, "callee to hang up", func() bool { return e.participant(t, room) == nil })
 		})
 
 		t.Run("unknown trunk is refused before dialing", func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dialstream/dialstream/internal/livekitdev"
+	"github.com/dialstream/dialstream/internal/testutil"
 )
 
 // readmeBody is the body of the README's curl, with the inspector address
@@ -45,22 +46,6 @@ func freePort(t *testing.T) int {
 	return n
 }
 
-// eventually polls cond every 100ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s; last: %s", d, what, last)
-}
-
 type devProcess struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
@@ -82,7 +67,7 @@ func startDev(t *testing.T, bin, dir string, env []string) *devProcess {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.stop(t) })
-	eventually(t, 90*time.Second, "ingest /readyz", func() (bool, string) {
+	testutil.EventuallyWhy(t, 90*time.Second, "ingest /readyz", func() (bool, string) {
 		if p.cmd.ProcessState != nil {
 			t.Fatalf("dialstream dev exited:\n%s", p.log)
 		}
@@ -222,7 +207,7 @@ func TestReadmeQuickstart(t *testing.T) {
 	// The inspector receives the call's five lifecycle webhooks, each signed
 	// with the workspace secret, ending completed, with the metadata as sent.
 	var got inspected
-	eventually(t, 60*time.Second, "the ended webhook at the inspector", func() (bool, string) {
+	testutil.EventuallyWhy(t, 60*time.Second, "the ended webhook at the inspector", func() (bool, string) {
 		r, err := http.Get("http://" + dev.insp + "/?format=json")
 		if err != nil {
 			return false, err.Error()
