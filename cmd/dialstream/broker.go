@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
@@ -45,21 +44,4 @@ func runBroker(ctx context.Context, _ []string) error {
 	<-ctx.Done()
 	log.Info("embedded broker stopping")
 	return nil
-}
-
-func init() {
-	commands["hash-key"] = command{"print the api_key_sha256 digest of an API key read from stdin", runHashKey}
-}
-
-func runHashKey(_ context.Context, _ []string) error {
-	b, err := readAllLimited(os.Stdin, 4096)
-	if err != nil {
-		return err
-	}
-	key := strings.TrimSpace(string(b))
-	if key == "" {
-		return errEmptyKey
-	}
-	_, err = os.Stdout.WriteString(hashKey(key) + "\n")
-	return err
 }

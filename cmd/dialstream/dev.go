@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,7 +28,6 @@ func init() {
 // Dev mode's fixed local addresses; each can be overridden by its service's
 // own variable (INGEST_HTTP_ADDR, ...).
 const (
-	devBrokerAddr    = "127.0.0.1:9092"
 	devIngestAddr    = "127.0.0.1:8080"
 	devDialerAddr    = "127.0.0.1:8081"
 	devNotifierAddr  = "127.0.0.1:8082"
@@ -62,7 +60,6 @@ func runDev(ctx context.Context, _ []string) error {
 
 	// Kafka: the embedded broker unless KAFKA_BROKERS points at a cluster.
 	if os.Getenv("KAFKA_BROKERS") == "" {
-		brokerCfg.Listen = envOr("BROKER_LISTEN", devBrokerAddr)
 		brokerCfg.DataDir = envOr("BROKER_DATA_DIR", filepath.Join(dataDir, "kafka"))
 		b, err := kafkax.StartBroker(brokerCfg)
 		if err != nil {
@@ -83,6 +80,9 @@ func runDev(ctx context.Context, _ []string) error {
 	}
 	lines := strings.Split(strings.TrimSpace(plan.String()), "\n")
 	log.Info("topics applied", "result", lines[len(lines)-1])
+	// The topics exist now, with the spec's configs: the services need not
+	// create them again at start.
+	setDefault("KAFKA_CREATE_TOPICS", "false")
 
 	setDefault("DIALSTREAM_REGISTRY", "deploy/dev/registry.yaml")
 	setDefault("INGEST_HTTP_ADDR", devIngestAddr)
@@ -161,7 +161,7 @@ func runDev(ctx context.Context, _ []string) error {
 		defer cancel()
 		return inspector.Shutdown(sctx)
 	})
-	printBanner(log)
+	printBanner()
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -176,7 +176,8 @@ func envOr(k, def string) string {
 	return def
 }
 
-func printBanner(log *slog.Logger) {
+func printBanner() {
+	inspector := envOr("DEV_INSPECTOR_ADDR", devInspectorAddr)
 	fmt.Fprintf(os.Stderr, `
 Dialstream is running. Place a call (the phone simulator answers +15550100001):
 
@@ -187,7 +188,5 @@ Dialstream is running. Place a call (the phone simulator answers +15550100001):
     -d '{"to":"+15550100001","call_agent_id":"a1b2c3d4e5f6a7b8c9d0e1f2","callback_url":"http://%s/hooks/ws_demo","dynamic_variables":{"firstName":"Ada","lastName":"Lovelace"},"metadata":{"crm_id":"42"}}'
 
 Webhooks it sends arrive at http://%s/ ; dials at http://%s/dials .
-`, os.Getenv("INGEST_HTTP_ADDR"), envOr("DEV_INSPECTOR_ADDR", devInspectorAddr), envOr("DEV_INSPECTOR_ADDR", devInspectorAddr),
-		envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr))
-	_ = log
+`, os.Getenv("INGEST_HTTP_ADDR"), inspector, inspector, envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -64,7 +65,7 @@ func runNotifier(ctx context.Context, _ []string) error {
 }
 
 func serviceLogger(l *envconfig.Loader) *slog.Logger {
-	return obs.NewLogger(stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
+	return obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
 }
 
 func runIngest(ctx context.Context, _ []string) error {

@@ -169,19 +169,6 @@ func Topics(c TopicsConfig) ([]Topic, error) {
 	return ts, nil
 }
 
-// TopicSpecs converts the spec to the TopicSpec values EnsureTopics takes.
-func TopicSpecs(ts []Topic) []TopicSpec {
-	out := make([]TopicSpec, len(ts))
-	for i, t := range ts {
-		cfg := make(map[string]*string, len(t.Configs))
-		for k, v := range t.Configs {
-			cfg[k] = &v
-		}
-		out[i] = TopicSpec{Name: t.Name, Partitions: t.Partitions, Configs: cfg}
-	}
-	return out
-}
-
 // TopicChange is one difference between the spec and the cluster.
 type TopicChange struct {
 	Topic string
