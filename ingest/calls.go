@@ -453,15 +453,7 @@ func (h *handler) produceAll(ctx context.Context, recs ...*kgo.Record) error {
 			defer wg.Done()
 			start := time.Now()
 			res, timedOut, _ := produce(pctx, h.p, r)
-			result := produceOK
-			switch {
-			case res.err == nil:
-			case timedOut || errors.Is(res.err, context.DeadlineExceeded):
-				result = produceTimeout
-			default:
-				result = produceError
-			}
-			h.m.produceDuration.WithLabelValues(string(result)).Observe(time.Since(start).Seconds())
+			h.m.observeProduce(start, res.err, timedOut)
 			errs[i] = res.err
 		}()
 	}

@@ -11,7 +11,6 @@ import (
 	"mime"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -356,7 +355,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 			Message:  fmt.Sprintf("Outbound call job scheduled for agent %s to number %s", req.CallAgentID, to),
 			CallID:   callID,
 			RoomName: roomName,
-			JobID:    strconv.Itoa(int(r.Partition)) + "-" + strconv.FormatInt(r.Offset, 10),
+			JobID:    jobID(r.Partition, r.Offset),
 		})
 		return b
 	}
@@ -371,14 +370,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	defer cancel()
 	start := time.Now()
 	res, timedOut, late := produce(pctx, h.p, rec)
-	switch {
-	case res.err == nil:
-		h.m.produceDuration.WithLabelValues(string(produceOK)).Observe(time.Since(start).Seconds())
-	case timedOut || errors.Is(res.err, context.DeadlineExceeded):
-		h.m.produceDuration.WithLabelValues(string(produceTimeout)).Observe(time.Since(start).Seconds())
-	default:
-		h.m.produceDuration.WithLabelValues(string(produceError)).Observe(time.Since(start).Seconds())
-	}
+	h.m.observeProduce(start, res.err, timedOut)
 	if res.err != nil {
 		if timedOut {
 			go h.settleLate(obs.SpanContextOnly(ctx), late, entry, &data, answer, logAttrs)
@@ -397,7 +389,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
 	}
 	h.m.accepted.Inc()
-	h.log.InfoContext(ctx, "call scheduled", append(logAttrs, "job_id", fmt.Sprintf("%d-%d", res.rec.Partition, res.rec.Offset))...)
+	h.log.InfoContext(ctx, "call scheduled", append(logAttrs, "job_id", jobID(res.rec.Partition, res.rec.Offset))...)
 	return http.StatusAccepted, body, nil
 }
 

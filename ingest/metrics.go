@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -174,4 +176,17 @@ func (m *metrics) instrument(c *gin.Context) {
 	}
 	m.requests.WithLabelValues(route, strconv.Itoa(c.Writer.Status())).Inc()
 	m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+// observeProduce records how long a produce took, labelled by how it ended.
+func (m *metrics) observeProduce(start time.Time, err error, timedOut bool) {
+	result := produceOK
+	switch {
+	case err == nil:
+	case timedOut || errors.Is(err, context.DeadlineExceeded):
+		result = produceTimeout
+	default:
+		result = produceError
+	}
+	m.produceDuration.WithLabelValues(string(result)).Observe(time.Since(start).Seconds())
 }

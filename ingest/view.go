@@ -158,8 +158,19 @@ type RedeliverResponse struct {
 // Facts come from the request when it is known, else from the latest event
 // (a call whose request is older than the retention bound on start).
 func (c *callRec) summary(mask bool) CallSummary {
-	s := CallSummary{CallID: c.id, Status: c.status(), Outcome: c.outcome, CancelRequestedAt: c.cancelAt}
 	var latest *schemas.CallEvent
+	if n := len(c.events); n > 0 {
+		if ev, err := c.events[n-1].decode(); err == nil {
+			latest = &ev
+		}
+	}
+	return c.summaryWith(mask, latest)
+}
+
+// summaryWith is summary for a caller that already decoded the latest event
+// (nil when there is none or it does not decode).
+func (c *callRec) summaryWith(mask bool, latest *schemas.CallEvent) CallSummary {
+	s := CallSummary{CallID: c.id, Status: c.status(), Outcome: c.outcome, CancelRequestedAt: c.cancelAt}
 	for i := range c.events {
 		e := &c.events[i]
 		s.Sequence = e.seq
@@ -174,11 +185,6 @@ func (c *callRec) summary(mask bool) CallSummary {
 			s.AnsweredAt = e.at
 		case schemas.StatusEnded:
 			s.EndedAt = e.at
-		}
-	}
-	if n := len(c.events); n > 0 {
-		if ev, err := c.events[n-1].decode(); err == nil {
-			latest = &ev
 		}
 	}
 	if r := c.req; r != nil {
@@ -202,16 +208,20 @@ func (c *callRec) summary(mask bool) CallSummary {
 	return s
 }
 
-// full builds the whole call.
+// full builds the whole call, decoding each event once.
 func (c *callRec) full(mask bool) Call {
-	out := Call{CallSummary: c.summary(mask), Events: make([]CallEventView, 0, len(c.events))}
+	out := Call{Events: make([]CallEventView, 0, len(c.events))}
 	if r := c.req; r != nil {
 		out.DynamicVariables, out.Metadata = r.req.DynamicVariables, r.req.Metadata
 	}
+	var latest *schemas.CallEvent
 	for i := range c.events {
 		e := &c.events[i]
 		v := CallEventView{ID: e.id, Type: eventTypes[e.status], Sequence: e.seq, Status: e.status, OccurredAt: e.at.UTC()}
-		if ev, err := e.decode(); err == nil {
+		ev, err := e.decode()
+		latest = nil
+		if err == nil {
+			latest = &ev
 			if c.req == nil && len(ev.Metadata) > 0 {
 				out.Metadata = ev.Metadata
 			}
@@ -221,6 +231,7 @@ func (c *callRec) full(mask bool) Call {
 		}
 		out.Events = append(out.Events, v)
 	}
+	out.CallSummary = c.summaryWith(mask, latest)
 	return out
 }
 
