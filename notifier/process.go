@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -47,10 +47,18 @@ type producer interface {
 var _ producer = (*kgo.Client)(nil)
 
 // followUp is a record that must be written before the consumed record is
-// marked, with its kind for the failure metric.
+// marked, with its kind for the failure metric and, for DLQ and retry
+// records, the label it counts under once written (the DLQ reason, the
+// retry's schedule step).
 type followUp struct {
-	kind string
-	rec  *kgo.Record
+	kind  string
+	rec   *kgo.Record
+	label string
+}
+
+// dlqFollowUp dead-letters the consumed record for reason.
+func dlqFollowUp(j *job, reason DLQReason, errText string, attempts, lastStatus int, webhookID string) followUp {
+	return followUp{produceDLQ, dlqRecord(j.rec, reason, errText, attempts, lastStatus, webhookID), string(reason)}
 }
 
 // process handles one record. It returns false only when ctx ended first
@@ -68,7 +76,7 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 		log := n.log.With("call_id", id, "workspace_id", ws)
 		log.WarnContext(ctx, "notifier: invalid record on "+j.rec.Topic+", sent to the DLQ",
 			"partition", j.rec.Partition, "offset", j.rec.Offset, "err", j.bad)
-		return n.finish(ctx, log, nil, []followUp{{produceDLQ, dlqRecord(j.rec, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")}})
+		return n.finish(ctx, log, nil, []followUp{dlqFollowUp(j, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")})
 	case j.skip: // counted by the consumer, which finishes these without a goroutine
 		return true
 	}
@@ -94,7 +102,7 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 		span.SetAttributes(attribute.String("dialstream.webhook.result", string(res)))
 		span.SetStatus(codes.Error, msg)
 		log.WarnContext(ctx, "notifier: webhook not delivered, sent to the DLQ", "result", res, "reason", msg)
-		return n.finish(ctx, log, &a, []followUp{{produceDLQ, dlqRecord(j.rec, reason, msg, j.attempt-1, 0, id)}})
+		return n.finish(ctx, log, &a, []followUp{dlqFollowUp(j, reason, msg, j.attempt-1, 0, id)})
 	}
 	if j.urlErr != nil {
 		return refuse(ResultFailed, DLQUndeliverable, j.urlErr.Error())
@@ -126,7 +134,7 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	switch {
 	case r.refused() != nil:
 		res = ResultSSRFRefused
-		fs = append(fs, followUp{produceDLQ, dlqRecord(j.rec, DLQSSRFRefused, a.Error, j.attempt, 0, id)})
+		fs = append(fs, dlqFollowUp(j, DLQSSRFRefused, a.Error, j.attempt, 0, id))
 	case r.err == nil && success(r.status):
 		res = ResultSuccess
 		if !j.ev.Time.IsZero() {
@@ -135,15 +143,15 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 		if _, gone := n.gone.goneSince(ev.WorkspaceID, ev.CallbackURL); gone {
 			// Only a redelivery gets here: the URL works again.
 			if rec, err := n.endpointChange(ctx, ev, id, schemas.EndpointActive, r.status); err == nil {
-				fs = append(fs, followUp{produceEndpoint, rec})
+				fs = append(fs, followUp{produceEndpoint, rec, ""})
 			}
 		}
 	case r.err == nil && r.status == http.StatusGone:
 		res = ResultGone
 		if rec, err := n.endpointChange(ctx, ev, id, schemas.EndpointGone, r.status); err == nil {
-			fs = append(fs, followUp{produceEndpoint, rec})
+			fs = append(fs, followUp{produceEndpoint, rec, ""})
 		}
-		fs = append(fs, followUp{produceDLQ, dlqRecord(j.rec, DLQGone, a.Error, j.attempt, r.status, id)})
+		fs = append(fs, dlqFollowUp(j, DLQGone, a.Error, j.attempt, r.status, id))
 	case r.err != nil || retryable(r.status):
 		ra := time.Duration(0)
 		if r.hasRA {
@@ -153,14 +161,14 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 			res = ResultRetry
 			due := time.Now().Add(delay)
 			a.NextAttemptAt = &due
-			fs = append(fs, followUp{produceRetry, retryRecord(j.rec, topic, id, j.attempt+1, due, r.status, a.Error)})
+			fs = append(fs, followUp{produceRetry, retryRecord(j.rec, topic, id, j.attempt+1, due, r.status, a.Error), strconv.Itoa(j.attempt)})
 		} else {
 			res = ResultExhausted
-			fs = append(fs, followUp{produceDLQ, dlqRecord(j.rec, DLQExhausted, a.Error, j.attempt, r.status, id)})
+			fs = append(fs, dlqFollowUp(j, DLQExhausted, a.Error, j.attempt, r.status, id))
 		}
 	default:
 		res = ResultFailed
-		fs = append(fs, followUp{produceDLQ, dlqRecord(j.rec, DLQFinalStatus, a.Error, j.attempt, r.status, id)})
+		fs = append(fs, dlqFollowUp(j, DLQFinalStatus, a.Error, j.attempt, r.status, id))
 	}
 	a.Result = schemas.WebhookResult(res)
 	n.m.attempts.WithLabelValues(string(res)).Inc()
@@ -252,28 +260,10 @@ func (n *notifier) finish(ctx context.Context, log *slog.Logger, a *schemas.Webh
 func (n *notifier) produced(f followUp) {
 	switch f.kind {
 	case produceDLQ:
-		for _, h := range f.rec.Headers {
-			if h.Key == kafkax.HeaderDLQErrorClass {
-				n.m.dlq.WithLabelValues(string(h.Value)).Inc()
-			}
-		}
+		n.m.dlq.WithLabelValues(f.label).Inc()
 	case produceRetry:
-		for _, h := range f.rec.Headers {
-			if h.Key == HeaderAttempt {
-				n.m.retries.WithLabelValues(stepLabel(string(h.Value))).Inc()
-			}
-		}
+		n.m.retries.WithLabelValues(f.label).Inc()
 	}
-}
-
-// stepLabel turns the attempt number of a retry ("2") into its schedule
-// step ("1": the first retry).
-func stepLabel(attempt string) string {
-	var n int
-	if _, err := fmt.Sscan(attempt, &n); err != nil || n < 2 {
-		return "0"
-	}
-	return fmt.Sprint(n - 1)
 }
 
 func defaultRand() float64 { return rand.Float64() }
