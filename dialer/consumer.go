@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/schemas"
@@ -190,7 +191,7 @@ func (d *dialer) writeAdmit(t admitTicket) {
 // writeCommand writes one of the dialer's commands about st's call,
 // retrying until it is acknowledged or ctx ends.
 func (d *dialer) writeCommand(ctx context.Context, rec *kgo.Record, st *callState) error {
-	backoff := 100 * time.Millisecond
+	wait := backoff.Doubling{Next: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := d.prod.ProduceSync(ctx, rec).FirstErr()
 		if err == nil {
@@ -201,9 +202,8 @@ func (d *dialer) writeCommand(ctx context.Context, rec *kgo.Record, st *callStat
 		}
 		d.log.WarnContext(ctxOf(rec), "dialer: write command failed; retrying", "call_id", st.CallID, "workspace_id", st.WorkspaceID,
 			"type", kafkax.Header(rec, schemas.HeaderType), "err", err)
-		if !sleepCtx(ctx, backoff) {
+		if !wait.Wait(ctx) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }

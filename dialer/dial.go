@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/internal/obs"
 )
 
@@ -188,7 +189,7 @@ func (d *dialer) dispatchAgent(ctx context.Context, room, agent, meta string) er
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {
-			if !sleepCtx(ctx, time.Duration(attempt)*300*time.Millisecond) {
+			if !backoff.Sleep(ctx, time.Duration(attempt)*300*time.Millisecond) {
 				return errors.Join(err, ctx.Err())
 			}
 			if ds, lerr := d.lk.ListDispatch(ctx, room); lerr == nil {
@@ -211,7 +212,7 @@ func (d *dialer) dispatchAgent(ctx context.Context, room, agent, meta string) er
 func retryLiveKit(ctx context.Context, f func() error) error {
 	var err error
 	for attempt := range 3 {
-		if attempt > 0 && !sleepCtx(ctx, time.Duration(attempt)*300*time.Millisecond) {
+		if attempt > 0 && !backoff.Sleep(ctx, time.Duration(attempt)*300*time.Millisecond) {
 			return errors.Join(err, ctx.Err())
 		}
 		if err = f(); err == nil || !retryable(err) {

@@ -517,15 +517,3 @@ func (s *busySet) done(key string) {
 	delete(s.m, key)
 	s.mu.Unlock()
 }
-
-// sleepCtx waits d or until ctx ends; false means ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

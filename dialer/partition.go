@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/schemas"
@@ -178,7 +179,7 @@ func (w *partition) load() bool {
 		}
 	}()
 	start := time.Now()
-	backoff := 200 * time.Millisecond
+	wait := backoff.Doubling{Next: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		calls, n, err := w.d.loadState(ctx, w.p)
 		if err == nil {
@@ -190,10 +191,9 @@ func (w *partition) load() bool {
 			return false
 		}
 		w.log.Warn("dialer: load partition state failed; retrying", "err", err)
-		if !sleepCtx(ctx, backoff) {
+		if !wait.Wait(ctx) {
 			return false
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	for _, st := range w.calls {
 		if st.Phase != schemas.StatusEnded {
@@ -551,7 +551,7 @@ func (w *partition) flush(b *batchOut) bool {
 // write produces recs and waits for every one to be acknowledged, retrying
 // failures until the owner is stopped.
 func (w *partition) write(recs []*kgo.Record) bool {
-	backoff := 100 * time.Millisecond
+	wait := backoff.Doubling{Next: 100 * time.Millisecond, Max: 5 * time.Second}
 	for len(recs) > 0 {
 		res := w.d.prod.ProduceSync(w.ctx, recs...)
 		var failed []*kgo.Record
@@ -572,10 +572,9 @@ func (w *partition) write(recs []*kgo.Record) bool {
 		}
 		w.d.m.flushRetries.Inc()
 		w.log.Warn("dialer: write to kafka failed; retrying", "records", len(failed), "err", firstErr)
-		if !sleepCtx(w.ctx, backoff) {
+		if !wait.Wait(w.ctx) {
 			return false
 		}
-		backoff = min(2*backoff, 5*time.Second)
 		recs = failed
 	}
 	return true
@@ -590,17 +589,16 @@ func (w *partition) write(recs []*kgo.Record) bool {
 // giving up would leave claimed calls undialed, to be ended "in doubt" by the
 // watchdog although nobody ever rang them.
 func (w *partition) fence() error {
-	backoff := 200 * time.Millisecond
+	wait := backoff.Doubling{Next: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := w.commitFence()
 		if err == nil || fenced(err) {
 			return err
 		}
 		w.log.Warn("dialer: fence commit failed; retrying before dialing", "err", err)
-		if !sleepCtx(w.ctx, backoff) {
+		if !wait.Wait(w.ctx) {
 			return err
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

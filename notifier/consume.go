@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -118,7 +119,7 @@ func (c *consumer) poll(ctx context.Context) {
 			c.add(jobs)
 		}
 		c.cl.AllowRebalance()
-		if failed && len(jobs) == 0 && !sleepCtx(ctx, 250*time.Millisecond) {
+		if failed && len(jobs) == 0 && !backoff.Sleep(ctx, 250*time.Millisecond) {
 			return
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -84,7 +85,7 @@ func (e *endpoints) follow(ctx context.Context, cl *kgo.Client, log *slog.Logger
 		})
 		fs.EachRecord(func(r *kgo.Record) { e.apply(r, log) })
 		if failed && fs.NumRecords() == 0 {
-			if !sleepCtx(ctx, time.Second) {
+			if !backoff.Sleep(ctx, time.Second) {
 				return
 			}
 		}
@@ -95,16 +96,4 @@ func (e *endpoints) follow(ctx context.Context, cl *kgo.Client, log *slog.Logger
 func endpointRecord(ep schemas.WebhookEndpoint) (*kgo.Record, error) {
 	return schemas.NewRecord(schemas.TopicWebhookEndpoints, schemas.WebhookEndpointKey(ep.WorkspaceID, ep.URL),
 		schemas.Meta{Type: schemas.TypeWebhookEndpoint, Source: eventSource, Subject: ep.CallID, Time: ep.ChangedAt}, ep)
-}
-
-// sleepCtx waits d or until ctx is done; false means ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -225,7 +226,7 @@ func (n *notifier) finish(ctx context.Context, log *slog.Logger, a *schemas.Webh
 			})
 		}
 	}
-	backoff := 100 * time.Millisecond
+	wait := backoff.Doubling{Next: 100 * time.Millisecond, Max: 5 * time.Second}
 	for len(fs) > 0 {
 		recs := make([]*kgo.Record, len(fs))
 		for i, f := range fs {
@@ -248,10 +249,9 @@ func (n *notifier) finish(ctx context.Context, log *slog.Logger, a *schemas.Webh
 				"kind", fs[i].kind, "topic", fs[i].rec.Topic, "err", r.Err)
 		}
 		fs = failed
-		if len(fs) > 0 && !sleepCtx(ctx, backoff) {
+		if len(fs) > 0 && !wait.Wait(ctx) {
 			return false
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	return true
 }
