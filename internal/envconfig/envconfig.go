@@ -177,3 +177,15 @@ func (l *Loader) OneOf(key, def string, allowed ...string) string {
 	l.Fail(key, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
 	return def
 }
+
+// Problems collects what a Validate method finds in a Config built in code,
+// in the same "KEY: problem" form as Loader, all of them at once.
+type Problems struct{ errs []error }
+
+// Add records a problem with key.
+func (p *Problems) Add(key, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+}
+
+// Err joins every problem, or returns nil.
+func (p *Problems) Err() error { return errors.Join(p.errs...) }

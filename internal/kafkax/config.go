@@ -36,6 +36,62 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// SessionTimeout of consumer group members; short in tests.
 	SessionTimeout time.Duration
+
+	// MinInsyncReplicas, Retention and DLQRetention shape the topics a
+	// service creates itself (KAFKA_MIN_INSYNC_REPLICAS, KAFKA_TOPIC_RETENTION,
+	// KAFKA_DLQ_RETENTION), so they match what `dialstream topics apply`
+	// creates: see TopicsConfig, whose fields they fill.
+	MinInsyncReplicas int
+	Retention         time.Duration
+	DLQRetention      time.Duration
+}
+
+// Defaults of Config, owned here so no service restates them.
+const (
+	DefaultPartitions        = 6
+	DefaultReplicationFactor = -1 // the broker's default
+	DefaultProduceTimeout    = 5 * time.Second
+	DefaultSessionTimeout    = 10 * time.Second
+)
+
+// WithDefaults fills the zero values of a Config built in code (tests, dev
+// mode); service names the default client id.
+func (c Config) WithDefaults(service string) Config {
+	if c.ClientID == "" {
+		c.ClientID = "dialstream-" + service
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = DefaultReplicationFactor
+	}
+	if c.ProduceTimeout == 0 {
+		c.ProduceTimeout = DefaultProduceTimeout
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultTopicRetention
+	}
+	if c.DLQRetention == 0 {
+		c.DLQRetention = DefaultDLQRetention
+	}
+	return c
+}
+
+// TopicsConfig is the part of the topic spec this Config decides; the
+// notifier adds its retry topics.
+func (c Config) TopicsConfig() TopicsConfig {
+	c = c.WithDefaults("")
+	return TopicsConfig{
+		Partitions:        c.Partitions,
+		ReplicationFactor: c.ReplicationFactor,
+		MinInsyncReplicas: c.MinInsyncReplicas,
+		Retention:         c.Retention,
+		DLQRetention:      c.DLQRetention,
+	}
 }
 
 // LoadConfig reads KAFKA_* variables. Brokers may be empty here: dev mode
@@ -49,11 +105,14 @@ func LoadConfig(l *envconfig.Loader, service string) Config {
 		SASLPassword:      l.String("KAFKA_SASL_PASSWORD", ""),
 		TLS:               l.Bool("KAFKA_TLS", false),
 		TLSCAFile:         l.String("KAFKA_TLS_CA_FILE", ""),
-		Partitions:        l.Int("KAFKA_TOPIC_PARTITIONS", 6, 1, 10000),
-		ReplicationFactor: l.Int("KAFKA_REPLICATION_FACTOR", -1, -1, 32),
+		Partitions:        l.Int("KAFKA_TOPIC_PARTITIONS", DefaultPartitions, 1, 10000),
+		ReplicationFactor: l.Int("KAFKA_REPLICATION_FACTOR", DefaultReplicationFactor, -1, 32),
 		CreateTopics:      l.Bool("KAFKA_CREATE_TOPICS", true),
-		ProduceTimeout:    l.Duration("KAFKA_PRODUCE_TIMEOUT", 5*time.Second, 100*time.Millisecond, 5*time.Minute),
-		SessionTimeout:    l.Duration("KAFKA_SESSION_TIMEOUT", 10*time.Second, time.Second, 5*time.Minute),
+		ProduceTimeout:    l.Duration("KAFKA_PRODUCE_TIMEOUT", DefaultProduceTimeout, 100*time.Millisecond, 5*time.Minute),
+		SessionTimeout:    l.Duration("KAFKA_SESSION_TIMEOUT", DefaultSessionTimeout, time.Second, 5*time.Minute),
+		MinInsyncReplicas: l.Int("KAFKA_MIN_INSYNC_REPLICAS", 0, 0, 32),
+		Retention:         l.Duration("KAFKA_TOPIC_RETENTION", DefaultTopicRetention, time.Hour, maxTopicRetention),
+		DLQRetention:      l.Duration("KAFKA_DLQ_RETENTION", DefaultDLQRetention, time.Hour, maxTopicRetention),
 	}
 	if c.SASLMechanism != "" && (c.SASLUsername == "" || c.SASLPassword == "") {
 		l.Fail("KAFKA_SASL_USERNAME", "required (with KAFKA_SASL_PASSWORD) when KAFKA_SASL_MECHANISM is set")
@@ -64,6 +123,14 @@ func LoadConfig(l *envconfig.Loader, service string) Config {
 		}
 	}
 	return c
+}
+
+const maxTopicRetention = 10 * 365 * 24 * time.Hour
+
+// TopicPartition names one partition of one topic (a map key).
+type TopicPartition struct {
+	Topic     string
+	Partition int32
 }
 
 // Validate reports what a service needs that is missing.

@@ -68,3 +68,57 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, replicationFactor int, sp
 	}
 	return nil
 }
+
+// CreateTopics creates, from the one spec (Topics), the named topics that do
+// not exist yet, with the spec's partitions, replication and configs, and
+// then checks that each has the spec's partition count. It is how a service
+// with KAFKA_CREATE_TOPICS makes what it needs: the topics come out exactly
+// as `dialstream topics apply` would make them. Existing topics are left as
+// they are (apply is the tool that changes configs).
+func CreateTopics(ctx context.Context, cl *kgo.Client, tc TopicsConfig, names ...string) error {
+	spec, err := Topics(tc)
+	if err != nil {
+		return fmt.Errorf("kafka: topic spec: %w", err)
+	}
+	byName := make(map[string]Topic, len(spec))
+	for _, t := range spec {
+		byName[t.Name] = t
+	}
+	adm := kadm.NewClient(cl)
+	for _, n := range names {
+		t, ok := byName[n]
+		if !ok {
+			return fmt.Errorf("kafka: topic %s is not in the spec", n)
+		}
+		configs := make(map[string]*string, len(t.Configs))
+		for k, v := range t.Configs {
+			configs[k] = &v
+		}
+		resp, err := adm.CreateTopic(ctx, t.Partitions, t.ReplicationFactor, configs, t.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %s: %w", t.Name, err)
+		}
+	}
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("kafka: list topics: %w", err)
+	}
+	for _, n := range names {
+		d, ok := details[n]
+		if !ok || d.Err != nil {
+			return fmt.Errorf("kafka: topic %s not available: %v", n, d.Err)
+		}
+		if got, want := int32(len(d.Partitions)), byName[n].Partitions; got != want {
+			return fmt.Errorf("kafka: topic %s has %d partitions, want %d (KAFKA_TOPIC_PARTITIONS must match the existing topics)", n, got, want)
+		}
+	}
+	return nil
+}
+
+// CallTopicNames are the topics of the call pipeline every service reads or
+// writes: the requested and state topics share one partition count (the
+// dialer finds a call's state by its request's partition number).
+var CallTopicNames = []string{schemas.TopicRequested, schemas.TopicEvents, schemas.TopicState, schemas.TopicRequestsDLQ}

@@ -59,19 +59,10 @@ type TopicsConfig struct {
 	WebhookRetryTopics map[string]time.Duration
 }
 
-// LoadTopicsConfig reads the spec's own variables; partitions and
-// replication come from k (LoadConfig), the retry topics from the notifier's
-// schedule (the caller adds WebhookRetryTopics). Problems are recorded on l.
-func LoadTopicsConfig(l *envconfig.Loader, k Config) TopicsConfig {
-	const maxRetention = 10 * 365 * 24 * time.Hour
-	return TopicsConfig{
-		Partitions:        k.Partitions,
-		ReplicationFactor: k.ReplicationFactor,
-		MinInsyncReplicas: l.Int("KAFKA_MIN_INSYNC_REPLICAS", 0, 0, 32),
-		Retention:         l.Duration("KAFKA_TOPIC_RETENTION", DefaultTopicRetention, time.Hour, maxRetention),
-		DLQRetention:      l.Duration("KAFKA_DLQ_RETENTION", DefaultDLQRetention, time.Hour, maxRetention),
-	}
-}
+// LoadTopicsConfig is k.TopicsConfig(): LoadConfig reads the spec's own
+// variables with the rest of KAFKA_*; the retry topics come from the
+// notifier's schedule (the caller adds WebhookRetryTopics).
+func LoadTopicsConfig(_ *envconfig.Loader, k Config) TopicsConfig { return k.TopicsConfig() }
 
 // Topic is one topic of the spec.
 type Topic struct {
