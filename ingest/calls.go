@@ -20,7 +20,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/dialstream/dialstream/notifier"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -46,7 +45,7 @@ func (h *handler) stateReady() *apiError {
 }
 
 func callNotFound(id string) *apiError {
-	id = clip(strings.ToValidUTF8(id, ""), 64)
+	id = schemas.Clip(strings.ToValidUTF8(id, ""), 64)
 	return &apiError{code: http.StatusNotFound, reason: reasonUnknownCall, message: fmt.Sprintf("call %s not found", id)}
 }
 
@@ -132,12 +131,12 @@ func parseListQuery(raw string) (listFilter, int, []FieldError) {
 		switch k {
 		case "status":
 			if !slices.Contains(schemas.Statuses, schemas.Status(v)) {
-				add(k, "must be one of queued, dialing, ringing, answered, ended; got %q", clip(v, 64))
+				add(k, "must be one of queued, dialing, ringing, answered, ended; got %q", schemas.Clip(v, 64))
 			}
 			f.status = schemas.Status(v)
 		case "outcome":
 			if !slices.Contains(schemas.Outcomes, schemas.Outcome(v)) {
-				add(k, "must be one of completed, busy, no_answer, declined, failed, canceled, rejected, expired, max_duration; got %q", clip(v, 64))
+				add(k, "must be one of completed, busy, no_answer, declined, failed, canceled, rejected, expired, max_duration; got %q", schemas.Clip(v, 64))
 			}
 			f.outcome = schemas.Outcome(v)
 		case "call_agent_id":
@@ -148,7 +147,7 @@ func parseListQuery(raw string) (listFilter, int, []FieldError) {
 		case "from", "to":
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				add(k, "must be an RFC 3339 timestamp, e.g. 2026-01-02T15:04:05Z; got %q", clip(v, 64))
+				add(k, "must be an RFC 3339 timestamp, e.g. 2026-01-02T15:04:05Z; got %q", schemas.Clip(v, 64))
 			} else if k == "from" {
 				f.from = t
 			} else {
@@ -157,7 +156,7 @@ func parseListQuery(raw string) (listFilter, int, []FieldError) {
 		case "limit":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > maxListLimit {
-				add(k, "must be an integer from 1 to %d; got %q", maxListLimit, clip(v, 64))
+				add(k, "must be an integer from 1 to %d; got %q", maxListLimit, schemas.Clip(v, 64))
 			}
 			limit = n
 		case "cursor":
@@ -345,7 +344,7 @@ func (h *handler) redeliver(c *gin.Context) {
 			if (eventID != "" && e.id != eventID) || (seq != 0 && e.seq != seq) {
 				continue
 			}
-			recs = append(recs, notifier.RedeliveryRecord(e.rec.record(schemas.TopicEvents, r.id)))
+			recs = append(recs, schemas.RedeliveryRecord(e.rec.record(schemas.TopicEvents, r.id)))
 			picked = append(picked, RedeliveredEvent{EventID: e.id, EventType: eventTypes[e.status], Sequence: e.seq, EventStatus: e.status})
 		}
 	})
@@ -363,7 +362,7 @@ func (h *handler) redeliver(c *gin.Context) {
 		return
 	case len(recs) == 0 && eventID != "":
 		h.fail(c, &apiError{code: http.StatusNotFound, reason: reasonUnknownEvent,
-			message: fmt.Sprintf("call %s has no event %s", id, clip(eventID, 256)),
+			message: fmt.Sprintf("call %s has no event %s", id, schemas.Clip(eventID, 256)),
 			fields:  []FieldError{{Field: "event_id", Message: "not an event of this call"}}})
 		return
 	case len(recs) == 0:
@@ -459,15 +458,4 @@ func (h *handler) produceAll(ctx context.Context, recs ...*kgo.Record) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
 }

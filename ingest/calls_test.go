@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
-	"github.com/dialstream/dialstream/notifier"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -155,7 +154,7 @@ func TestGetCallNotFound(t *testing.T) {
 		if code != 404 {
 			t.Fatalf("%s: %d", id, code)
 		}
-		assertJSON(t, []byte(body), errBody(t, "call "+clip(id, 64)+" not found"))
+		assertJSON(t, []byte(body), errBody(t, "call "+schemas.Clip(id, 64)+" not found"))
 	}
 }
 
@@ -532,7 +531,7 @@ func TestDeliveries(t *testing.T) {
 	assertJSON(t, []byte(body), `{"status":"success","callId":"`+g.id+`","deliveries":[]}`)
 }
 
-// Redeliver sends the original event records, as notifier.RedeliveryRecord
+// Redeliver sends the original event records, as schemas.RedeliveryRecord
 // makes them, to the redelivery topic.
 func TestRedeliver(t *testing.T) {
 	env := newTestEnv(t)
@@ -564,7 +563,7 @@ func TestRedeliver(t *testing.T) {
 	}
 	for _, o := range originals {
 		r := recs[bySeq[kafkax.Header(o, schemas.HeaderID)]]
-		want := notifier.RedeliveryRecord(o)
+		want := schemas.RedeliveryRecord(o)
 		if r.Topic != schemas.TopicWebhookRedeliver || string(r.Key) != string(want.Key) || string(r.Value) != string(want.Value) ||
 			fmt.Sprint(r.Headers) != fmt.Sprint(want.Headers) {
 			t.Fatalf("redelivery record\n got %s %s %v\nwant %s %s %v", r.Topic, r.Key, r.Headers, want.Topic, want.Key, want.Headers)

@@ -46,13 +46,8 @@ type follower struct {
 
 	caughtUp atomic.Bool
 	behind   atomic.Int64 // partitions not yet read up to their start-up end offset
-	pending  map[topicPartition]int64
+	pending  map[kafkax.TopicPartition]int64
 	done     chan struct{}
-}
-
-type topicPartition struct {
-	topic     string
-	partition int32
 }
 
 func newFollower(cl *kgo.Client, st *store, reg *registry.Registry, log *slog.Logger, m *metrics, retention time.Duration, maxCalls int) *follower {
@@ -191,7 +186,7 @@ func (f *follower) listOffsets(ctx context.Context, adm *kadm.Client) (map[strin
 		return nil, err
 	}
 	out := map[string]map[int32]kgo.Offset{}
-	pending := map[topicPartition]int64{}
+	pending := map[kafkax.TopicPartition]int64{}
 	starts.Each(func(o kadm.ListedOffset) {
 		if out[o.Topic] == nil {
 			out[o.Topic] = map[int32]kgo.Offset{}
@@ -203,7 +198,7 @@ func (f *follower) listOffsets(ctx context.Context, adm *kadm.Client) (map[strin
 		}
 		out[o.Topic][o.Partition] = kgo.NewOffset().At(start)
 		if ok && end.Offset > start {
-			pending[topicPartition{o.Topic, o.Partition}] = end.Offset
+			pending[kafkax.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = end.Offset
 		}
 	})
 	f.pending = pending
@@ -224,7 +219,7 @@ func (f *follower) checkCaughtUp(start time.Time) {
 // counted and skipped: the projection must never stall on one record, and
 // the services that own these topics dead-letter bad records themselves.
 func (f *follower) apply(r *kgo.Record) {
-	tp := topicPartition{r.Topic, r.Partition}
+	tp := kafkax.TopicPartition{Topic: r.Topic, Partition: r.Partition}
 	if end, ok := f.pending[tp]; ok && r.Offset+1 >= end {
 		delete(f.pending, tp)
 		f.behind.Store(int64(len(f.pending)))

@@ -6,8 +6,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dialstream/dialstream/internal/backoff"
+	"github.com/dialstream/dialstream/internal/kafkax"
 )
 
 // The consumer runs one goroutine per record, at most maxInFlight at once and
@@ -36,7 +38,7 @@ type consumer struct {
 	drain       time.Duration
 
 	mu       sync.Mutex
-	parts    map[topicPartition]*partition
+	parts    map[kafkax.TopicPartition]*partition
 	inFlight int
 	perHost  map[string]int
 	blocked  map[string]map[*partition]struct{} // host at its cap -> partitions with records waiting for it
@@ -45,11 +47,6 @@ type consumer struct {
 
 	kick    chan struct{}
 	workCtx context.Context
-}
-
-type topicPartition struct {
-	topic     string
-	partition int32
 }
 
 type itemState uint8
@@ -68,7 +65,7 @@ type item struct {
 
 // partition is the notifier's state of one assigned partition.
 type partition struct {
-	topicPartition
+	kafkax.TopicPartition
 	items    []*item            // offset order; the head is the first unfinished record
 	waiting  map[string][]*item // callback host -> its waiting records, offset order
 	busyKeys map[string]struct{}
@@ -86,7 +83,7 @@ func newConsumer(n *notifier, log *slog.Logger, cfg Config, workCtx context.Cont
 	return &consumer{
 		n: n, log: log, maxInFlight: cfg.MaxInFlight, maxPerHost: cfg.MaxInFlightPerHost,
 		buffer: cfg.PartitionBuffer, drain: cfg.Timeout + cfg.Kafka.ProduceTimeout + time.Second,
-		parts: map[topicPartition]*partition{}, perHost: map[string]int{}, blocked: map[string]map[*partition]struct{}{},
+		parts: map[kafkax.TopicPartition]*partition{}, perHost: map[string]int{}, blocked: map[string]map[*partition]struct{}{},
 		kick: make(chan struct{}, 1), workCtx: workCtx,
 	}
 }
@@ -129,10 +126,10 @@ func (c *consumer) add(jobs []*job) {
 	c.mu.Lock()
 	touched := map[*partition]struct{}{}
 	for _, j := range jobs {
-		k := topicPartition{j.rec.Topic, j.rec.Partition}
+		k := kafkax.TopicPartition{Topic: j.rec.Topic, Partition: j.rec.Partition}
 		p := c.parts[k]
 		if p == nil {
-			p = &partition{topicPartition: k, waiting: map[string][]*item{}, busyKeys: map[string]struct{}{}}
+			p = &partition{TopicPartition: k, waiting: map[string][]*item{}, busyKeys: map[string]struct{}{}}
 			p.ctx, p.cancel = context.WithCancel(c.workCtx)
 			c.parts[k] = p
 		}
@@ -158,7 +155,7 @@ func (c *consumer) add(jobs []*job) {
 		// lands on a full partition.
 		if !p.paused && len(p.items) >= c.buffer {
 			p.paused = true
-			pause = addTP(pause, p.topicPartition)
+			pause = addTP(pause, p.TopicPartition)
 		}
 	}
 	if pause != nil {
@@ -213,10 +210,10 @@ func (c *consumer) pumpLocked(now time.Time) time.Time {
 		switch n := len(p.items); {
 		case !p.paused && n >= c.buffer:
 			p.paused = true
-			pause = addTP(pause, p.topicPartition)
+			pause = addTP(pause, p.TopicPartition)
 		case p.paused && n <= c.buffer/2:
 			p.paused = false
-			resume = addTP(resume, p.topicPartition)
+			resume = addTP(resume, p.TopicPartition)
 		}
 	}
 	if pause != nil {
@@ -229,11 +226,11 @@ func (c *consumer) pumpLocked(now time.Time) time.Time {
 	return next
 }
 
-func addTP(m map[string][]int32, k topicPartition) map[string][]int32 {
+func addTP(m map[string][]int32, k kafkax.TopicPartition) map[string][]int32 {
 	if m == nil {
 		m = map[string][]int32{}
 	}
-	m[k.topic] = append(m[k.topic], k.partition)
+	m[k.Topic] = append(m[k.Topic], k.Partition)
 	return m
 }
 
@@ -367,7 +364,7 @@ func (c *consumer) detach(tps map[string][]int32, lost bool) []*partition {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []*partition
-	take := func(k topicPartition) {
+	take := func(k kafkax.TopicPartition) {
 		p := c.parts[k]
 		if p == nil {
 			return
@@ -384,7 +381,7 @@ func (c *consumer) detach(tps map[string][]int32, lost bool) []*partition {
 	}
 	for t, ps := range tps {
 		for _, pn := range ps {
-			take(topicPartition{t, pn})
+			take(kafkax.TopicPartition{Topic: t, Partition: pn})
 		}
 	}
 	return out

@@ -274,7 +274,7 @@ func TestFinalStatuses(t *testing.T) {
 			dlqC5 = r
 		}
 	}
-	if err := e.cl.ProduceSync(context.Background(), RedeliveryRecord(dlqC5)).FirstErr(); err != nil {
+	if err := e.cl.ProduceSync(context.Background(), schemas.RedeliveryRecord(dlqC5)).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "redelivery", func() bool { return rc.count() == 7 })

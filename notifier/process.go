@@ -98,7 +98,7 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	// Refusals decided before any request: logged as attempts so a call's
 	// delivery list says why nothing arrived.
 	refuse := func(res Result, reason DLQReason, msg string) bool {
-		a.Result, a.Error = schemas.WebhookResult(res), truncate(msg, 1024)
+		a.Result, a.Error = schemas.WebhookResult(res), schemas.Clip(msg, 1024)
 		n.m.attempts.WithLabelValues(string(res)).Inc()
 		span.SetAttributes(attribute.String("dialstream.webhook.result", string(res)))
 		span.SetStatus(codes.Error, msg)
@@ -128,7 +128,7 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	if r.status >= 100 && r.status <= 599 {
 		a.StatusCode = r.status
 	}
-	a.Error = truncate(r.errorText(), 1024)
+	a.Error = schemas.Clip(r.errorText(), 1024)
 
 	var fs []followUp
 	var res Result

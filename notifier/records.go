@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -18,19 +16,20 @@ import (
 
 // Headers the notifier adds to records on the retry topics and the DLQ. The
 // record itself stays the original lifecycle CloudEvent (same ce_* headers,
-// same data), so a DLQ record can be replayed as it is.
+// same data), so a DLQ record can be replayed as it is
+// (schemas.RedeliveryRecord drops these headers again).
 const (
 	// HeaderAttempt is the attempt number the record is for (1-based).
-	HeaderAttempt = "notifier_attempt"
+	HeaderAttempt = schemas.HeaderPrefixNotifier + "attempt"
 	// HeaderDue is when the attempt may be made (RFC 3339).
-	HeaderDue = "notifier_due"
+	HeaderDue = schemas.HeaderPrefixNotifier + "due"
 	// HeaderLastStatus and HeaderLastError describe the previous attempt.
-	HeaderLastStatus = "notifier_last_status"
-	HeaderLastError  = "notifier_last_error"
+	HeaderLastStatus = schemas.HeaderPrefixNotifier + "last_status"
+	HeaderLastError  = schemas.HeaderPrefixNotifier + "last_error"
 	// HeaderNotifierWebhookID is the webhook-id of every attempt (the event's ce_id).
-	HeaderNotifierWebhookID = "notifier_webhook_id"
+	HeaderNotifierWebhookID = schemas.HeaderPrefixNotifier + "webhook_id"
 	// HeaderOrigin is topic/partition/offset where the event was first read.
-	HeaderOrigin = "notifier_origin"
+	HeaderOrigin = schemas.HeaderPrefixNotifier + "origin"
 )
 
 // job is one consumed record, decoded once when it is polled.
@@ -105,26 +104,14 @@ func origin(r *kgo.Record) string {
 	return fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
 }
 
-// eventHeaders copies a record's headers without the notifier's and the DLQ's.
-func eventHeaders(src *kgo.Record, extra int) []kgo.RecordHeader {
-	hs := make([]kgo.RecordHeader, 0, len(src.Headers)+extra)
-	for _, h := range src.Headers {
-		if strings.HasPrefix(h.Key, "notifier_") || strings.HasPrefix(h.Key, "dlq_") {
-			continue
-		}
-		hs = append(hs, h)
-	}
-	return hs
-}
-
 // retryRecord is the event again, for topic, due at due for attempt.
 func retryRecord(src *kgo.Record, topic, webhookID string, attempt int, due time.Time, lastStatus int, lastErr string) *kgo.Record {
-	hs := eventHeaders(src, 6)
+	hs := schemas.EventHeaders(src, 6)
 	hs = append(hs,
 		kgo.RecordHeader{Key: HeaderAttempt, Value: []byte(strconv.Itoa(attempt))},
 		kgo.RecordHeader{Key: HeaderDue, Value: []byte(due.UTC().Format(time.RFC3339Nano))},
 		kgo.RecordHeader{Key: HeaderLastStatus, Value: []byte(strconv.Itoa(lastStatus))},
-		kgo.RecordHeader{Key: HeaderLastError, Value: []byte(truncate(lastErr, 1024))},
+		kgo.RecordHeader{Key: HeaderLastError, Value: []byte(schemas.Clip(lastErr, 1024))},
 		kgo.RecordHeader{Key: HeaderNotifierWebhookID, Value: []byte(webhookID)},
 		kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(origin(src))},
 	)
@@ -143,30 +130,6 @@ func dlqRecord(src *kgo.Record, reason DLQReason, errText string, attempts, last
 	}
 	extra = append(extra, kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(origin(src))})
 	clean := *src
-	clean.Headers = eventHeaders(src, 0)
-	return kafkax.DLQRecord(&clean, schemas.TopicWebhookDLQ, string(reason), truncate(errText, 1024), attempts, extra...)
-}
-
-// RedeliveryRecord turns a lifecycle event record (from the events topic, a
-// retry topic or the webhook DLQ) into a request to deliver it again: the
-// same CloudEvent on schemas.TopicWebhookRedeliver, which the notifier
-// delivers with a fresh retry budget and the original webhook-id. A
-// redelivery is also made to a URL marked gone, and a 2xx clears that mark.
-// The call-state API's redeliver endpoint and operators replaying the DLQ
-// produce what this returns.
-func RedeliveryRecord(src *kgo.Record) *kgo.Record {
-	hs := eventHeaders(src, 0)
-	return &kgo.Record{Topic: schemas.TopicWebhookRedeliver, Key: src.Key, Value: src.Value, Headers: hs}
-}
-
-// truncate shortens s to at most n bytes on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
+	clean.Headers = schemas.EventHeaders(src, 0)
+	return kafkax.DLQRecord(&clean, schemas.TopicWebhookDLQ, string(reason), schemas.Clip(errText, 1024), attempts, extra...)
 }
