@@ -19,7 +19,7 @@ func TestAgentDispatchRoundTrip(t *testing.T) {
 		Metadata:         meta,
 		Settings:         map[string]any{"greeting": "Hello {firstName}", "on_machine": "continue", "voice": "alloy"},
 		Report: &ReportChannel{URL: "http://127.0.0.1:8080/v1/agent/calls/f9e8d7c6b5a4f3e2d1c0b9a8/reports",
-			Token: MintReportToken([]byte("0123456789abcdef0123456789abcdef"), "f9e8d7c6b5a4f3e2d1c0b9a8", "ws_demo", time.Now().Add(time.Hour)),
+			Token:     MintReportToken([]byte("0123456789abcdef0123456789abcdef"), "f9e8d7c6b5a4f3e2d1c0b9a8", "ws_demo", time.Now().Add(time.Hour)),
 			ExpiresAt: time.Now().Add(time.Hour).UTC().Truncate(time.Second)},
 	}
 	s, err := d.Encode()
