@@ -684,7 +684,7 @@ func TestCallStateLoading(t *testing.T) {
 	if w.Code != 503 {
 		t.Fatalf("readyz %d", w.Code)
 	}
-	assertJSON(t, w.Body.Bytes(), errBody(t, "call state is still loading from Kafka"))
+	assertJSON(t, w.Body.Bytes(), `{"status":"not_ready","reason":"call state: still loading from Kafka"}`)
 	// POST /v1/api/call does not need the call state.
 	if w := env.do(t, req{body: validBody}); w.Code != 202 {
 		t.Fatalf("%d", w.Code)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +54,7 @@ func startBroker(t *testing.T, produceTimeout time.Duration) *brokerEnv {
 		t.Fatal(err)
 	}
 	defer adminCl.Close()
-	if err := kafkax.EnsureTopics(ctx, adminCl, -1, kafkax.CallTopics(3)...); err != nil {
+	if err := kafkax.CreateTopics(ctx, adminCl, kcfg.TopicsConfig(), kafkax.CallTopicNames...); err != nil {
 		t.Fatal(err)
 	}
 	return &brokerEnv{broker: b, kcfg: kcfg}
@@ -338,11 +339,18 @@ func TestRun(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("%d records", len(recs))
 	}
-	// The topics have the configured partition count.
+	// The topics are as `dialstream topics apply` makes them: the configured
+	// partition count, and the spec's retention and cleanup policy.
 	cl, _ := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	defer cl.Close()
-	if err := kafkax.EnsureTopics(context.Background(), cl, -1, kafkax.CallTopics(4)...); err != nil {
+	spec, err := kafkax.Topics(cfg.Kafka.TopicsConfig())
+	if err != nil {
 		t.Fatal(err)
+	}
+	spec = slices.DeleteFunc(spec, func(tp kafkax.Topic) bool { return !slices.Contains(topics, tp.Name) })
+	plan, err := kafkax.PlanTopics(context.Background(), kadm.NewClient(cl), spec)
+	if err != nil || len(spec) != len(topics) || len(plan.Changes) != 0 {
+		t.Fatalf("topics differ from the spec: %v %v", plan.Changes, err)
 	}
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {

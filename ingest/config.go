@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
 )
 
@@ -29,7 +28,7 @@ const (
 	schemaMaxIdemKey     = 255
 )
 
-// Defaults of the INGEST_* variables.
+// Defaults of the INGEST_* variables (the KAFKA_* ones are kafkax's).
 const (
 	DefaultHTTPAddr           = "127.0.0.1:8080"
 	DefaultMaxBodyBytes       = 64 << 10
@@ -44,66 +43,79 @@ const (
 )
 
 // Config is everything ingest needs. LoadConfig fills it from the
-// environment; tests build it in code, and zero values take the defaults.
+// environment; tests build it in code, and zero values take the defaults
+// (withDefaults). Each field names its variable and default.
 type Config struct {
-	// HTTPAddr is where the API listens (INGEST_HTTP_ADDR).
+	// HTTPAddr is where the API listens, the ops endpoints (/healthz,
+	// /readyz, /metrics) included (INGEST_HTTP_ADDR, default
+	// 127.0.0.1:8080).
 	HTTPAddr string
-	// Listener, when set, is served instead of binding HTTPAddr (tests, socket
-	// activation).
+	// Listener, when set, is served instead of binding HTTPAddr (tests,
+	// socket activation). Code only.
 	Listener net.Listener
 
-	// RegistryPath is the workspace/agent registry file (DIALSTREAM_REGISTRY).
-	// Ignored when Registry is set.
+	// RegistryPath is the workspace/agent registry file (DIALSTREAM_REGISTRY,
+	// required unless Registry is set).
 	RegistryPath string
-	Registry     *registry.Registry
+	// Registry, when set, is used instead of loading RegistryPath (set by
+	// cmd/dialstream in dev mode, and by tests).
+	Registry *registry.Registry
 
 	// MaxBodyBytes caps a request body; larger bodies get 413
-	// (INGEST_MAX_BODY_BYTES).
+	// (INGEST_MAX_BODY_BYTES, default 65536, 1024 to 524288).
 	MaxBodyBytes int64
 	// MaxVariables caps the keys of dynamic_variables (INGEST_MAX_VARIABLES,
-	// at most the schema's 64).
+	// default and at most the schema's 64).
 	MaxVariables int
 	// MaxValueLength caps one dynamic variable's value in characters
-	// (INGEST_MAX_VALUE_LENGTH, at most the schema's 4096).
+	// (INGEST_MAX_VALUE_LENGTH, default and at most the schema's 4096).
 	MaxValueLength int
 
 	// IdempotencyTTL is how long an Idempotency-Key is remembered
-	// (INGEST_IDEMPOTENCY_TTL).
+	// (INGEST_IDEMPOTENCY_TTL, default 24h).
 	IdempotencyTTL time.Duration
 	// IdempotencyMaxKeys bounds the keys remembered per replica; the oldest
-	// finished keys are forgotten first (INGEST_IDEMPOTENCY_MAX_KEYS).
+	// finished keys are forgotten first (INGEST_IDEMPOTENCY_MAX_KEYS, default
+	// 50000).
 	IdempotencyMaxKeys int
 	// IdempotencySecret keys the HMAC that derives a call's id from its
-	// Idempotency-Key (INGEST_IDEMPOTENCY_SECRET). Every replica must share
-	// it; empty uses a built-in constant, which keeps ids deterministic across
-	// replicas but lets anyone who knows a workspace and key compute the id.
+	// Idempotency-Key (INGEST_IDEMPOTENCY_SECRET, default empty). Every
+	// replica must share it; empty uses a built-in constant, which keeps ids
+	// deterministic across replicas but lets anyone who knows a workspace and
+	// key compute the id.
 	IdempotencySecret string
 
 	// DefaultRegion parses numbers written without a leading + (ISO 3166
-	// region, INGEST_DEFAULT_REGION).
+	// region, INGEST_DEFAULT_REGION, default US).
 	DefaultRegion string
 	// RejectTestNumbers refuses +1 555 010 xxxx, the dev/test range that is
 	// accepted by default although the phone-number library calls it invalid
-	// (INGEST_ALLOW_TEST_NUMBERS=false sets it). See isTestNumber for why such
-	// a number can never ring a real person.
+	// (INGEST_ALLOW_TEST_NUMBERS=false sets it; default false). See
+	// isTestNumber for why such a number can never ring a real person.
 	RejectTestNumbers bool
 
 	// ShutdownTimeout bounds the graceful drain of in-flight requests
-	// (INGEST_SHUTDOWN_TIMEOUT).
+	// (INGEST_SHUTDOWN_TIMEOUT, default 15s).
 	ShutdownTimeout time.Duration
 
 	// CallsRetention is how far back the call state reaches: on start each
 	// replica reads its topics from this long ago, and calls requested
-	// longer ago are dropped (INGEST_CALLS_RETENTION). Keep it within the
-	// topics' retention (KAFKA_TOPIC_RETENTION).
+	// longer ago are dropped (INGEST_CALLS_RETENTION, default 24h). Keep it
+	// within the topics' retention (KAFKA_TOPIC_RETENTION).
 	CallsRetention time.Duration
 	// CallsMax bounds the calls held; past it the oldest (by requested_at)
-	// are dropped first (INGEST_CALLS_MAX). See store.go for the memory it
-	// takes.
+	// are dropped first (INGEST_CALLS_MAX, default 20000). See store.go for
+	// the memory it takes.
 	CallsMax int
 
+	// Kafka is the shared KAFKA_* configuration (kafkax.LoadConfig; its
+	// defaults are kafkax's, client id dialstream-ingest). KAFKA_BROKERS is
+	// required.
 	Kafka kafkax.Config
 
+	// Logger, Metrics and TracerProvider are set in code by cmd/dialstream.
+	// Nil Logger: discard. Nil Metrics: a registry of ingest's own; metrics
+	// are registered on it, so one registry serves one ingest.
 	Logger  *slog.Logger
 	Metrics *prometheus.Registry
 	// TracerProvider makes ingest's spans: one per API request, continuing
@@ -119,7 +131,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 	c := Config{
 		HTTPAddr:           l.String("INGEST_HTTP_ADDR", DefaultHTTPAddr),
 		RegistryPath:       l.String("DIALSTREAM_REGISTRY", ""),
-		MaxBodyBytes:       int64(l.Int("INGEST_MAX_BODY_BYTES", DefaultMaxBodyBytes, 1<<10, 512<<10)),
+		MaxBodyBytes:       int64(l.Int("INGEST_MAX_BODY_BYTES", DefaultMaxBodyBytes, minBodyBytes, maxBodyBytes)),
 		MaxVariables:       l.Int("INGEST_MAX_VARIABLES", DefaultMaxVariables, 1, schemaMaxVariables),
 		MaxValueLength:     l.Int("INGEST_MAX_VALUE_LENGTH", DefaultMaxValueLength, 1, schemaMaxValueLength),
 		IdempotencyTTL:     l.Duration("INGEST_IDEMPOTENCY_TTL", DefaultIdempotencyTTL, time.Minute, 30*24*time.Hour),
@@ -142,6 +154,12 @@ func LoadConfig(l *envconfig.Loader) Config {
 	}
 	return c
 }
+
+// Bounds of INGEST_MAX_BODY_BYTES.
+const (
+	minBodyBytes = 1 << 10
+	maxBodyBytes = 512 << 10
+)
 
 // withDefaults fills the zero values of a Config built in code.
 func (c Config) withDefaults() Config {
@@ -175,55 +193,49 @@ func (c Config) withDefaults() Config {
 	if c.CallsMax == 0 {
 		c.CallsMax = DefaultCallsMax
 	}
+	c.Kafka = c.Kafka.WithDefaults("ingest")
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = obs.NewRegistry()
+	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
-	}
-	if c.Kafka.ProduceTimeout == 0 {
-		c.Kafka.ProduceTimeout = 5 * time.Second
-	}
-	if c.Kafka.Partitions == 0 {
-		c.Kafka.Partitions = 6
-	}
-	if c.Kafka.ReplicationFactor == 0 {
-		c.Kafka.ReplicationFactor = -1
-	}
-	if c.Kafka.ClientID == "" {
-		c.Kafka.ClientID = "dialstream-ingest"
 	}
 	return c
 }
 
-// validate reports every problem of a Config built in code; needKafka adds
-// the checks only Run needs.
-func (c Config) validate(needKafka bool) error {
-	var errs []error
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+// Validate reports every problem of a Config built in code, all at once;
+// Run and NewHandler call it after withDefaults.
+func (c Config) Validate() error {
+	var p envconfig.Problems
 	if c.Registry == nil && c.RegistryPath == "" {
-		fail("DIALSTREAM_REGISTRY: required (path of the workspace/agent registry file)")
+		p.Add("DIALSTREAM_REGISTRY", "required (path of the workspace/agent registry file)")
 	}
 	if c.MaxVariables < 1 || c.MaxVariables > schemaMaxVariables {
-		fail("INGEST_MAX_VARIABLES: must be between 1 and %d (the call.requested.v1 schema cap), got %d", schemaMaxVariables, c.MaxVariables)
+		p.Add("INGEST_MAX_VARIABLES", "must be between 1 and %d (the call.requested.v1 schema cap), got %d", schemaMaxVariables, c.MaxVariables)
 	}
 	if c.MaxValueLength < 1 || c.MaxValueLength > schemaMaxValueLength {
-		fail("INGEST_MAX_VALUE_LENGTH: must be between 1 and %d (the call.requested.v1 schema cap), got %d", schemaMaxValueLength, c.MaxValueLength)
+		p.Add("INGEST_MAX_VALUE_LENGTH", "must be between 1 and %d (the call.requested.v1 schema cap), got %d", schemaMaxValueLength, c.MaxValueLength)
 	}
-	if c.MaxBodyBytes < 1<<10 {
-		fail("INGEST_MAX_BODY_BYTES: must be >= 1024, got %d", c.MaxBodyBytes)
+	if c.MaxBodyBytes < minBodyBytes {
+		p.Add("INGEST_MAX_BODY_BYTES", "must be >= %d, got %d", minBodyBytes, c.MaxBodyBytes)
 	}
 	if c.IdempotencyMaxKeys < 1 {
-		fail("INGEST_IDEMPOTENCY_MAX_KEYS: must be >= 1, got %d", c.IdempotencyMaxKeys)
+		p.Add("INGEST_IDEMPOTENCY_MAX_KEYS", "must be >= 1, got %d", c.IdempotencyMaxKeys)
 	}
 	if c.CallsRetention < time.Second {
-		fail("INGEST_CALLS_RETENTION: must be >= 1s, got %s", c.CallsRetention)
+		p.Add("INGEST_CALLS_RETENTION", "must be >= 1s, got %s", c.CallsRetention)
 	}
 	if c.CallsMax < 1 {
-		fail("INGEST_CALLS_MAX: must be >= 1, got %d", c.CallsMax)
+		p.Add("INGEST_CALLS_MAX", "must be >= 1, got %d", c.CallsMax)
 	}
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
-		fail("INGEST_DEFAULT_REGION: must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
+		p.Add("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
 	}
-	if needKafka && len(c.Kafka.Brokers) == 0 {
-		fail("KAFKA_BROKERS: required (comma-separated host:port list)")
+	if len(c.Kafka.Brokers) == 0 {
+		p.Add("KAFKA_BROKERS", "required (comma-separated host:port list)")
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }

@@ -22,7 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		c.CallsRetention != 24*time.Hour || c.CallsMax != 20000 {
 		t.Fatalf("%+v", c)
 	}
-	if err := c.withDefaults().validate(true); err == nil || err.Error() != "DIALSTREAM_REGISTRY: required (path of the workspace/agent registry file)" {
+	if err := c.withDefaults().Validate(); err == nil || err.Error() != "DIALSTREAM_REGISTRY: required (path of the workspace/agent registry file)" {
 		t.Fatalf("validate: %v", err)
 	}
 }

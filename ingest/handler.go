@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -53,16 +52,16 @@ type handler struct {
 	loaded func() bool
 }
 
-// NewHandler returns the HTTP API (a Gin engine): every route of doc.go.
-// Records go to p; *kgo.Client is the production Producer, and /readyz pings
-// it. The call-state routes answer from a store that only this handler's
-// accepted calls and cancels reach: Run also follows Kafka into it.
-// cfg.Registry is loaded from cfg.RegistryPath when nil; cfg.Metrics and
-// cfg.Logger are created when nil. Metrics are registered on cfg.Metrics, so
-// one registry serves one handler.
+// NewHandler returns the HTTP API (a Gin engine): every route of the OpenAPI
+// document, and the ops endpoints (ops.go). Records go to p, the client of
+// the cluster cfg.Kafka names; *kgo.Client is the production Producer, and
+// /readyz pings it. The call-state routes answer from a store that only this
+// handler's accepted calls and cancels reach: Run also follows Kafka into
+// it. cfg.Registry is loaded from cfg.RegistryPath when nil. Metrics are
+// registered on cfg.Metrics, so one registry serves one handler.
 func NewHandler(cfg Config, p Producer) (http.Handler, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(false); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	if p == nil {
@@ -82,12 +81,6 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 			return nil, fmt.Errorf("ingest: %w", err)
 		}
 		cfg.Registry = r
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = obs.NewLogger(os.Stderr, "json", "info")
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = obs.NewRegistry()
 	}
 	h := &handler{
 		cfg:      cfg,
@@ -157,9 +150,7 @@ func (h *handler) engine() *gin.Engine {
 	e.POST(routeCallRedeliver, h.redeliver)
 	e.GET(routeCalls, h.listCalls)
 	e.GET(routeOpenAPI, serveOpenAPI)
-	e.GET(routeHealthz, func(c *gin.Context) { writeJSON(c, http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET(routeReadyz, h.readyz)
-	e.GET(routeMetrics, gin.WrapH(obs.MetricsHandler(h.cfg.Metrics)))
+	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {
 		h.fail(c, &apiError{code: http.StatusNotFound, reason: reasonNotFoundRoute, message: "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})
 	})
@@ -184,46 +175,6 @@ func (h *handler) recover(c *gin.Context) {
 		}
 	}()
 	c.Next()
-}
-
-// readiness caches the Kafka check for a second, so a probe storm does not
-// become a metadata-request storm.
-type readiness struct {
-	p       Pinger
-	mu      sync.Mutex
-	checked time.Time
-	err     error
-}
-
-func (r *readiness) check(ctx context.Context) error {
-	if r.p == nil {
-		return nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.checked.IsZero() && time.Since(r.checked) < time.Second {
-		return r.err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	r.err = r.p.Ping(ctx)
-	r.checked = time.Now()
-	return r.err
-}
-
-// readyz is 200 while Kafka answers and once the call state has loaded: a
-// replica that is still reading its topics would answer 404 for calls it
-// has not read yet.
-func (h *handler) readyz(c *gin.Context) {
-	if err := h.ready.check(c.Request.Context()); err != nil {
-		writeJSON(c, http.StatusServiceUnavailable, ErrorResponse{Status: "error", Message: "Kafka is not reachable"})
-		return
-	}
-	if h.loaded != nil && !h.loaded() {
-		writeJSON(c, http.StatusServiceUnavailable, ErrorResponse{Status: "error", Message: "call state is still loading from Kafka"})
-		return
-	}
-	writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // createCall serves POST /v1/api/call. The checks run cheapest and least

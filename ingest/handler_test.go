@@ -628,7 +628,7 @@ func TestRoutes(t *testing.T) {
 		body         string
 	}{
 		{"GET", "/healthz", 200, `{"status":"ok"}`},
-		{"GET", "/readyz", 200, `{"status":"ok"}`},
+		{"GET", "/readyz", 200, `{"status":"ready"}`},
 		{"GET", "/v1/api/call", 405, errBody(t, "method GET is not allowed here")},
 		{"GET", "/v1/api/calls", 200, `{"status":"success","calls":[]}`},
 		{"GET", "/v1/api/nope", 404, errBody(t, "no such endpoint: GET /v1/api/nope")},
@@ -652,7 +652,7 @@ func TestReadyz(t *testing.T) {
 	if w.Code != 503 {
 		t.Fatalf("%d", w.Code)
 	}
-	assertJSON(t, w.Body.Bytes(), errBody(t, "Kafka is not reachable"))
+	assertJSON(t, w.Body.Bytes(), `{"status":"not_ready","reason":"kafka: not reachable"}`)
 }
 
 func TestMetrics(t *testing.T) {

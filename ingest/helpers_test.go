@@ -156,12 +156,14 @@ func newTestEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 		Metrics:  env.reg,
 		Logger:   slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil)),
 	}
+	// The fakeProducer stands in for the cluster: its address is never dialed.
+	cfg.Kafka.Brokers = []string{"fake:9092"}
 	cfg.Kafka.ProduceTimeout = 2 * time.Second
 	for _, m := range mod {
 		m(&cfg)
 	}
 	// What NewHandler does, keeping the *handler for the call-state tests.
-	if err := cfg.withDefaults().validate(false); err != nil {
+	if err := cfg.withDefaults().Validate(); err != nil {
 		t.Fatal(err)
 	}
 	hd, err := newHandler(cfg.withDefaults(), env.p)

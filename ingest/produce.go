@@ -2,8 +2,15 @@ package ingest
 
 import (
 	"context"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/obs"
 )
 
 // Producer writes records to Kafka. *kgo.Client is one; handler tests use a
@@ -52,4 +59,35 @@ func produce(ctx context.Context, p Producer, r *kgo.Record) (res produceOutcome
 			return produceOutcome{err: ctx.Err()}, true, ch
 		}
 	}
+}
+
+// kafkaOpts are the client options of ingest's producer: kafkax's (acks=all,
+// idempotent, no linger), a delivery timeout, franz-go's client metrics
+// (dialstream_ingest_kafka_*) on the process registry when reg is not nil,
+// and, when tp is not nil, kotel's produce tracing: every record written
+// gets the traceparent of a publish span under the request's span.
+func kafkaOpts(k kafkax.Config, reg *prometheus.Registry, tp trace.TracerProvider) ([]kgo.Opt, error) {
+	opts, err := k.ClientOpts()
+	if err != nil {
+		return nil, err
+	}
+	// A record that cannot be acknowledged in time fails rather than waiting
+	// for ever: its client was answered 503 and may retry. franz-go enforces
+	// this only where it is safe for the idempotent producer's sequence
+	// numbers, i.e. never on a request the broker may still be applying.
+	opts = append(opts, kgo.RecordDeliveryTimeout(k.ProduceTimeout))
+	// A retriable produce error (leader moved, not enough replicas) waits for
+	// a metadata refresh, which franz-go spaces 5s apart by default: longer
+	// than a request may wait. Refreshing up to 4 times per produce timeout
+	// lets a retry land inside it, at the cost of more metadata requests
+	// while the cluster is unhealthy.
+	opts = append(opts, kgo.MetadataMinAge(max(100*time.Millisecond, min(time.Second, k.ProduceTimeout/4))))
+	if reg != nil {
+		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("dialstream_ingest", kprom.Subsystem("kafka"),
+			kprom.Registerer(reg), kprom.Gatherer(reg))))
+	}
+	if tp != nil {
+		opts = append(opts, kgo.WithHooks(obs.KafkaProduceTracing(obs.KafkaTracer(tp, k.ClientID, ""))))
+	}
+	return opts, nil
 }

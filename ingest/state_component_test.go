@@ -441,7 +441,7 @@ func TestComponentReadyWaitsForCallState(t *testing.T) {
 	if code != 503 {
 		t.Fatalf("readyz %d %s", code, body)
 	}
-	assertJSON(t, []byte(body), errBody(t, "call state is still loading from Kafka"))
+	assertJSON(t, []byte(body), `{"status":"not_ready","reason":"call state: still loading from Kafka"}`)
 	code, body = r.call(t, "GET", "/v1/api/call/"+acc.CallID, "")
 	if code != 503 {
 		t.Fatalf("GET while loading: %d %s", code, body)

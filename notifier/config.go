@@ -17,10 +17,11 @@ import (
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
 )
 
-// Defaults of the NOTIFIER_* variables.
+// Defaults of the NOTIFIER_* variables (the KAFKA_* ones are kafkax's).
 const (
 	DefaultHTTPAddr           = "127.0.0.1:8082"
 	DefaultGroupID            = "dialstream-notifier"
@@ -33,77 +34,91 @@ const (
 	DefaultPartitionBuffer    = 1024
 )
 
-// DefaultRetrySchedule is design.md's schedule: the first attempt when the
-// event arrives, then 5s, 5m, 30m, 2h, 5h, 10h and 10h after each failure.
+// DefaultRetrySchedule is the schedule of docs/architecture.md, Webhooks
+// out: the first attempt when the event arrives, then 5s, 5m, 30m, 2h, 5h,
+// 10h and 10h after each failure.
 func DefaultRetrySchedule() []time.Duration {
 	return []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 		2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
 }
 
 // Config is everything the notifier needs. LoadConfig fills it from the
-// environment; tests build it in code, and zero values take the defaults.
+// environment; tests build it in code, and zero values take the defaults
+// (withDefaults). Each field names its variable and default.
 type Config struct {
-	// HTTPAddr serves /healthz, /readyz and /metrics (NOTIFIER_HTTP_ADDR).
+	// HTTPAddr serves /healthz, /readyz and /metrics (internal/ops;
+	// NOTIFIER_HTTP_ADDR, default 127.0.0.1:8082).
 	HTTPAddr string
 	// Listener, when set, is served instead of binding HTTPAddr (tests).
+	// Code only.
 	Listener net.Listener
-	// Routes are extra handlers on that server, by ServeMux pattern; dev
-	// mode mounts the webhook inspector here ("/dev/webhooks":
-	// NewInspector(reg)).
+	// Routes are extra handlers on that server, by ServeMux pattern
+	// (ops.Server.Routes), for pages a caller adds beside the ops endpoints.
+	// Code only.
 	Routes map[string]http.Handler
-	// GroupID is the consumer group (NOTIFIER_GROUP_ID). Every replica of
-	// one deployment shares it; partitions are split between them.
+	// GroupID is the consumer group (NOTIFIER_GROUP_ID, default
+	// dialstream-notifier). Every replica of one deployment shares it;
+	// partitions are split between them.
 	GroupID string
 
 	// RetrySchedule is the delay before each attempt (NOTIFIER_RETRY_SCHEDULE,
-	// comma-separated). Its length is the number of attempts; the first entry
-	// must be 0s (the first attempt is made when the event arrives). Each
-	// distinct later delay gets its own retry topic.
+	// comma-separated, default 0s,5s,5m,30m,2h,5h,10h,10h:
+	// DefaultRetrySchedule). Its length is the number of attempts; the first
+	// entry must be 0s (the first attempt is made when the event arrives).
+	// Each distinct later delay gets its own retry topic (RetryTopics).
 	RetrySchedule []time.Duration
 	// RetryJitter lengthens each retry delay by a random fraction in
 	// [0, RetryJitter) so a receiver that comes back is not hit by every
-	// retry at the same instant (NOTIFIER_RETRY_JITTER, 0..1).
+	// retry at the same instant (NOTIFIER_RETRY_JITTER, 0..1, default 0.1).
 	RetryJitter float64
 
-	// ConnectTimeout bounds DNS plus TCP connect (NOTIFIER_CONNECT_TIMEOUT);
-	// Timeout bounds a whole attempt, reading the response included
-	// (NOTIFIER_TIMEOUT).
+	// ConnectTimeout bounds DNS plus TCP connect (NOTIFIER_CONNECT_TIMEOUT,
+	// default 5s).
 	ConnectTimeout time.Duration
-	Timeout        time.Duration
+	// Timeout bounds a whole attempt, reading the response included
+	// (NOTIFIER_TIMEOUT, default 15s).
+	Timeout time.Duration
 	// MaxResponseBytes caps the response body bytes read
-	// (NOTIFIER_MAX_RESPONSE_BYTES); the rest is never read.
+	// (NOTIFIER_MAX_RESPONSE_BYTES, default 65536); the rest is never read.
 	MaxResponseBytes int64
-	// MaxInFlight caps concurrent deliveries (NOTIFIER_MAX_IN_FLIGHT);
+	// MaxInFlight caps concurrent deliveries (NOTIFIER_MAX_IN_FLIGHT,
+	// default 256).
+	MaxInFlight int
 	// MaxInFlightPerHost caps them per callback host
-	// (NOTIFIER_MAX_IN_FLIGHT_PER_HOST), so a hanging receiver can hold at
-	// most that many slots and the others keep flowing.
-	MaxInFlight        int
+	// (NOTIFIER_MAX_IN_FLIGHT_PER_HOST, default 16), so a hanging receiver
+	// can hold at most that many slots and the others keep flowing.
 	MaxInFlightPerHost int
 	// PartitionBuffer caps the records held per assigned partition (waiting
 	// for their due time, in flight, or finished but not yet committable);
 	// at the cap the partition is paused until half of it drains
-	// (NOTIFIER_PARTITION_BUFFER). A poll takes at most PartitionBuffer
-	// records, so memory is bounded by assigned partitions x 2 x
-	// PartitionBuffer x record size, plus franz-go's fetch buffer (16 MiB
-	// per fetch, 1 MiB per partition).
+	// (NOTIFIER_PARTITION_BUFFER, default 1024). A poll takes at most
+	// PartitionBuffer records, so memory is bounded by assigned partitions x
+	// 2 x PartitionBuffer x record size, plus franz-go's fetch buffer (16
+	// MiB per fetch, 1 MiB per partition).
 	PartitionBuffer int
 
 	// AllowCIDRs exempts networks from the SSRF guard (NOTIFIER_ALLOW_CIDRS,
-	// comma-separated CIDRs or addresses). Dev mode and tests allow-list
-	// loopback; production normally leaves it empty.
+	// comma-separated CIDRs or addresses, default none). Dev mode and tests
+	// allow-list loopback; production normally leaves it empty.
 	AllowCIDRs []netip.Prefix
 
-	// RegistryPath is the workspace registry file (DIALSTREAM_REGISTRY),
-	// ignored when Registry is set. The notifier reads each workspace's
+	// RegistryPath is the workspace registry file (DIALSTREAM_REGISTRY,
+	// required unless Registry is set). The notifier reads each workspace's
 	// webhook secrets from it.
 	RegistryPath string
-	Registry     *registry.Registry
+	// Registry, when set, is used instead of loading RegistryPath (set by
+	// cmd/dialstream in dev mode, and by tests).
+	Registry *registry.Registry
 
+	// Kafka is the shared KAFKA_* configuration (kafkax.LoadConfig; its
+	// defaults are kafkax's, client id dialstream-notifier). KAFKA_BROKERS
+	// is required.
 	Kafka kafkax.Config
 
-	Logger *slog.Logger
-	// Metrics is the process registry; nil makes a new one. Register one Run
-	// per registry.
+	// Logger, Metrics and TracerProvider are set in code by cmd/dialstream.
+	// Nil Logger: discard. Nil Metrics: a registry of the notifier's own;
+	// metrics are registered on it, so register one Run per registry.
+	Logger  *slog.Logger
 	Metrics *prometheus.Registry
 	// TracerProvider makes the notifier's spans: one per delivery attempt,
 	// continuing the event record's traceparent (the call's trace), whose
@@ -113,7 +128,7 @@ type Config struct {
 
 	// Resolver and Dial are test hooks for the SSRF guard: the resolver turns
 	// a callback host into addresses, Dial connects to one checked address.
-	// Nil means the system resolver and a net.Dialer.
+	// Nil means the system resolver and a net.Dialer. Code only.
 	Resolver Resolver
 	Dial     DialFunc
 }
@@ -223,23 +238,12 @@ func (c Config) withDefaults() Config {
 	if c.PartitionBuffer == 0 {
 		c.PartitionBuffer = DefaultPartitionBuffer
 	}
-	if c.Kafka.ProduceTimeout == 0 {
-		c.Kafka.ProduceTimeout = 5 * time.Second
-	}
-	if c.Kafka.SessionTimeout == 0 {
-		c.Kafka.SessionTimeout = 10 * time.Second
-	}
-	if c.Kafka.Partitions == 0 {
-		c.Kafka.Partitions = 6
-	}
-	if c.Kafka.ReplicationFactor == 0 {
-		c.Kafka.ReplicationFactor = -1
-	}
-	if c.Kafka.ClientID == "" {
-		c.Kafka.ClientID = "dialstream-notifier"
-	}
+	c.Kafka = c.Kafka.WithDefaults("notifier")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = obs.NewRegistry()
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
@@ -247,36 +251,36 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate reports every problem of a Config built in code.
-func (c Config) validate() error {
-	var errs []error
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+// Validate reports every problem of a Config built in code, all at once;
+// Run calls it after withDefaults.
+func (c Config) Validate() error {
+	var p envconfig.Problems
 	if c.Registry == nil && c.RegistryPath == "" {
-		fail("DIALSTREAM_REGISTRY: required (path of the workspace/agent registry file)")
+		p.Add("DIALSTREAM_REGISTRY", "required (path of the workspace/agent registry file)")
 	}
 	if len(c.Kafka.Brokers) == 0 {
-		fail("KAFKA_BROKERS: required (comma-separated host:port list)")
+		p.Add("KAFKA_BROKERS", "required (comma-separated host:port list)")
 	}
 	if err := validateSchedule(c.RetrySchedule); err != nil {
-		fail("NOTIFIER_RETRY_SCHEDULE: %v", err)
+		p.Add("NOTIFIER_RETRY_SCHEDULE", "%v", err)
 	}
 	if c.RetryJitter < 0 || c.RetryJitter > 1 {
-		fail("NOTIFIER_RETRY_JITTER: must be between 0 and 1, got %g", c.RetryJitter)
+		p.Add("NOTIFIER_RETRY_JITTER", "must be between 0 and 1, got %g", c.RetryJitter)
 	}
 	if c.ConnectTimeout < 0 || c.Timeout < 0 {
-		fail("NOTIFIER_TIMEOUT, NOTIFIER_CONNECT_TIMEOUT: must be positive")
+		p.Add("NOTIFIER_TIMEOUT, NOTIFIER_CONNECT_TIMEOUT", "must be positive")
 	}
 	if c.MaxResponseBytes < 0 {
-		fail("NOTIFIER_MAX_RESPONSE_BYTES: must be >= 0, got %d", c.MaxResponseBytes)
+		p.Add("NOTIFIER_MAX_RESPONSE_BYTES", "must be >= 0, got %d", c.MaxResponseBytes)
 	}
 	if c.MaxInFlight < 1 {
-		fail("NOTIFIER_MAX_IN_FLIGHT: must be >= 1, got %d", c.MaxInFlight)
+		p.Add("NOTIFIER_MAX_IN_FLIGHT", "must be >= 1, got %d", c.MaxInFlight)
 	}
 	if c.MaxInFlightPerHost < 1 {
-		fail("NOTIFIER_MAX_IN_FLIGHT_PER_HOST: must be >= 1, got %d", c.MaxInFlightPerHost)
+		p.Add("NOTIFIER_MAX_IN_FLIGHT_PER_HOST", "must be >= 1, got %d", c.MaxInFlightPerHost)
 	}
 	if c.PartitionBuffer < 1 {
-		fail("NOTIFIER_PARTITION_BUFFER: must be >= 1, got %d", c.PartitionBuffer)
+		p.Add("NOTIFIER_PARTITION_BUFFER", "must be >= 1, got %d", c.PartitionBuffer)
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }

@@ -48,7 +48,7 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 			t.Errorf("error does not mention %s: %v", k, err)
 		}
 	}
-	if err := (Config{}).withDefaults().validate(); err == nil || !strings.Contains(err.Error(), "KAFKA_BROKERS") || !strings.Contains(err.Error(), "DIALSTREAM_REGISTRY") {
+	if err := (Config{}).withDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "KAFKA_BROKERS") || !strings.Contains(err.Error(), "DIALSTREAM_REGISTRY") {
 		t.Fatalf("validate: %v", err)
 	}
 	if err := validateSchedule([]time.Duration{0, 1500 * time.Microsecond}); err == nil {

@@ -56,7 +56,7 @@ func TestDeliversAfterSIGKILL(t *testing.T) {
 	schedule := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := kafkax.EnsureTopics(ctx, cl, -1, Topics(2, schedule)...); err != nil {
+	if err := createTopics(ctx, cl, kafkax.Config{Partitions: 2}, schedule); err != nil {
 		t.Fatal(err)
 	}
 

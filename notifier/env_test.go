@@ -93,7 +93,7 @@ func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 	// a missing topic backs off for seconds before asking again.
 	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer tcancel()
-	if err := kafkax.EnsureTopics(tctx, cl, -1, Topics(cfg.Kafka.Partitions, cfg.RetrySchedule)...); err != nil {
+	if err := createTopics(tctx, cl, cfg.Kafka, cfg.RetrySchedule); err != nil {
 		t.Fatal(err)
 	}
 	e := &testEnv{t: t, broker: b, cfg: cfg, cl: cl}

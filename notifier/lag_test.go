@@ -25,7 +25,7 @@ func TestGroupLag(t *testing.T) {
 	t.Cleanup(cl.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := kafkax.EnsureTopics(ctx, cl, -1, Topics(2, DefaultRetrySchedule())...); err != nil {
+	if err := createTopics(ctx, cl, kafkax.Config{Partitions: 2}, DefaultRetrySchedule()); err != nil {
 		t.Fatal(err)
 	}
 	e := &testEnv{t: t, broker: b, cl: cl} // no notifier: nothing moves the group's offsets

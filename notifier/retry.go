@@ -62,15 +62,6 @@ func newSchedule(steps []time.Duration, jitter float64) schedule {
 // attempts is the number of attempts an event gets.
 func (s schedule) attempts() int { return len(s.steps) }
 
-// topics are the retry topics of this schedule.
-func (s schedule) topics() []string {
-	out := make([]string, len(s.delays))
-	for i, d := range s.delays {
-		out[i] = RetryTopic(d)
-	}
-	return out
-}
-
 // next decides the retry after attempt failed (1-based): the delay is the
 // schedule's step, or the receiver's Retry-After if longer, capped at the
 // longest step; jitter only lengthens it, so Retry-After is always honored
@@ -86,6 +77,19 @@ func (s schedule) next(attempt int, retryAfter time.Duration, rnd func() float64
 	d := min(max(s.steps[attempt], retryAfter), s.delays[len(s.delays)-1])
 	i, _ := slices.BinarySearch(s.delays, d)
 	return d + time.Duration(rnd()*s.jitter*float64(d)), RetryTopic(s.delays[i]), true
+}
+
+// RetryTopics maps each retry topic of a schedule to the delay its records
+// wait there: kafkax.TopicsConfig.WebhookRetryTopics, from which the topics
+// are created. The first step (0s) is the first attempt, not a retry.
+func RetryTopics(steps []time.Duration) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for i, d := range steps {
+		if i > 0 {
+			m[RetryTopic(d)] = d
+		}
+	}
+	return m
 }
 
 // RetryTopic names the retry topic for a delay: "dialstream.webhooks.retry.5m".

@@ -1,8 +1,8 @@
 package notifier
 
 import (
+	"maps"
 	"net/http"
-	"slices"
 	"testing"
 	"time"
 )
@@ -49,9 +49,10 @@ func TestScheduleNext(t *testing.T) {
 	if s.attempts() != 8 {
 		t.Fatalf("attempts %d", s.attempts())
 	}
-	wantTopics := []string{"dialstream.webhooks.retry.5s", "dialstream.webhooks.retry.5m", "dialstream.webhooks.retry.30m",
-		"dialstream.webhooks.retry.2h", "dialstream.webhooks.retry.5h", "dialstream.webhooks.retry.10h"}
-	if got := s.topics(); !slices.Equal(got, wantTopics) {
+	wantTopics := map[string]time.Duration{"dialstream.webhooks.retry.5s": 5 * time.Second, "dialstream.webhooks.retry.5m": 5 * time.Minute,
+		"dialstream.webhooks.retry.30m": 30 * time.Minute, "dialstream.webhooks.retry.2h": 2 * time.Hour,
+		"dialstream.webhooks.retry.5h": 5 * time.Hour, "dialstream.webhooks.retry.10h": 10 * time.Hour}
+	if got := RetryTopics(DefaultRetrySchedule()); !maps.Equal(got, wantTopics) {
 		t.Fatalf("topics %v", got)
 	}
 	zero := func() float64 { return 0 }

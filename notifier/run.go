@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
+	"maps"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,34 +17,16 @@ import (
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/internal/ops"
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/schemas"
 )
 
-// Topics returns the topics the notifier creates: the events topic it reads
-// (with the call topics' partition count), one retry topic per distinct delay
-// of the schedule, the redelivery input, the DLQ, the delivery log and the
-// compacted endpoint state.
-func Topics(partitions int, retrySchedule []time.Duration) []kafkax.TopicSpec {
-	p := int32(partitions)
-	var specs []kafkax.TopicSpec
-	for _, s := range kafkax.CallTopics(partitions) {
-		if s.Name == schemas.TopicEvents {
-			specs = append(specs, s)
-		}
-	}
-	for _, t := range newSchedule(retrySchedule, 0).topics() {
-		specs = append(specs, kafkax.TopicSpec{Name: t, Partitions: p})
-	}
-	compact := "compact"
-	return append(specs,
-		kafkax.TopicSpec{Name: schemas.TopicWebhookRedeliver, Partitions: p},
-		kafkax.TopicSpec{Name: schemas.TopicWebhookDLQ, Partitions: p},
-		kafkax.TopicSpec{Name: schemas.TopicWebhookDeliveries, Partitions: p},
-		kafkax.TopicSpec{Name: schemas.TopicWebhookEndpoints, Partitions: p,
-			Configs: map[string]*string{"cleanup.policy": &compact}},
-	)
-}
+// topics are the topics the notifier creates, besides its retry topics
+// (RetryTopics): the events topic it reads, the redelivery input, the DLQ,
+// the delivery log and the compacted endpoint state.
+var topics = []string{schemas.TopicEvents, schemas.TopicWebhookRedeliver, schemas.TopicWebhookDLQ,
+	schemas.TopicWebhookDeliveries, schemas.TopicWebhookEndpoints}
 
 // consumeRegexes are the group's topics. Every retry topic is consumed, also
 // those of an older schedule, so records left there when the schedule
@@ -61,7 +43,7 @@ var consumeRegexes = []string{
 // when cfg.Kafka.CreateTopics.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	log := cfg.Logger.With("component", "notifier")
@@ -76,9 +58,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = obs.NewRegistry()
-	}
 	sched := newSchedule(cfg.RetrySchedule, cfg.RetryJitter)
 	m := newMetrics(cfg.Metrics, sched.attempts())
 
@@ -88,7 +67,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	base = append(base, kgo.RecordDeliveryTimeout(cfg.Kafka.ProduceTimeout))
 	if cfg.Kafka.CreateTopics {
-		if err := createTopics(ctx, cfg, base); err != nil {
+		admin, err := kgo.NewClient(base...)
+		if err != nil {
+			return fmt.Errorf("notifier: kafka client: %w", err)
+		}
+		err = createTopics(ctx, admin, cfg.Kafka, cfg.RetrySchedule)
+		admin.Close()
+		if err != nil {
 			return err
 		}
 	}
@@ -149,14 +134,21 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	var ready atomic.Bool
-	srv, served, err := serveHTTP(cfg, &ready)
+	srv := &ops.Server{Addr: cfg.HTTPAddr, Listener: cfg.Listener, Metrics: cfg.Metrics, Routes: cfg.Routes,
+		Ready: []ops.Check{func(context.Context) error {
+			if !ready.Load() {
+				return errNotConsuming
+			}
+			return nil
+		}}}
+	served, err := srv.Start()
 	if err != nil {
 		cl.Close()
 		epl.Close()
-		return err
+		return fmt.Errorf("notifier: %w", err)
 	}
 	log.Info("notifier running", "group", cfg.GroupID, "brokers", cfg.Kafka.Brokers,
-		"retry_topics", sched.topics(), "http_addr", srv.Addr)
+		"retry_topics", slices.Sorted(maps.Keys(RetryTopics(cfg.RetrySchedule))), "http_addr", srv.ListenAddr())
 
 	var bg sync.WaitGroup
 	bgCtx, stopBg := context.WithCancel(ctx)
@@ -194,70 +186,25 @@ func Run(ctx context.Context, cfg Config) error {
 	cl.CloseAllowingRebalance()
 	epl.Close()
 	bg.Wait()
-	_ = srv.Shutdown(closeCtx)
+	_ = srv.Shutdown(5 * time.Second)
 	log.Info("notifier stopped")
 	return runErr
 }
 
-// workspaceKeys decodes every workspace's webhook secrets once, so a broken
-// secret stops startup instead of failing deliveries one by one.
-func workspaceKeys(reg *registry.Registry) (map[string][][]byte, map[string]bool, error) {
-	keys, masked := map[string][][]byte{}, map[string]bool{}
-	var errs []error
-	for _, w := range reg.Workspaces() {
-		masked[w.ID] = w.MaskPhoneNumbers
-		k, err := signingKeys(w.WebhookSecrets)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("workspace %s: webhook_secrets: %w", w.ID, err))
-			continue
-		}
-		keys[w.ID] = k
-	}
-	return keys, masked, errors.Join(errs...)
-}
+// errNotConsuming is /readyz's reason while the notifier starts or stops.
+var errNotConsuming = errors.New("notifier: not consuming (starting or stopping)")
 
-func createTopics(ctx context.Context, cfg Config, base []kgo.Opt) error {
-	admin, err := kgo.NewClient(base...)
-	if err != nil {
-		return fmt.Errorf("notifier: kafka client: %w", err)
-	}
-	defer admin.Close()
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// createTopics creates, through cl, the notifier's topics and the retry
+// topics of schedule, from the one spec (kafkax.Topics) with k's partitions,
+// replication and retention.
+func createTopics(ctx context.Context, cl *kgo.Client, k kafkax.Config, schedule []time.Duration) error {
+	tc := k.TopicsConfig()
+	tc.WebhookRetryTopics = RetryTopics(schedule)
+	names := append(slices.Sorted(maps.Keys(tc.WebhookRetryTopics)), topics...)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := kafkax.EnsureTopics(tctx, admin, cfg.Kafka.ReplicationFactor, Topics(cfg.Kafka.Partitions, cfg.RetrySchedule)...); err != nil {
+	if err := kafkax.CreateTopics(ctx, cl, tc, names...); err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	return nil
-}
-
-// serveHTTP serves /healthz, /readyz and /metrics on cfg.HTTPAddr.
-func serveHTTP(cfg Config, ready *atomic.Bool) (*http.Server, <-chan error, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", obs.MetricsHandler(cfg.Metrics))
-	for pattern, h := range cfg.Routes {
-		mux.Handle(pattern, h)
-	}
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return nil, nil, fmt.Errorf("notifier: listen %s: %w", cfg.HTTPAddr, err)
-		}
-	}
-	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan error, 1)
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			served <- err
-		}
-	}()
-	return srv, served, nil
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dialstream/dialstream/internal/registry"
 )
 
 // Standard Webhooks headers (https://www.standardwebhooks.com).
@@ -107,4 +109,21 @@ func Verify(h http.Header, body []byte, secrets []string, now time.Time, toleran
 		}
 	}
 	return ErrNoMatch
+}
+
+// workspaceKeys decodes every workspace's webhook secrets once, so a broken
+// secret stops startup instead of failing deliveries one by one.
+func workspaceKeys(reg *registry.Registry) (map[string][][]byte, map[string]bool, error) {
+	keys, masked := map[string][][]byte{}, map[string]bool{}
+	var errs []error
+	for _, w := range reg.Workspaces() {
+		masked[w.ID] = w.MaskPhoneNumbers
+		k, err := signingKeys(w.WebhookSecrets)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("workspace %s: webhook_secrets: %w", w.ID, err))
+			continue
+		}
+		keys[w.ID] = k
+	}
+	return keys, masked, errors.Join(errs...)
 }

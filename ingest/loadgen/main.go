@@ -101,8 +101,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		return nil, err
 	}
 	defer b.Close()
-	kcfg := kafkax.Config{Brokers: []string{b.Addr()}, ClientID: "loadgen", Partitions: o.Partitions,
-		ReplicationFactor: -1, CreateTopics: true, ProduceTimeout: 5 * time.Second}
+	kcfg := kafkax.Config{Brokers: []string{b.Addr()}, Partitions: o.Partitions, CreateTopics: true}.WithDefaults("loadgen")
 
 	reg, err := registry.Parse([]byte(`
 workspaces:
