@@ -133,17 +133,3 @@ func commandRecord(ceType, callID string, partition int32, at time.Time, data an
 	r.Timestamp = at
 	return r, nil
 }
-
-// clip cuts s to at most n bytes (on a rune boundary) so that free text from
-// LiveKit or an error never makes a record fail its schema.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !isRuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

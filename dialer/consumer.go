@@ -3,6 +3,7 @@ package dialer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -151,20 +152,30 @@ func (d *dialer) stopWorkers(parts []int32) {
 	wg.Wait()
 }
 
-// ready reports whether the process has joined the group and loaded the
-// state of every partition it owns.
-func (d *dialer) ready() bool {
+// The dialer is ready (GET /readyz) once it has joined the group and loaded
+// the call states of every partition it owns, that is, once it applies the
+// commands of all its partitions.
+
+// inGroup is the readiness check that the group has assigned this process
+// its partitions (none is an answer too).
+func (d *dialer) inGroup(context.Context) error {
 	if !d.joined.Load() {
-		return false
+		return fmt.Errorf("joining consumer group %s", d.cfg.Group)
 	}
+	return nil
+}
+
+// statesLoaded is the readiness check that every owned partition's call
+// states are loaded.
+func (d *dialer) statesLoaded(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, w := range d.workers {
-		if !w.loaded.Load() {
-			return false
+	for p, o := range d.workers {
+		if !o.loaded.Load() {
+			return fmt.Errorf("loading the call states of partition %d", p)
 		}
 	}
-	return true
+	return nil
 }
 
 // writeAdmit writes an admission decision to the call's partition. The

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -78,12 +77,7 @@ func (e *liveEnv) startChild(t *testing.T, extraEnv ...string) *childDialer {
 			t.Fatalf("child dialer exited: %v", cmd.ProcessState)
 		default:
 		}
-		resp, err := http.Get("http://" + c.addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return ready(t, c.addr)
 	})
 	return c
 }

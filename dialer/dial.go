@@ -16,6 +16,7 @@ import (
 
 	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/schemas"
 )
 
 const (
@@ -112,7 +113,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	log := d.log.With("call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName)
 	res := dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID, Source: sourceDial, StartedAt: time.Now().UTC()}
 	fail := func(what string, err error) dialResult {
-		res.Result, res.Error, res.FinishedAt = dialFailed, clip(what+": "+err.Error(), 2048), time.Now().UTC()
+		res.Result, res.Error, res.FinishedAt = dialFailed, schemas.Clip(what+": "+err.Error(), 2048), time.Now().UTC()
 		log.WarnContext(ctx, "dialer: dial failed", "step", what, "err", err)
 		return res
 	}
@@ -167,7 +168,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	res.FinishedAt = time.Now().UTC()
 	if err == nil {
 		res.Result, res.AnsweredAt = dialAnswered, res.FinishedAt
-		res.ParticipantIdentity, res.SIPCallID = clip(info.GetParticipantIdentity(), 128), clip(info.GetSipCallId(), 256)
+		res.ParticipantIdentity, res.SIPCallID = schemas.Clip(info.GetParticipantIdentity(), 128), schemas.Clip(info.GetSipCallId(), 256)
 		d.m.sipResponses.WithLabelValues("2xx").Inc()
 		return res
 	}
@@ -176,8 +177,8 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		code, text = 0, ""
 	}
 	d.m.sipResponses.WithLabelValues(sipClass(code)).Inc()
-	res.Result, res.SIPStatusCode, res.SIPStatus = dialFailed, code, clip(text, 256)
-	res.Error = clip("create sip participant: "+err.Error(), 2048)
+	res.Result, res.SIPStatusCode, res.SIPStatus = dialFailed, code, schemas.Clip(text, 256)
+	res.Error = schemas.Clip("create sip participant: "+err.Error(), 2048)
 	log.InfoContext(ctx, "dialer: dial not answered", "sip_status_code", code, "err", err)
 	return res
 }

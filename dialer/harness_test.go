@@ -22,6 +22,7 @@ import (
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/internal/ops"
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
@@ -100,14 +101,32 @@ func startDialer(t testing.TB, cfg Config) *runningDialer {
 			t.Fatalf("dialer exited: %v", err)
 		default:
 		}
-		resp, err := http.Get("http://" + r.addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return ready(t, r.addr)
 	})
 	return r
+}
+
+// ready asks a dialer's /readyz, which must answer in the one ops format:
+// 200 {"status":"ready"} or 503 {"status":"not_ready","reason":...}.
+func ready(t testing.TB, addr string) bool {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false // not listening yet
+	}
+	defer resp.Body.Close()
+	var st ops.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("/readyz answered %d in no JSON: %v", resp.StatusCode, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK && st == ops.Status{Status: "ready"}:
+		return true
+	case resp.StatusCode == http.StatusServiceUnavailable && st.Status == "not_ready" && st.Reason != "":
+		return false
+	}
+	t.Fatalf("/readyz answered %d %+v; want 200 ready or 503 not_ready with a reason", resp.StatusCode, st)
+	return false
 }
 
 // metric returns the value of a counter or gauge, summed over series

@@ -287,7 +287,7 @@ func applyLiveKit(st *callState, in input) transition {
 		if !isCallee {
 			return transition{ignored: ignoreNotCallee}
 		}
-		next.DisconnectReason = clip(e.DisconnectReason, 128)
+		next.DisconnectReason = schemas.Clip(e.DisconnectReason, 128)
 		if st.Phase != schemas.StatusAnswered {
 			// An unanswered dial ends with its SIP status, which the dial
 			// result carries; keep the reason for that event.
@@ -322,11 +322,11 @@ func applyLiveKit(st *callState, in input) transition {
 // end moves the call to ended and returns its ended event. The event is built
 // before the state drops what an ended call no longer needs.
 func (s *callState) end(at time.Time, o schemas.Outcome, by schemas.EndedBy, reason string) schemas.CallEvent {
-	s.Phase, s.EndedAt, s.Outcome, s.EndedBy, s.Reason = schemas.StatusEnded, at, o, by, clip(reason, 2048)
+	s.Phase, s.EndedAt, s.Outcome, s.EndedBy, s.Reason = schemas.StatusEnded, at, o, by, schemas.Clip(reason, 2048)
 	s.Sequence++
 	ev := s.event(schemas.StatusEnded, at)
 	ev.Outcome, ev.EndedBy, ev.Reason = o, by, s.Reason
-	ev.SIPStatusCode, ev.SIPStatus, ev.DisconnectReason = s.SIPStatusCode, clip(s.SIPStatus, 256), s.DisconnectReason
+	ev.SIPStatusCode, ev.SIPStatus, ev.DisconnectReason = s.SIPStatusCode, schemas.Clip(s.SIPStatus, 256), s.DisconnectReason
 	if !s.DialingAt.IsZero() {
 		start := s.RingingAt
 		if start.IsZero() {

@@ -85,12 +85,3 @@ func TestSIPClass(t *testing.T) {
 		}
 	}
 }
-
-func TestClip(t *testing.T) {
-	if got := clip("héllo", 2); got != "h" {
-		t.Fatalf("clip cut a rune: %q", got)
-	}
-	if got := clip("abc", 5); got != "abc" {
-		t.Fatalf("got %q", got)
-	}
-}

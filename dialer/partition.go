@@ -402,7 +402,7 @@ func (w *partition) decode(rec *kgo.Record) (*input, *kgo.Record) {
 		in.callID = in.dec.CallID
 	}
 	if string(rec.Key) != in.callID {
-		reason := fmt.Sprintf("record key %q must equal data.call_id %q, so the call's cancel and follow-up commands reach the same partition", clip(string(rec.Key), 64), in.callID)
+		reason := fmt.Sprintf("record key %q must equal data.call_id %q, so the call's cancel and follow-up commands reach the same partition", schemas.Clip(string(rec.Key), 64), in.callID)
 		if in.kind != inRequested {
 			return nil, w.dlq(rec, classKey, reason)
 		}
@@ -432,12 +432,12 @@ func (w *partition) dlq(rec *kgo.Record, class, reason string) *kgo.Record {
 // deadLetter builds the DLQ record of rec, which is about call id of
 // workspace ws (as far as can be told: "unknown" otherwise).
 func (w *partition) deadLetter(rec *kgo.Record, class, reason, id, ws string) *kgo.Record {
-	r := kafkax.DLQRecord(rec, schemas.TopicRequestsDLQ, class, clip(reason, 2048), 1)
+	r := kafkax.DLQRecord(rec, schemas.TopicRequestsDLQ, class, schemas.Clip(reason, 2048), 1)
 	r.Partition = rec.Partition
 	w.d.m.dlq.WithLabelValues(class).Inc()
 	w.d.m.rejected.WithLabelValues(class).Inc()
 	w.log.WarnContext(obs.SpanContextOnly(ctxOf(rec)), "dialer: record dead-lettered", "call_id", id, "workspace_id", ws,
-		"offset", rec.Offset, "class", class, "reason", clip(reason, 512))
+		"offset", rec.Offset, "class", class, "reason", schemas.Clip(reason, 512))
 	return r
 }
 

@@ -90,7 +90,7 @@ func (w *partition) decide(st *callState, kind decisionKind, reason string, now 
 	}
 	w.pending[key] = now
 	rec, err := commandRecord(TypeDecision, st.CallID, w.p, now, decision{
-		CallID: st.CallID, WorkspaceID: st.WorkspaceID, Decision: kind, Reason: clip(reason, 512), DecidedAt: now.UTC(),
+		CallID: st.CallID, WorkspaceID: st.WorkspaceID, Decision: kind, Reason: schemas.Clip(reason, 512), DecidedAt: now.UTC(),
 	})
 	ctx := callContext(st)
 	if err != nil {

@@ -27,23 +27,6 @@ const (
 	webhookTimeout  = 10 * time.Second
 )
 
-func (d *dialer) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+webhookPath, d.serveWebhook)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.ready() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready: joining the group or loading call state"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.Handle("GET /metrics", obs.MetricsHandler(d.cfg.Metrics))
-	return mux
-}
-
 // serveWebhook turns a signed LiveKit webhook about a call into a command on
 // the call's partition. It answers 200 only once the command is durable, so
 // LiveKit's retry covers a Kafka outage; an unsigned or forged request is
@@ -137,19 +120,19 @@ func (d *dialer) webhookCommand(ev *livekit.WebhookEvent, now time.Time) (cmd li
 		at = time.Unix(c, 0).UTC()
 	}
 	cmd = livekitEvent{
-		CallID: meta.CallID, WorkspaceID: meta.WorkspaceID, Event: ev.GetEvent(), WebhookID: clip(ev.GetId(), 128),
-		RoomName: clip(ev.GetRoom().GetName(), 128), OccurredAt: at,
+		CallID: meta.CallID, WorkspaceID: meta.WorkspaceID, Event: ev.GetEvent(), WebhookID: schemas.Clip(ev.GetId(), 128),
+		RoomName: schemas.Clip(ev.GetRoom().GetName(), 128), OccurredAt: at,
 	}
 	if pi != nil {
-		cmd.ParticipantIdentity = clip(pi.GetIdentity(), 128)
-		cmd.ParticipantKind = clip(pi.GetKind().String(), 32)
-		cmd.SIPCallStatus = clip(pi.GetAttributes()[livekit.AttrSIPCallStatus], 32)
+		cmd.ParticipantIdentity = schemas.Clip(pi.GetIdentity(), 128)
+		cmd.ParticipantKind = schemas.Clip(pi.GetKind().String(), 32)
+		cmd.SIPCallStatus = schemas.Clip(pi.GetAttributes()[livekit.AttrSIPCallStatus], 32)
 		if r := pi.GetDisconnectReason(); r != livekit.DisconnectReason_UNKNOWN_REASON {
-			cmd.DisconnectReason = clip(r.String(), 128)
+			cmd.DisconnectReason = schemas.Clip(r.String(), 128)
 		}
 	}
 	if ev.GetEvent() == lkRoomFinished && ev.GetRoomEndReason() != livekit.RoomEndReason_ROOM_END_UNKNOWN {
-		cmd.RoomEndReason = clip(ev.GetRoomEndReason().String(), 128)
+		cmd.RoomEndReason = schemas.Clip(ev.GetRoomEndReason().String(), 128)
 	}
 	return cmd, d.partitionOf(meta), meta, true
 }
