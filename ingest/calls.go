@@ -24,7 +24,8 @@ import (
 )
 
 // The call-state and control routes. Each answers from this replica's
-// projection (store.go) after the same authentication as POST /v1/api/call;
+// projection (store.go) after the same authentication as POST /v1/api/call
+// (the group's authenticated middleware);
 // a call of another workspace is answered exactly like a call that does not
 // exist, in every route.
 
@@ -51,11 +52,8 @@ func callNotFound(id string) *apiError {
 
 // getCall serves GET /v1/api/call/:callId.
 func (h *handler) getCall(c *gin.Context) {
-	ws, aerr := h.authenticate(c)
-	if aerr == nil {
-		aerr = h.stateReady()
-	}
-	if aerr != nil {
+	ws := workspaceOf(c)
+	if aerr := h.stateReady(); aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
@@ -73,11 +71,7 @@ var listParams = []string{"status", "outcome", "call_agent_id", "from", "to", "l
 
 // listCalls serves GET /v1/api/calls.
 func (h *handler) listCalls(c *gin.Context) {
-	ws, aerr := h.authenticate(c)
-	if aerr != nil {
-		h.fail(c, aerr)
-		return
-	}
+	ws := workspaceOf(c)
 	f, limit, ferrs := parseListQuery(c.Request.URL.RawQuery)
 	if len(ferrs) > 0 {
 		msg := "invalid query parameter " + ferrs[0].Field + ": " + ferrs[0].Message
@@ -199,11 +193,8 @@ func decodeCursor(s string) (callKey, bool) {
 // canceled without being dialed, a live one is hung up. 202 means the
 // command is durable; the call's end follows as its ended event.
 func (h *handler) cancelCall(c *gin.Context) {
-	ws, aerr := h.authenticate(c)
-	if aerr == nil {
-		aerr = h.admit(ws)
-	}
-	if aerr != nil {
+	ws := workspaceOf(c)
+	if aerr := h.admit(ws); aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
@@ -263,11 +254,8 @@ func (h *handler) cancelCall(c *gin.Context) {
 
 // deliveries serves GET /v1/api/call/:callId/deliveries.
 func (h *handler) deliveries(c *gin.Context) {
-	ws, aerr := h.authenticate(c)
-	if aerr == nil {
-		aerr = h.stateReady()
-	}
-	if aerr != nil {
+	ws := workspaceOf(c)
+	if aerr := h.stateReady(); aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
@@ -285,11 +273,8 @@ func (h *handler) deliveries(c *gin.Context) {
 // notifier's redelivery topic as the original CloudEvent records, which it
 // delivers with a fresh retry budget and their original webhook-id.
 func (h *handler) redeliver(c *gin.Context) {
-	ws, aerr := h.authenticate(c)
-	if aerr == nil {
-		aerr = h.admit(ws)
-	}
-	if aerr != nil {
+	ws := workspaceOf(c)
+	if aerr := h.admit(ws); aerr != nil {
 		h.fail(c, aerr)
 		return
 	}

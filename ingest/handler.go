@@ -143,12 +143,14 @@ func (h *handler) engine() *gin.Engine {
 	e.HandleMethodNotAllowed = true
 	_ = e.SetTrustedProxies(nil)
 	e.Use(h.traceRequest, h.m.instrument, h.recover)
-	e.POST(routeCall, h.createCall)
-	e.GET(routeCallState, h.getCall)
-	e.POST(routeCallCancel, h.cancelCall)
-	e.GET(routeCallDeliveries, h.deliveries)
-	e.POST(routeCallRedeliver, h.redeliver)
-	e.GET(routeCalls, h.listCalls)
+	api := e.Group(apiPrefix, h.authenticated)
+	rel := func(route string) string { return strings.TrimPrefix(route, apiPrefix) }
+	api.POST(rel(routeCall), h.createCall)
+	api.GET(rel(routeCallState), h.getCall)
+	api.POST(rel(routeCallCancel), h.cancelCall)
+	api.GET(rel(routeCallDeliveries), h.deliveries)
+	api.POST(rel(routeCallRedeliver), h.redeliver)
+	api.GET(rel(routeCalls), h.listCalls)
 	e.GET(routeOpenAPI, serveOpenAPI)
 	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {
@@ -178,16 +180,12 @@ func (h *handler) recover(c *gin.Context) {
 }
 
 // createCall serves POST /v1/api/call. The checks run cheapest and least
-// revealing first: who is asking (401/403), whether they may ask now (429),
+// revealing first: who is asking (401/403, the group's authenticated), whether they may ask now (429),
 // whether the request is readable (415/413/400), whether it is valid (422),
 // whether its agent exists for this workspace (404), and only then the
 // Idempotency-Key store (409/422/replay) and Kafka (503).
 func (h *handler) createCall(c *gin.Context) {
-	ws, aerr := h.authenticate(c)
-	if aerr != nil {
-		h.fail(c, aerr)
-		return
-	}
+	ws := workspaceOf(c)
 	if aerr := h.admit(ws); aerr != nil {
 		h.fail(c, aerr)
 		return
@@ -364,41 +362,6 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 		return
 	}
 	h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; the call will be placed", logAttrs...)
-}
-
-// authenticate checks the API key and that it belongs to x-workspace-id.
-func (h *handler) authenticate(c *gin.Context) (*registry.Workspace, *apiError) {
-	challenge := func(msg, errCode string) *apiError {
-		v := `Bearer realm="dialstream"`
-		if errCode != "" {
-			v += `, error="` + errCode + `"`
-		}
-		return &apiError{code: http.StatusUnauthorized, reason: reasonUnauthenticated, message: msg,
-			header: http.Header{"Www-Authenticate": {v}}}
-	}
-	auth := strings.TrimSpace(c.GetHeader("Authorization"))
-	if auth == "" {
-		return nil, challenge("missing API key: send the header Authorization: Bearer <api key>", "")
-	}
-	scheme, key, _ := strings.Cut(auth, " ")
-	key = strings.TrimSpace(key)
-	if !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return nil, challenge("the Authorization header must be: Bearer <api key>", "invalid_request")
-	}
-	ws, ok := h.reg.Authenticate(key)
-	if !ok {
-		return nil, challenge("invalid API key", "invalid_token")
-	}
-	wsID := strings.TrimSpace(c.GetHeader("x-workspace-id"))
-	if wsID == "" {
-		return nil, &apiError{code: http.StatusBadRequest, reason: reasonMalformed,
-			message: "missing x-workspace-id header: send the id of the workspace the call belongs to"}
-	}
-	if wsID != ws.ID {
-		return nil, &apiError{code: http.StatusForbidden, reason: reasonForbidden,
-			message: "this API key does not belong to the workspace named in x-workspace-id"}
-	}
-	return ws, nil
 }
 
 // admit applies the workspace's requests_per_second (per replica).

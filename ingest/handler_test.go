@@ -192,6 +192,48 @@ func TestCreateCallHeaders(t *testing.T) {
 	}
 }
 
+// Every /v1/api route refuses a request that is not its workspace's with the
+// very same answer, to the byte, before it looks at anything else (the
+// call id, the body, the query, the rate limit).
+func TestEveryAPIRouteAuthenticates(t *testing.T) {
+	env := newTestEnv(t)
+	routes := []req{
+		{method: "POST", path: "/v1/api/call", body: validBody},
+		{method: "GET", path: "/v1/api/call/000000000000000000000000"},
+		{method: "POST", path: "/v1/api/call/000000000000000000000000/cancel"},
+		{method: "GET", path: "/v1/api/call/000000000000000000000000/deliveries"},
+		{method: "POST", path: "/v1/api/call/000000000000000000000000/redeliver"},
+		{method: "GET", path: "/v1/api/calls?nope=1"},
+	}
+	for _, tc := range []struct {
+		name      string
+		mod       func(req) req
+		code      int
+		body      string
+		challenge string
+	}{
+		{"no Authorization", func(r req) req { r.key = "-"; return r }, 401,
+			`{"status":"error","message":"missing API key: send the header Authorization: Bearer \u003capi key\u003e"}`, `Bearer realm="dialstream"`},
+		{"unknown key", func(r req) req { r.key = "dsk_nope"; return r }, 401,
+			`{"status":"error","message":"invalid API key"}`, `Bearer realm="dialstream", error="invalid_token"`},
+		{"no workspace header", func(r req) req { r.workspace = "-"; return r }, 400,
+			`{"status":"error","message":"missing x-workspace-id header: send the id of the workspace the call belongs to"}`, ""},
+		{"key of another workspace", func(r req) req { r.workspace = "ws_other"; return r }, 403,
+			`{"status":"error","message":"this API key does not belong to the workspace named in x-workspace-id"}`, ""},
+	} {
+		for _, r := range routes {
+			w := env.do(t, tc.mod(r))
+			if w.Code != tc.code || w.Body.String() != tc.body || w.Header().Get("WWW-Authenticate") != tc.challenge ||
+				w.Header().Get("Content-Type") != "application/json; charset=utf-8" {
+				t.Errorf("%s, %s %s: %d %s %q", tc.name, r.method, r.path, w.Code, w.Body, w.Header().Get("WWW-Authenticate"))
+			}
+		}
+	}
+	if n := len(env.p.records()); n != 0 {
+		t.Fatalf("%d records written by refused requests", n)
+	}
+}
+
 // "Bearer" is case-insensitive (RFC 7235), and the Structured Fields string
 // form of Idempotency-Key is the same key as the bare form.
 func TestCreateCallHeaderForms(t *testing.T) {

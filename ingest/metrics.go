@@ -13,12 +13,13 @@ import (
 // Routes, as Gin patterns: they label the request metrics (the pattern, never
 // the path, which carries a call id).
 const (
-	routeCall           = "/v1/api/call"
-	routeCallState      = "/v1/api/call/:callId"
-	routeCallCancel     = "/v1/api/call/:callId/cancel"
-	routeCallDeliveries = "/v1/api/call/:callId/deliveries"
-	routeCallRedeliver  = "/v1/api/call/:callId/redeliver"
-	routeCalls          = "/v1/api/calls"
+	apiPrefix           = "/v1/api" // the authenticated group
+	routeCall           = apiPrefix + "/call"
+	routeCallState      = apiPrefix + "/call/:callId"
+	routeCallCancel     = apiPrefix + "/call/:callId/cancel"
+	routeCallDeliveries = apiPrefix + "/call/:callId/deliveries"
+	routeCallRedeliver  = apiPrefix + "/call/:callId/redeliver"
+	routeCalls          = apiPrefix + "/calls"
 	routeOpenAPI        = "/openapi.json"
 	routeHealthz        = "/healthz"
 	routeReadyz         = "/readyz"
