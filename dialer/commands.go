@@ -1,10 +1,15 @@
 package dialer
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/backoff"
+	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -20,6 +25,12 @@ const (
 	// TypeState marks the records of schemas.TopicState.
 	TypeState = "dialstream.dialer.state.v1"
 )
+
+// commandTypes are the types a record on schemas.TopicRequested may have.
+var commandTypes = map[string]bool{
+	schemas.TypeCallRequested: true, schemas.TypeCallCancel: true,
+	TypeDialResult: true, TypeLiveKitEvent: true, TypeDecision: true,
+}
 
 const (
 	schemaDialResult   = "dialer.dial_result.v1"
@@ -132,4 +143,45 @@ func commandRecord(ceType, callID string, partition int32, at time.Time, data an
 	r.Partition = partition
 	r.Timestamp = at
 	return r, nil
+}
+
+// writeAdmit writes an admission decision to the call's partition. The
+// partition's owner makes the call dialing when it applies it.
+func (d *dialer) writeAdmit(t admitTicket) {
+	rec, err := commandRecord(TypeDecision, t.CallID, t.Partition, t.At, decision{
+		CallID: t.CallID, WorkspaceID: t.WorkspaceID, Decision: decideAdmit, DecidedAt: t.At.UTC(),
+	})
+	tctx := obs.ContextWithTraceParent(context.Background(), t.TraceParent, t.TraceState)
+	if err != nil {
+		d.log.ErrorContext(tctx, "dialer: encode admit", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
+		d.adm.failed(t)
+		return
+	}
+	rec.Context = tctx
+	d.prod.Produce(d.prodCtx, rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			d.log.WarnContext(tctx, "dialer: write admit failed; call stays queued", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
+			d.adm.failed(t)
+		}
+	})
+}
+
+// writeCommand writes one of the dialer's commands about st's call,
+// retrying until it is acknowledged or ctx ends.
+func (d *dialer) writeCommand(ctx context.Context, rec *kgo.Record, st *callState) error {
+	wait := backoff.Doubling{Next: 100 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		err := d.prod.ProduceSync(ctx, rec).FirstErr()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
+			return err
+		}
+		d.log.WarnContext(ctxOf(rec), "dialer: write command failed; retrying", "call_id", st.CallID, "workspace_id", st.WorkspaceID,
+			"type", kafkax.Header(rec, schemas.HeaderType), "err", err)
+		if !wait.Wait(ctx) {
+			return ctx.Err()
+		}
+	}
 }

@@ -9,9 +9,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/dialstream/dialstream/internal/backoff"
-	"github.com/dialstream/dialstream/internal/kafkax"
-	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -38,8 +35,8 @@ func (d *dialer) poll(ctx context.Context) {
 		})
 		d.mu.Lock()
 		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			if w := d.workers[ftp.Partition]; w != nil && len(ftp.Records) > 0 {
-				w.push(ftp.Records)
+			if o := d.owners[ftp.Partition]; o != nil && len(ftp.Records) > 0 {
+				o.push(ftp.Records)
 			}
 		})
 		seeks := d.seeks
@@ -58,7 +55,8 @@ func (d *dialer) poll(ctx context.Context) {
 	}
 }
 
-// requestSeek asks the poll loop to rewind a partition (see partition.overflow).
+// requestSeek asks the poll loop to rewind a partition (see
+// partitionOwner.maybeEndOverflow).
 func (d *dialer) requestSeek(p int32, offset int64) {
 	d.mu.Lock()
 	if d.seeks == nil {
@@ -79,14 +77,14 @@ func (d *dialer) resume(p int32) {
 func (d *dialer) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	d.mu.Lock()
 	for _, p := range m[schemas.TopicRequested] {
-		if _, ok := d.workers[p]; ok {
+		if _, ok := d.owners[p]; ok {
 			continue
 		}
-		w := newPartition(d, p)
-		d.workers[p] = w
-		go w.run()
+		o := newPartitionOwner(d, p)
+		d.owners[p] = o
+		go o.run()
 	}
-	n := len(d.workers)
+	n := len(d.owners)
 	d.mu.Unlock()
 	d.joined.Store(true)
 	d.adm.setOwned(n)
@@ -102,7 +100,7 @@ func (d *dialer) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32
 // the states written so far.
 func (d *dialer) revoked(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 	parts := m[schemas.TopicRequested]
-	d.stopWorkers(parts)
+	d.stopOwners(parts)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		d.log.Warn("dialer: commit on revoke failed", "err", err)
 	}
@@ -115,7 +113,7 @@ func (d *dialer) revoked(ctx context.Context, cl *kgo.Client, m map[string][]int
 // lost is revoked without the commit: the group has already moved on.
 func (d *dialer) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	parts := m[schemas.TopicRequested]
-	d.stopWorkers(parts)
+	d.stopOwners(parts)
 	d.dropped(parts)
 	if len(parts) > 0 {
 		d.log.Warn("dialer: partitions lost", "partitions", parts)
@@ -127,27 +125,27 @@ func (d *dialer) dropped(parts []int32) {
 		d.adm.dropPartition(p)
 	}
 	d.mu.Lock()
-	n := len(d.workers)
+	n := len(d.owners)
 	d.mu.Unlock()
 	d.adm.setOwned(n)
 	d.m.partitionsOwned.Set(float64(n))
 }
 
-func (d *dialer) stopWorkers(parts []int32) {
-	var ws []*partition
+func (d *dialer) stopOwners(parts []int32) {
+	var stopping []*partitionOwner
 	d.mu.Lock()
 	for _, p := range parts {
-		if w := d.workers[p]; w != nil {
-			ws = append(ws, w)
-			delete(d.workers, p)
+		if o := d.owners[p]; o != nil {
+			stopping = append(stopping, o)
+			delete(d.owners, p)
 		}
 		delete(d.seeks, p)
 	}
 	d.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, w := range ws {
+	for _, o := range stopping {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.stop() }()
+		go func() { defer wg.Done(); o.stop() }()
 	}
 	wg.Wait()
 }
@@ -170,51 +168,10 @@ func (d *dialer) inGroup(context.Context) error {
 func (d *dialer) statesLoaded(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for p, o := range d.workers {
+	for p, o := range d.owners {
 		if !o.loaded.Load() {
 			return fmt.Errorf("loading the call states of partition %d", p)
 		}
 	}
 	return nil
-}
-
-// writeAdmit writes an admission decision to the call's partition. The
-// partition's owner makes the call dialing when it applies it.
-func (d *dialer) writeAdmit(t admitTicket) {
-	rec, err := commandRecord(TypeDecision, t.CallID, t.Partition, t.At, decision{
-		CallID: t.CallID, WorkspaceID: t.WorkspaceID, Decision: decideAdmit, DecidedAt: t.At.UTC(),
-	})
-	tctx := obs.ContextWithTraceParent(context.Background(), t.TraceParent, t.TraceState)
-	if err != nil {
-		d.log.ErrorContext(tctx, "dialer: encode admit", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
-		d.adm.failed(t)
-		return
-	}
-	rec.Context = tctx
-	d.prod.Produce(d.prodCtx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			d.log.WarnContext(tctx, "dialer: write admit failed; call stays queued", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
-			d.adm.failed(t)
-		}
-	})
-}
-
-// writeCommand writes one of the dialer's commands about st's call,
-// retrying until it is acknowledged or ctx ends.
-func (d *dialer) writeCommand(ctx context.Context, rec *kgo.Record, st *callState) error {
-	wait := backoff.Doubling{Next: 100 * time.Millisecond, Max: 5 * time.Second}
-	for {
-		err := d.prod.ProduceSync(ctx, rec).FirstErr()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
-			return err
-		}
-		d.log.WarnContext(ctxOf(rec), "dialer: write command failed; retrying", "call_id", st.CallID, "workspace_id", st.WorkspaceID,
-			"type", kafkax.Header(rec, schemas.HeaderType), "err", err)
-		if !wait.Wait(ctx) {
-			return ctx.Err()
-		}
-	}
 }

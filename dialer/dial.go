@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -263,99 +263,72 @@ func (d *dialer) hangup(parent context.Context, st *callState) {
 	}()
 }
 
-// recoverDial resolves a dial nobody is waiting on any more (its dialer
-// died): an answered callee in the room is adopted; otherwise the room is
-// deleted (so a callee still ringing is hung up) and the call ends failed.
-// The result is a dial_result command like any other.
-func (d *dialer) recoverDial(p int32, st *callState) {
-	key := "recover:" + st.CallID
-	if !d.busy.try(key) {
-		return
-	}
-	d.bg.Add(1)
-	go func() {
-		defer d.bg.Done()
-		defer d.busy.done(key)
-		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
-		defer cancel()
-		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(callContext(st))), "recover dial",
-			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
-		defer span.End()
-		log := d.log.With("call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName)
-		parts, err := d.lk.ListParticipants(ctx, st.RoomName)
-		if err != nil {
-			log.WarnContext(ctx, "dialer: recovery check failed; retried by the next watchdog round", "err", err)
-			return
-		}
-		now := time.Now().UTC()
-		res := dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID, Source: sourceRecovery, FinishedAt: now}
-		for _, pi := range parts {
-			if pi.GetIdentity() == calleeIdentity(st.CallID) && pi.GetAttributes()[livekit.AttrSIPCallStatus] == sipCallStatusActive {
-				res.Result, res.AnsweredAt, res.ParticipantIdentity = dialAnswered, now, pi.GetIdentity()
-			}
-		}
-		if res.Result == "" {
-			if err := d.lk.DeleteRoom(ctx, st.RoomName); err != nil {
-				log.WarnContext(ctx, "dialer: recovery could not delete the room; retried by the next watchdog round", "err", err)
-				return
-			}
-			res.Result = dialInDoubt
-			d.m.inDoubt.WithLabelValues("failed").Inc()
-			log.WarnContext(ctx, "dialer: in-doubt dial ended without redialing")
-		} else {
-			d.m.inDoubt.WithLabelValues("adopted").Inc()
-			log.InfoContext(ctx, "dialer: in-doubt dial adopted: the callee is in the call")
-		}
-		rec, err := commandRecord(TypeDialResult, st.CallID, p, now, res)
-		if err == nil {
-			rec.Context = obs.SpanContextOnly(ctx)
-			err = d.writeCommand(d.prodCtx, rec, st)
-		}
-		if err != nil {
-			log.ErrorContext(ctx, "dialer: recovery result not written", "err", err)
-		}
-	}()
+// dialSet tracks the dials of this process, so a cancel can stop one and
+// the watchdog knows which dialing calls someone is waiting on. A finished
+// dial lingers for a while: its result is on its way through Kafka.
+type dialSet struct {
+	mu     sync.Mutex
+	m      map[string]*dialEntry
+	linger time.Duration
 }
 
-// checkCallees ends answered calls whose callee LiveKit no longer has, for
-// when the webhook that said so never arrived.
-func (d *dialer) checkCallees(p int32, calls []*callState) {
-	key := "callees:" + strconv.Itoa(int(p))
-	if !d.busy.try(key) {
-		return
+type dialEntry struct {
+	cancel   context.CancelFunc
+	finished time.Time
+}
+
+func (s *dialSet) add(id string, cancel context.CancelFunc) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[id]; ok && (e.finished.IsZero() || time.Since(e.finished) < s.linger) {
+		return false
 	}
-	d.bg.Add(1)
-	go func() {
-		defer d.bg.Done()
-		defer d.busy.done(key)
-		for _, st := range calls {
-			ctx, cancel := context.WithTimeout(d.dialCtx, 10*time.Second)
-			parts, err := d.lk.ListParticipants(ctx, st.RoomName)
-			cancel()
-			if err != nil {
-				if d.dialCtx.Err() != nil {
-					return
-				}
-				continue
-			}
-			present := false
-			for _, pi := range parts {
-				present = present || pi.GetIdentity() == calleeIdentity(st.CallID)
-			}
-			if present {
-				continue
-			}
-			now := time.Now().UTC()
-			rec, err := commandRecord(TypeLiveKitEvent, st.CallID, p, now, livekitEvent{
-				CallID: st.CallID, WorkspaceID: st.WorkspaceID, Event: lkRoomGone, RoomName: st.RoomName, OccurredAt: now,
-			})
-			if err == nil {
-				rec.Context = callContext(st)
-				err = d.writeCommand(d.prodCtx, rec, st)
-			}
-			if err != nil {
-				d.log.WarnContext(callContext(st), "dialer: room_gone not written", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
-			}
+	s.m[id] = &dialEntry{cancel: cancel}
+	return true
+}
+
+func (s *dialSet) finish(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[id]; e != nil {
+		e.finished = time.Now()
+	}
+	for k, e := range s.m { // forget the long finished
+		if !e.finished.IsZero() && time.Since(e.finished) > s.linger {
+			delete(s.m, k)
 		}
-	}()
+	}
+}
+
+// has reports a dial running here, or finished recently enough that its
+// result may not have been applied yet.
+func (s *dialSet) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[id]
+	return ok && (e.finished.IsZero() || time.Since(e.finished) < s.linger)
+}
+
+func (s *dialSet) cancel(id string) {
+	s.mu.Lock()
+	var c context.CancelFunc
+	if e := s.m[id]; e != nil && e.finished.IsZero() {
+		c = e.cancel
+	}
+	s.mu.Unlock()
+	if c != nil {
+		c()
+	}
+}
+
+func (s *dialSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.m {
+		if e.finished.IsZero() {
+			n++
+		}
+	}
+	return n
 }

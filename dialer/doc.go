@@ -46,12 +46,17 @@
 //     (/healthz, /readyz, /metrics, POST /livekit/webhook), shutdown.
 //   - consumer.go: the poll loop, which hands records to partition owners,
 //     and the group's assign/revoke/lost callbacks; readiness.
-//   - partition.go: one partition's owner: loads its call states, decodes
-//     and applies its commands in order, writes their results, fences dials.
+//   - owner.go: one partition's owner: loads its call states, applies its
+//     commands in order, defers requests past the admission queue's bound.
 //   - machine.go: the call state machine, apply(state, command).
-//   - commands.go: the dialer's own commands.
-//   - dial.go: placing a call (room, agent dispatch, SIP participant),
-//     hanging up, and resolving a dial nobody waits on any more.
+//   - commands.go, decode.go: the dialer's own commands and how they are
+//     written; how a record becomes a command, or a dead letter and a
+//     rejected call.
+//   - write.go, fence.go: writing a batch's events and states before its
+//     effects run; the offset commit that fences a dial.
+//   - dial.go: placing a call (room, agent dispatch, SIP participant) and
+//     hanging up.
+//   - recovery.go: after a crash, the dials nobody waits on any more.
 //   - watchdog.go: timers (queue expiry, max duration, lost webhooks,
 //     forgetting ended calls), each written as a command.
 //   - admission.go: per-workspace concurrency and rate limits.

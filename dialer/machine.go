@@ -92,11 +92,6 @@ type transition struct {
 	ignored ignoreReason
 }
 
-// inDoubtReason is the end reason of a call whose dialer died while
-// CreateSIPParticipant was in flight and whose callee LiveKit does not have:
-// it may or may not have rung, so it is not dialed again.
-const inDoubtReason = "dialer restarted during the dial; not redialed to avoid a duplicate call"
-
 func apply(st *callState, in input) transition {
 	if st != nil && in.offset <= st.AppliedOffset {
 		return transition{ignored: ignoreReplay}

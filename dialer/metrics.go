@@ -308,11 +308,11 @@ func (a *callAges) drop(p int32) {
 }
 
 // reportAges publishes the ages of the partition's open calls (run
-// goroutine only: it reads w.calls).
-func (w *partition) reportAges(now time.Time) {
-	cfg := w.d.cfg
+// goroutine only: it reads o.calls).
+func (o *partitionOwner) reportAges(now time.Time) {
+	cfg := o.d.cfg
 	var v phaseAges
-	for _, st := range w.calls {
+	for _, st := range o.calls {
 		var since, limit time.Time
 		i := -1
 		switch st.Phase {
@@ -344,7 +344,7 @@ func (w *partition) reportAges(now time.Time) {
 			v.overdue[i]++
 		}
 	}
-	w.d.m.ages.set(w.p, v)
+	o.d.m.ages.set(o.p, v)
 }
 
 // lagInterval is how often consumer lag is measured: three small admin

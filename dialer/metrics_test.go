@@ -59,7 +59,7 @@ func TestReportAges(t *testing.T) {
 	now := time.Now()
 	agent := &agentSnapshot{RingingTimeoutSeconds: 20, MaxCallDurationSeconds: 60}
 	d := &dialer{cfg: Config{MaxQueueWait: time.Minute, WatchdogGrace: 5 * time.Second}, m: m}
-	w := &partition{d: d, p: 1, calls: map[string]*callState{
+	w := &partitionOwner{d: d, p: 1, calls: map[string]*callState{
 		"q-young":  {Phase: schemas.StatusQueued, QueuedAt: now.Add(-10 * time.Second)},
 		"q-old":    {Phase: schemas.StatusQueued, QueuedAt: now.Add(-2 * time.Minute)},
 		"dialing":  {Phase: schemas.StatusDialing, DialingAt: now.Add(-3 * time.Second), Agent: agent},
@@ -69,7 +69,7 @@ func TestReportAges(t *testing.T) {
 	}}
 	w.reportAges(now)
 	// A second partition's calls add up (overdue) or take the max (oldest).
-	w2 := &partition{d: d, p: 2, calls: map[string]*callState{
+	w2 := &partitionOwner{d: d, p: 2, calls: map[string]*callState{
 		"answered-long": {Phase: schemas.StatusAnswered, AnsweredAt: now.Add(-70 * time.Second), Agent: agent},
 		"q-old2":        {Phase: schemas.StatusQueued, QueuedAt: now.Add(-90 * time.Second)},
 	}}

@@ -49,10 +49,10 @@ type dialer struct {
 	busy       busySet
 	bg         sync.WaitGroup
 
-	mu      sync.Mutex
-	workers map[int32]*partition // by partition of schemas.TopicRequested
-	seeks   map[int32]int64
-	joined  atomic.Bool
+	mu     sync.Mutex
+	owners map[int32]*partitionOwner // by partition of schemas.TopicRequested
+	seeks  map[int32]int64
+	joined atomic.Bool
 }
 
 // Run runs the dialer until ctx ends, then leaves the group, waits up to
@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d := &dialer{
 		cfg: cfg, log: cfg.Logger, tracer: cfg.TracerProvider.Tracer(tracerName), m: m, reg: reg, lk: meteredLiveKit{lk: lk, m: m},
-		kafkaOpts: base, workers: map[int32]*partition{}, dials: dialSet{m: map[string]*dialEntry{}, linger: max(cfg.WatchdogGrace, 5*time.Second)},
+		kafkaOpts: base, owners: map[int32]*partitionOwner{}, dials: dialSet{m: map[string]*dialEntry{}, linger: max(cfg.WatchdogGrace, 5*time.Second)},
 		busy: busySet{m: map[string]struct{}{}},
 	}
 	d.dialCtx, d.cancelDial = context.WithCancel(context.WithoutCancel(ctx))
@@ -215,12 +215,12 @@ func (d *dialer) shutdown(srv *ops.Server, admDone chan struct{}) error {
 	// Stop the partition owners and commit what they finished while this
 	// process is still a member; then leave the group.
 	d.mu.Lock()
-	parts := make([]int32, 0, len(d.workers))
-	for p := range d.workers {
+	parts := make([]int32, 0, len(d.owners))
+	for p := range d.owners {
 		parts = append(parts, p)
 	}
 	d.mu.Unlock()
-	d.stopWorkers(parts)
+	d.stopOwners(parts)
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := d.cons.CommitMarkedOffsets(cctx); err != nil {
 		d.log.Warn("dialer: final commit failed", "err", err)
@@ -244,96 +244,4 @@ func (d *dialer) shutdown(srv *ops.Server, admDone chan struct{}) error {
 	d.cancelProd()
 	d.log.Info("dialer stopped")
 	return err
-}
-
-// dialSet tracks the dials of this process, so a cancel can stop one and
-// the watchdog knows which dialing calls someone is waiting on. A finished
-// dial lingers for a while: its result is on its way through Kafka.
-type dialSet struct {
-	mu     sync.Mutex
-	m      map[string]*dialEntry
-	linger time.Duration
-}
-
-type dialEntry struct {
-	cancel   context.CancelFunc
-	finished time.Time
-}
-
-func (s *dialSet) add(id string, cancel context.CancelFunc) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.m[id]; ok && (e.finished.IsZero() || time.Since(e.finished) < s.linger) {
-		return false
-	}
-	s.m[id] = &dialEntry{cancel: cancel}
-	return true
-}
-
-func (s *dialSet) finish(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.m[id]; e != nil {
-		e.finished = time.Now()
-	}
-	for k, e := range s.m { // forget the long finished
-		if !e.finished.IsZero() && time.Since(e.finished) > s.linger {
-			delete(s.m, k)
-		}
-	}
-}
-
-// has reports a dial running here, or finished recently enough that its
-// result may not have been applied yet.
-func (s *dialSet) has(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.m[id]
-	return ok && (e.finished.IsZero() || time.Since(e.finished) < s.linger)
-}
-
-func (s *dialSet) cancel(id string) {
-	s.mu.Lock()
-	var c context.CancelFunc
-	if e := s.m[id]; e != nil && e.finished.IsZero() {
-		c = e.cancel
-	}
-	s.mu.Unlock()
-	if c != nil {
-		c()
-	}
-}
-
-func (s *dialSet) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, e := range s.m {
-		if e.finished.IsZero() {
-			n++
-		}
-	}
-	return n
-}
-
-// busySet keeps one background check per key at a time.
-type busySet struct {
-	mu sync.Mutex
-	m  map[string]struct{}
-}
-
-func (s *busySet) try(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[key]; ok {
-		return false
-	}
-	s.m[key] = struct{}{}
-	return true
-}
-
-func (s *busySet) done(key string) {
-	s.mu.Lock()
-	delete(s.m, key)
-	s.mu.Unlock()
 }

@@ -2,7 +2,6 @@ package dialer
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -41,7 +40,7 @@ const maxTraceState = 512
 // startProcess starts the span of applying rec (decoded as in, nil when it
 // could not be). The returned context carries only the span, no deadline:
 // it becomes the Context of the records the command writes.
-func (w *partition) startProcess(rec *kgo.Record, in *input) (context.Context, trace.Span) {
+func (o *partitionOwner) startProcess(rec *kgo.Record, in *input) (context.Context, trace.Span) {
 	parent := rec.Context
 	if parent == nil {
 		parent = context.Background()
@@ -57,7 +56,7 @@ func (w *partition) startProcess(rec *kgo.Record, in *input) (context.Context, t
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
 	if in != nil {
 		ws := in.workspaceID()
-		st := w.calls[in.callID]
+		st := o.calls[in.callID]
 		if st != nil {
 			ws = st.WorkspaceID
 			if call := trace.SpanContextFromContext(callContext(st)); call.IsValid() {
@@ -72,7 +71,7 @@ func (w *partition) startProcess(rec *kgo.Record, in *input) (context.Context, t
 		attrs = append(attrs, attribute.String("dialstream.call_id", in.callID), attribute.String("dialstream.workspace_id", ws))
 	}
 	opts = append(opts, trace.WithAttributes(attrs...))
-	ctx, span := w.d.tracer.Start(obs.SpanContextOnly(parent), rec.Topic+" process", opts...)
+	ctx, span := o.d.tracer.Start(obs.SpanContextOnly(parent), rec.Topic+" process", opts...)
 	return ctx, span
 }
 
@@ -113,28 +112,4 @@ func (in *input) workspaceID() string {
 		return in.dec.WorkspaceID
 	}
 	return ""
-}
-
-// recordCall names the call a record that could not be applied is about,
-// as far as it can be told: for the log line that says what happened to it.
-func (w *partition) recordCall(rec *kgo.Record) (callID, workspaceID string) {
-	var body struct {
-		CallID      string `json:"call_id"`
-		WorkspaceID string `json:"workspace_id"`
-	}
-	_ = json.Unmarshal(rec.Value, &body)
-	callID = body.CallID
-	if !callIDRE.MatchString(callID) {
-		callID = string(rec.Key)
-	}
-	if !callIDRE.MatchString(callID) {
-		return "unknown", "unknown"
-	}
-	if st := w.calls[callID]; st != nil {
-		return callID, st.WorkspaceID
-	}
-	if _, ok := w.d.reg.Workspace(body.WorkspaceID); ok {
-		return callID, body.WorkspaceID
-	}
-	return callID, "unknown"
 }

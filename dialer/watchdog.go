@@ -1,12 +1,19 @@
 package dialer
 
 import (
+	"context"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/schemas"
 )
+
+// decisionRetry is how long a written decision may take to come back before
+// the watchdog writes it again.
+const decisionRetry = 30 * time.Second
 
 // watchdog makes sure no call of the partition stays open forever. It never
 // changes a call itself: it writes decisions (applied in log order like any
@@ -16,32 +23,29 @@ import (
 //   - dialing or ringing with no dial in this process, past the ringing
 //     timeout + grace: the dialer that placed it died. Ask LiveKit: an
 //     answered callee is adopted, anything else is hung up and ends failed.
-//     Never redialed.
+//     Never redialed (recovery.go).
 //   - answered past max_call_duration + grace: decide max_duration (hang up).
 //   - answered: every RoomCheckInterval, check LiveKit still has the callee
 //     (LiveKit drops old webhooks; a lost participant_left must not leave
 //     the call open).
 //   - ended past EndedRetention and committed: delete its state.
-func (w *partition) watchdog(now time.Time) {
-	cfg := w.d.cfg
+func (o *partitionOwner) watchdog(now time.Time) {
+	cfg := o.d.cfg
 	var answered []*callState
-	committed := w.committed()
-	for id, st := range w.calls {
+	committed := o.committed()
+	for id, st := range o.calls {
 		switch st.Phase {
 		case schemas.StatusQueued:
 			if now.Sub(st.QueuedAt) > cfg.MaxQueueWait {
-				w.decide(st, decideExpire, "waited longer than "+cfg.MaxQueueWait.String()+" for admission", now)
+				o.decide(st, decideExpire, "waited longer than "+cfg.MaxQueueWait.String()+" for admission", now)
 			}
 		case schemas.StatusDialing, schemas.StatusRinging:
-			if st.Agent == nil || w.d.dials.has(id) {
-				continue
-			}
-			if now.Sub(st.DialingAt) > st.Agent.ringingTimeout()+cfg.WatchdogGrace {
-				w.d.recoverDial(w.p, st.clone())
+			if o.inDoubt(st, now) {
+				o.d.recoverDial(o.p, st.clone())
 			}
 		case schemas.StatusAnswered:
 			if st.Agent != nil && now.Sub(st.AnsweredAt) > st.Agent.maxCallDuration()+cfg.WatchdogGrace {
-				w.decide(st, decideMaxDuration, "the call outlived the agent's max_call_duration of "+st.Agent.maxCallDuration().String(), now)
+				o.decide(st, decideMaxDuration, "the call outlived the agent's max_call_duration of "+st.Agent.maxCallDuration().String(), now)
 				continue
 			}
 			answered = append(answered, st.clone())
@@ -49,60 +53,125 @@ func (w *partition) watchdog(now time.Time) {
 			// Only once the call's last command is committed: a replay
 			// from an older offset must still find the call.
 			if now.Sub(st.EndedAt) > cfg.EndedRetention && committed > st.AppliedOffset {
-				delete(w.calls, id)
-				ts := tombstoneRecord(id, w.p)
+				delete(o.calls, id)
+				ts := tombstoneRecord(id, o.p)
 				ts.Context = callContext(st)
 				ws := st.WorkspaceID
-				w.d.prod.Produce(w.d.prodCtx, ts, func(r *kgo.Record, err error) {
+				o.d.prod.Produce(o.d.prodCtx, ts, func(r *kgo.Record, err error) {
 					if err != nil {
-						w.log.WarnContext(r.Context, "dialer: delete ended call state failed; retried after the next load", "call_id", id, "workspace_id", ws, "err", err)
+						o.log.WarnContext(r.Context, "dialer: delete ended call state failed; retried after the next load", "call_id", id, "workspace_id", ws, "err", err)
 					}
 				})
 			}
 		}
 	}
-	if len(answered) > 0 && !now.Before(w.nextRoomCheck) {
-		w.nextRoomCheck = now.Add(cfg.RoomCheckInterval)
-		w.d.checkCallees(w.p, answered)
+	if len(answered) > 0 && !now.Before(o.nextRoomCheck) {
+		o.nextRoomCheck = now.Add(cfg.RoomCheckInterval)
+		o.d.checkCallees(o.p, answered)
 	}
-	for k, t := range w.pending {
+	for k, t := range o.pending {
 		if now.Sub(t) > decisionRetry {
-			delete(w.pending, k)
+			delete(o.pending, k)
 		}
 	}
-	w.maybeEndOverflow()
-	w.reportAges(now)
+	o.maybeEndOverflow()
+	o.reportAges(now)
 }
 
 // committed is the partition's committed offset as this client knows it.
-func (w *partition) committed() int64 {
-	if o, ok := w.d.cons.CommittedOffsets()[schemas.TopicRequested][w.p]; ok {
+func (o *partitionOwner) committed() int64 {
+	if o, ok := o.d.cons.CommittedOffsets()[schemas.TopicRequested][o.p]; ok {
 		return o.Offset
 	}
 	return -1
 }
 
 // decide writes a timer's decision about a call, once per decisionRetry.
-func (w *partition) decide(st *callState, kind decisionKind, reason string, now time.Time) {
+func (o *partitionOwner) decide(st *callState, kind decisionKind, reason string, now time.Time) {
 	key := st.CallID + string(kind)
-	if _, ok := w.pending[key]; ok {
+	if _, ok := o.pending[key]; ok {
 		return
 	}
-	w.pending[key] = now
-	rec, err := commandRecord(TypeDecision, st.CallID, w.p, now, decision{
+	o.pending[key] = now
+	rec, err := commandRecord(TypeDecision, st.CallID, o.p, now, decision{
 		CallID: st.CallID, WorkspaceID: st.WorkspaceID, Decision: kind, Reason: schemas.Clip(reason, 512), DecidedAt: now.UTC(),
 	})
 	ctx := callContext(st)
 	if err != nil {
-		w.log.ErrorContext(ctx, "dialer: encode decision", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
+		o.log.ErrorContext(ctx, "dialer: encode decision", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
 		return
 	}
 	rec.Context = ctx
-	w.log.InfoContext(ctx, "dialer: watchdog decision", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "decision", kind)
+	o.log.InfoContext(ctx, "dialer: watchdog decision", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "decision", kind)
 	id, ws := st.CallID, st.WorkspaceID
-	w.d.prod.Produce(w.d.prodCtx, rec, func(_ *kgo.Record, err error) {
+	o.d.prod.Produce(o.d.prodCtx, rec, func(_ *kgo.Record, err error) {
 		if err != nil {
-			w.log.WarnContext(ctx, "dialer: write decision failed; the watchdog retries", "call_id", id, "workspace_id", ws, "err", err)
+			o.log.WarnContext(ctx, "dialer: write decision failed; the watchdog retries", "call_id", id, "workspace_id", ws, "err", err)
 		}
 	})
+}
+
+// checkCallees ends answered calls whose callee LiveKit no longer has, for
+// when the webhook that said so never arrived.
+func (d *dialer) checkCallees(p int32, calls []*callState) {
+	key := "callees:" + strconv.Itoa(int(p))
+	if !d.busy.try(key) {
+		return
+	}
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		defer d.busy.done(key)
+		for _, st := range calls {
+			ctx, cancel := context.WithTimeout(d.dialCtx, 10*time.Second)
+			parts, err := d.lk.ListParticipants(ctx, st.RoomName)
+			cancel()
+			if err != nil {
+				if d.dialCtx.Err() != nil {
+					return
+				}
+				continue
+			}
+			present := false
+			for _, pi := range parts {
+				present = present || pi.GetIdentity() == calleeIdentity(st.CallID)
+			}
+			if present {
+				continue
+			}
+			now := time.Now().UTC()
+			rec, err := commandRecord(TypeLiveKitEvent, st.CallID, p, now, livekitEvent{
+				CallID: st.CallID, WorkspaceID: st.WorkspaceID, Event: lkRoomGone, RoomName: st.RoomName, OccurredAt: now,
+			})
+			if err == nil {
+				rec.Context = callContext(st)
+				err = d.writeCommand(d.prodCtx, rec, st)
+			}
+			if err != nil {
+				d.log.WarnContext(callContext(st), "dialer: room_gone not written", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
+			}
+		}
+	}()
+}
+
+// busySet keeps one background check per key at a time.
+type busySet struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+func (s *busySet) try(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[key]; ok {
+		return false
+	}
+	s.m[key] = struct{}{}
+	return true
+}
+
+func (s *busySet) done(key string) {
+	s.mu.Lock()
+	delete(s.m, key)
+	s.mu.Unlock()
 }

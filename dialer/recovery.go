@@ -1,0 +1,102 @@
+package dialer
+
+import (
+	"context"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dialstream/dialstream/internal/obs"
+)
+
+// In-doubt recovery: what becomes of a call whose dial nobody waits on any
+// more. See docs/architecture.md, "In-doubt recovery".
+//
+// A call is claimed (dialing) before it is dialed, and the claim is durable
+// and fenced before CreateSIPParticipant is called (write.go, fence.go). When
+// the process that placed the dial dies, or is stopped past
+// DIALER_DRAIN_TIMEOUT, or the fence refused the dial, the call stays dialing
+// or ringing and no dial result is coming. Whoever owns the partition then,
+// this process or the next, resolves it:
+//
+//  1. the watchdog (watchdog.go) finds a dialing or ringing call with no
+//     dial of this process behind it, past the agent's ringing timeout +
+//     DIALER_WATCHDOG_GRACE (inDoubt);
+//  2. recoverDial asks LiveKit who is in the call's room: a callee whose SIP
+//     call is active is adopted (a dial_result "answered" from source
+//     "recovery"); otherwise the room is deleted, so a phone still ringing
+//     stops, and the result is "in_doubt";
+//  3. the state machine (machine.go, applyDialResult) applies that command
+//     like any dial result: answered moves the call on; in_doubt ends it
+//     failed with inDoubtReason and hangs up.
+//
+// The call is never dialed again: the first dial may have rung, and a second
+// could ring the phone twice. A LiveKit error leaves the call as it is for
+// the next watchdog round.
+
+// inDoubtReason is the end reason of a call whose dialer died while
+// CreateSIPParticipant was in flight and whose callee LiveKit does not have:
+// it may or may not have rung, so it is not dialed again.
+const inDoubtReason = "dialer restarted during the dial; not redialed to avoid a duplicate call"
+
+// inDoubt reports a dialing or ringing call that no dial of this process
+// stands behind, past the time its dial would have ended (the agent's
+// ringing timeout + DIALER_WATCHDOG_GRACE).
+func (o *partitionOwner) inDoubt(st *callState, now time.Time) bool {
+	return st.Agent != nil && !o.d.dials.has(st.CallID) && now.Sub(st.DialingAt) > st.Agent.ringingTimeout()+o.d.cfg.WatchdogGrace
+}
+
+// recoverDial resolves a dial nobody is waiting on any more (its dialer
+// died): an answered callee in the room is adopted; otherwise the room is
+// deleted (so a callee still ringing is hung up) and the call ends failed.
+// The result is a dial_result command like any other.
+func (d *dialer) recoverDial(p int32, st *callState) {
+	key := "recover:" + st.CallID
+	if !d.busy.try(key) {
+		return
+	}
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		defer d.busy.done(key)
+		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
+		defer cancel()
+		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(callContext(st))), "recover dial",
+			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
+		defer span.End()
+		log := d.log.With("call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName)
+		parts, err := d.lk.ListParticipants(ctx, st.RoomName)
+		if err != nil {
+			log.WarnContext(ctx, "dialer: recovery check failed; retried by the next watchdog round", "err", err)
+			return
+		}
+		now := time.Now().UTC()
+		res := dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID, Source: sourceRecovery, FinishedAt: now}
+		for _, pi := range parts {
+			if pi.GetIdentity() == calleeIdentity(st.CallID) && pi.GetAttributes()[livekit.AttrSIPCallStatus] == sipCallStatusActive {
+				res.Result, res.AnsweredAt, res.ParticipantIdentity = dialAnswered, now, pi.GetIdentity()
+			}
+		}
+		if res.Result == "" {
+			if err := d.lk.DeleteRoom(ctx, st.RoomName); err != nil {
+				log.WarnContext(ctx, "dialer: recovery could not delete the room; retried by the next watchdog round", "err", err)
+				return
+			}
+			res.Result = dialInDoubt
+			d.m.inDoubt.WithLabelValues("failed").Inc()
+			log.WarnContext(ctx, "dialer: in-doubt dial ended without redialing")
+		} else {
+			d.m.inDoubt.WithLabelValues("adopted").Inc()
+			log.InfoContext(ctx, "dialer: in-doubt dial adopted: the callee is in the call")
+		}
+		rec, err := commandRecord(TypeDialResult, st.CallID, p, now, res)
+		if err == nil {
+			rec.Context = obs.SpanContextOnly(ctx)
+			err = d.writeCommand(d.prodCtx, rec, st)
+		}
+		if err != nil {
+			log.ErrorContext(ctx, "dialer: recovery result not written", "err", err)
+		}
+	}()
+}
