@@ -54,8 +54,9 @@ type deniedPrefix struct {
 }
 
 // denied lists what no webhook may reach, most specific first (the first
-// match names the class). Besides the ranges design.md names, it refuses the
-// special-purpose ranges of RFC 6890 that are never a public web server.
+// match names the class). Besides the ranges docs/architecture.md, Webhooks
+// out names, it refuses the special-purpose ranges of RFC 6890 that are
+// never a public web server.
 var denied = func() []deniedPrefix {
 	spec := []struct{ cidr, class string }{
 		{"169.254.169.254/32", rangeMetadata}, // AWS, GCP, Azure, OpenStack
