@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
-	"github.com/dialstream/dialstream/internal/obs"
 )
 
 func init() {
@@ -30,7 +28,7 @@ func loadBrokerConfig(l *envconfig.Loader) kafkax.BrokerConfig {
 func runBroker(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	cfg := loadBrokerConfig(l)
-	log := obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
+	log := loadLogger(l, "json")
 	if err := l.Err(); err != nil {
 		return err
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/livekitdev"
 	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/internal/ops"
 	"github.com/dialstream/dialstream/internal/phonesim"
-	"github.com/dialstream/dialstream/notifier"
 )
 
 func init() {
@@ -49,7 +49,7 @@ func runDev(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	dataDir := l.String("DEV_DATA_DIR", ".data")
 	lkPort := l.Int("DEV_LIVEKIT_PORT", devLiveKitPort, 0, 65535)
-	log := obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "text", "json", "text"), l.String("LOG_LEVEL", "info"))
+	log := loadLogger(l, "text")
 	brokerCfg := loadBrokerConfig(l)
 	if err := l.Err(); err != nil {
 		return err
@@ -145,21 +145,15 @@ func runDev(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	// The webhook inspector: dev callbacks land here, signatures checked.
-	inspector := &http.Server{Addr: envOr("DEV_INSPECTOR_ADDR", devInspectorAddr), Handler: notifier.NewInspector(reg),
-		ReadHeaderTimeout: 5 * time.Second}
+	// The webhook inspector: dev callbacks land here, signatures checked. On
+	// a listener of its own, not a route of the notifier's: a callback_url
+	// names it, and nothing of it belongs in a production service.
+	insp := &ops.Server{Addr: envOr("DEV_INSPECTOR_ADDR", devInspectorAddr), Routes: map[string]http.Handler{"/": newInspector(reg)}}
 	g.Go(func() error {
-		err := inspector.ListenAndServe()
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
+		if err := serve(ctx, insp); err != nil {
+			return fmt.Errorf("dev: webhook inspector: %w", err)
 		}
-		return fmt.Errorf("dev: webhook inspector: %w", err)
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return inspector.Shutdown(sctx)
+		return nil
 	})
 	printBanner()
 	err = g.Wait()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 
 	lksdk "github.com/livekit/server-sdk-go/v2"
 
@@ -18,7 +17,7 @@ func init() {
 func runPhonesim(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	cfg := phonesim.LoadConfig(l)
-	log := obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
+	log := loadLogger(l, "json")
 	if err := l.Err(); err != nil {
 		return err
 	}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/dialstream/dialstream/internal/ops"
 )
 
 func init() {
@@ -15,7 +18,9 @@ func init() {
 
 // runProbe exists because the release image has no shell, curl or wget:
 // `dialstream probe http://127.0.0.1:8081/readyz` is its container
-// healthcheck.
+// healthcheck. The status code decides; the reason of a not-ready answer
+// (the ops format every service's /readyz answers in) is only repeated in
+// the error, for the container's health log.
 func runProbe(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: dialstream probe <url>")
@@ -31,9 +36,13 @@ func runProbe(ctx context.Context, args []string) error {
 		return fmt.Errorf("probe: %w", err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("probe: %s answered %s", args[0], resp.Status)
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 2 {
+		return nil
 	}
-	return nil
+	var st ops.Status
+	if json.Unmarshal(body, &st) == nil && st.Reason != "" {
+		return fmt.Errorf("probe: %s answered %s: %s", args[0], resp.Status, st.Reason)
+	}
+	return fmt.Errorf("probe: %s answered %s", args[0], resp.Status)
 }

@@ -4,19 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
-	"time"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
-	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/internal/ops"
 	"github.com/dialstream/dialstream/internal/registry"
-	"github.com/dialstream/dialstream/notifier"
 )
 
 func init() {
@@ -25,17 +21,17 @@ func init() {
 
 // runReceiver serves the webhook inspector as a stand-alone callback_url for
 // the container tests: every POST is verified with the registry's webhook
-// secrets and recorded. GET / is the inspector (the last
-// notifier.InspectorSize deliveries); GET /deliveries is every delivery,
-// oldest first, up to RECEIVER_MAX_DELIVERIES, for a checker that must see
-// them all. Like the inspector it shows every workspace's deliveries to
-// whoever can reach it: a test tool, not a service.
+// secrets and recorded. GET / is the inspector (the last inspectorSize
+// deliveries); GET /deliveries is every delivery, oldest first, up to
+// RECEIVER_MAX_DELIVERIES, for a checker that must see them all. Like the
+// inspector it shows every workspace's deliveries to whoever can reach it: a
+// test tool, not a service.
 func runReceiver(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	addr := l.String("RECEIVER_HTTP_ADDR", "127.0.0.1:8090")
 	regPath := l.Required("DIALSTREAM_REGISTRY")
 	maxDeliveries := l.Int("RECEIVER_MAX_DELIVERIES", 50000, 1, 10_000_000)
-	log := obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
+	log := loadLogger(l, "json")
 	if err := l.Err(); err != nil {
 		return err
 	}
@@ -43,25 +39,14 @@ func runReceiver(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	rr := &recordingReceiver{insp: notifier.NewInspector(reg), max: maxDeliveries}
-	srv := &http.Server{Addr: addr, Handler: rr.handler(), ReadHeaderTimeout: 5 * time.Second}
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	rr := &recordingReceiver{insp: newInspector(reg), max: maxDeliveries}
 	log.Info("webhook receiver listening", slog.String("addr", addr), slog.Int("max_deliveries", maxDeliveries))
-	select {
-	case err := <-errc:
-		return fmt.Errorf("receiver: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
-		err = errors.Join(err, e)
-	}
+	err = serve(ctx, rr.server(addr))
 	log.Info("webhook receiver stopped", slog.Int("deliveries", rr.count()))
-	return err
+	if err != nil {
+		return fmt.Errorf("receiver: %w", err)
+	}
+	return nil
 }
 
 // recordingReceiver keeps every delivery the inspector verified, past the
@@ -69,38 +54,30 @@ func runReceiver(ctx context.Context, _ []string) error {
 // the inspector's newest entry is the one just received; the body is read
 // before the lock, so a slow sender holds up nobody.
 type recordingReceiver struct {
-	insp *notifier.Inspector
+	insp *inspector
 	max  int
 
 	mu      sync.Mutex
 	lastN   int
-	log     []notifier.InspectedDelivery
+	log     []inspectedDelivery
 	dropped int
 }
 
-// handler routes GET /deliveries and /healthz to the recorder, everything
-// else to the inspector (POSTs through the recorder).
-func (rr *recordingReceiver) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /deliveries", rr.serveLog)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
-	})
-	mux.Handle("/", rr)
-	return mux
+// server serves GET /deliveries from the recorder and everything else from
+// the inspector (POSTs through the recorder), next to the ops endpoints.
+func (rr *recordingReceiver) server(addr string) *ops.Server {
+	return &ops.Server{Addr: addr, Routes: map[string]http.Handler{
+		"GET /deliveries": http.HandlerFunc(rr.serveLog),
+		"/":               rr,
+	}}
 }
-
-// receiverMaxBody matches the inspector's own limit; a larger body is
-// refused by the inspector and not recorded.
-const receiverMaxBody = 1 << 20
 
 func (rr *recordingReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		rr.insp.ServeHTTP(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, receiverMaxBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, inspectorMaxBody+1))
 	if err != nil {
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
 		return
@@ -110,7 +87,7 @@ func (rr *recordingReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	rr.insp.ServeHTTP(w, r)
-	ds := rr.insp.Deliveries("")
+	ds := rr.insp.deliveries("")
 	if len(ds) == 0 || ds[0].N <= rr.lastN {
 		return // refused before it was recorded (too large)
 	}
@@ -134,9 +111,9 @@ func (rr *recordingReceiver) count() int {
 func (rr *recordingReceiver) serveLog(w http.ResponseWriter, _ *http.Request) {
 	rr.mu.Lock()
 	out := struct {
-		Deliveries []notifier.InspectedDelivery `json:"deliveries"`
-		Dropped    int                          `json:"dropped"`
-	}{append([]notifier.InspectedDelivery{}, rr.log...), rr.dropped}
+		Deliveries []inspectedDelivery `json:"deliveries"`
+		Dropped    int                 `json:"dropped"`
+	}{append([]inspectedDelivery{}, rr.log...), rr.dropped}
 	rr.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,30 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/notifier"
 )
-
-const receiverTestSecret = "whsec_czI4cmdqQkFNTUxlRDlzOG5UZFcvOEl1"
 
 // The receiver keeps every delivery, past the inspector's window, each with
 // its signature checked; a forged one is kept too, marked unverified.
 func TestReceiverRecordsEveryDelivery(t *testing.T) {
-	reg, err := registry.Parse([]byte("workspaces:\n  - id: ws_r\n    webhook_secrets: [\""+receiverTestSecret+"\"]\n"),
-		func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	rr := &recordingReceiver{insp: notifier.NewInspector(reg), max: 1000}
-	srv := httptest.NewServer(rr.handler())
+	rr := &recordingReceiver{insp: newInspector(webhookRegistry(t)), max: 1000}
+	srv := httptest.NewServer(rr.server("").Handler())
 	defer srv.Close()
 
-	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(receiverTestSecret, "whsec_"))
-	n := notifier.InspectorSize + 50
+	n := inspectorSize + 50
 	for i := 1; i <= n; i++ {
-		body := fmt.Appendf(nil, `{"type":"call.queued","data":{"workspace_id":"ws_r","call_id":"c%d","sequence":1}}`, i)
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/ws_r", bytes.NewReader(body))
-		notifier.Sign(req.Header, [][]byte{key}, fmt.Sprintf("c%d-1", i), time.Now(), body)
+		body := fmt.Appendf(nil, `{"type":"call.queued","data":{"workspace_id":"ws_a","call_id":"c%d","sequence":1}}`, i)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/ws_a", bytes.NewReader(body))
+		sign(t, req.Header, secretA, fmt.Sprintf("c%d-1", i), time.Now(), body)
 		if i == n {
 			req.Header.Set(notifier.HeaderWebhookSignature, "v1,Zm9yZ2Vk")
 		}
@@ -54,8 +44,8 @@ func TestReceiverRecordsEveryDelivery(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var got struct {
-		Deliveries []notifier.InspectedDelivery `json:"deliveries"`
-		Dropped    int                          `json:"dropped"`
+		Deliveries []inspectedDelivery `json:"deliveries"`
+		Dropped    int                 `json:"dropped"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 		t.Fatal(err)
@@ -76,9 +66,8 @@ func TestReceiverRecordsEveryDelivery(t *testing.T) {
 
 // Past its cap the receiver counts what it could not keep.
 func TestReceiverCountsDropped(t *testing.T) {
-	reg, _ := registry.Parse([]byte("workspaces:\n  - id: ws_r\n"), func(string) string { return "" })
-	rr := &recordingReceiver{insp: notifier.NewInspector(reg), max: 2}
-	srv := httptest.NewServer(rr.handler())
+	rr := &recordingReceiver{insp: newInspector(webhookRegistry(t)), max: 2}
+	srv := httptest.NewServer(rr.server("").Handler())
 	defer srv.Close()
 	for range 3 {
 		resp, err := http.Post(srv.URL+"/", "application/json", strings.NewReader(`{}`))

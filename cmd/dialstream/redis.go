@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
-	"github.com/dialstream/dialstream/internal/obs"
 )
 
 func init() {
@@ -21,7 +19,8 @@ func init() {
 // Redis livekit-server and the phone simulator share, from the one image the
 // suite builds. Nothing is persisted; a restart is an empty Redis. Not for
 // production, where livekit-server needs a real Redis (miniredis implements
-// only what livekit-server and psrpc are known to use, see design.md).
+// only what livekit-server and psrpc are known to use: docs/architecture.md,
+// LiveKit, as measured).
 //
 // miniredis's clock stands still unless advanced: REDIS_CLOCK_TICK sets how
 // often it is moved forward by the real elapsed time, so the TTL keys
@@ -30,7 +29,7 @@ func runRedis(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	addr := l.String("REDIS_LISTEN", "127.0.0.1:6379")
 	tick := l.Duration("REDIS_CLOCK_TICK", 100*time.Millisecond, time.Millisecond, time.Minute)
-	log := obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
+	log := loadLogger(l, "json")
 	if err := l.Err(); err != nil {
 		return err
 	}

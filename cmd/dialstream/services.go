@@ -6,8 +6,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dialstream/dialstream/dialer"
@@ -18,98 +20,149 @@ import (
 	"github.com/dialstream/dialstream/notifier"
 )
 
-func init() {
-	commands["ingest"] = command{"serve the call API (INGEST_HTTP_ADDR, KAFKA_BROKERS, DIALSTREAM_REGISTRY)", runIngest}
+// services are Dialstream's long-running services, each a subcommand of its
+// own (`dialstream ingest`) and all of them together in `dialstream dev`. A
+// new service is one more entry: its package's LoadConfig and Run, and where
+// the process's shared pieces go in its Config.
+var services = []service{
+	define("ingest", "serve the call API (INGEST_HTTP_ADDR, KAFKA_BROKERS, DIALSTREAM_REGISTRY)",
+		ingest.LoadConfig, ingest.Run, func(c *ingest.Config, p shared) {
+			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
+		}),
+	define("dialer", "place calls through LiveKit (KAFKA_BROKERS, LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)",
+		dialer.LoadConfig, dialer.Run, func(c *dialer.Config, p shared) {
+			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
+		}),
+	define("notifier", "deliver call events to callback_url (KAFKA_BROKERS, DIALSTREAM_REGISTRY)",
+		notifier.LoadConfig, notifier.Run, func(c *notifier.Config, p shared) {
+			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
+		}),
 }
 
 func init() {
-	commands["dialer"] = command{"place calls through LiveKit (KAFKA_BROKERS, LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)", runDialer}
+	for _, s := range services {
+		commands[s.name] = command{s.summary, func(ctx context.Context, _ []string) error {
+			return runService(ctx, s, envconfig.New())
+		}}
+	}
 }
 
-func runDialer(ctx context.Context, _ []string) error {
-	l := envconfig.New()
-	cfg := dialer.LoadConfig(l)
-	cfg.Logger = serviceLogger(l)
+// A service is one entry of services.
+type service struct {
+	name    string
+	summary string
+	// load reads the service's configuration, its problems into l, and
+	// returns what runs it once it is given the shared pieces.
+	load func(l *envconfig.Loader) func(ctx context.Context, p shared) error
+}
+
+// shared is what the process gives each service it runs. Alone, a service
+// gets no metrics registry and no workspace registry and makes its own (the
+// latter from DIALSTREAM_REGISTRY); in dev mode every service shares one of
+// each, so one /metrics shows the whole pipeline and a registry is parsed
+// once.
+type shared struct {
+	log      *slog.Logger
+	metrics  *prometheus.Registry
+	registry *registry.Registry
+	tracer   trace.TracerProvider
+}
+
+// define makes a service of a package's LoadConfig and Run; set puts the
+// shared pieces in its Config.
+func define[C any](name, summary string, load func(*envconfig.Loader) C, run func(context.Context, C) error, set func(*C, shared)) service {
+	return service{name: name, summary: summary, load: func(l *envconfig.Loader) func(context.Context, shared) error {
+		cfg := load(l)
+		return func(ctx context.Context, p shared) error {
+			set(&cfg, p)
+			return run(ctx, cfg)
+		}
+	}}
+}
+
+// runService runs one service alone, configured from l: its logger, its
+// tracer provider (also otel's global one, for libraries that trace through
+// the globals), then its Run.
+func runService(ctx context.Context, s service, l *envconfig.Loader) error {
+	start := s.load(l)
+	log := loadLogger(l, "json")
 	tcfg := obs.LoadTracingConfig(l)
 	if err := l.Err(); err != nil {
 		return err
 	}
-	tp, err := startTracing(ctx, tcfg, "dialstream-dialer", cfg.Logger)
+	tps, err := startTracing(ctx, tcfg, log, s)
 	if err != nil {
 		return err
 	}
-	defer stopTracing(tp, cfg.Logger)
-	cfg.TracerProvider = tp
-	return dialer.Run(ctx, cfg)
+	defer stopTracing(tps[0], log)
+	otel.SetTracerProvider(tps[0])
+	return start(ctx, shared{log: log, tracer: tps[0]})
 }
 
-func init() {
-	commands["notifier"] = command{"deliver call events to callback_url (KAFKA_BROKERS, DIALSTREAM_REGISTRY)", runNotifier}
-}
-
-func runNotifier(ctx context.Context, _ []string) error {
+// startServices starts every service in this process, each in g, configured
+// from the environment dev mode prepared: one metrics registry and one
+// workspace registry (which it returns) for all, and a tracer provider each,
+// so a trace shows which service did what.
+func startServices(ctx context.Context, g *errgroup.Group, log *slog.Logger) (*registry.Registry, error) {
 	l := envconfig.New()
-	cfg := notifier.LoadConfig(l)
-	cfg.Logger = serviceLogger(l)
+	starts := make([]func(context.Context, shared) error, len(services))
+	for i, s := range services {
+		starts[i] = s.load(l)
+	}
+	regPath := l.Required("DIALSTREAM_REGISTRY")
 	tcfg := obs.LoadTracingConfig(l)
 	if err := l.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	tp, err := startTracing(ctx, tcfg, "dialstream-notifier", cfg.Logger)
-	if err != nil {
-		return err
-	}
-	defer stopTracing(tp, cfg.Logger)
-	cfg.TracerProvider = tp
-	return notifier.Run(ctx, cfg)
-}
-
-func serviceLogger(l *envconfig.Loader) *slog.Logger {
-	return obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", "json", "json", "text"), l.String("LOG_LEVEL", "info"))
-}
-
-func runIngest(ctx context.Context, _ []string) error {
-	l := envconfig.New()
-	cfg := ingest.LoadConfig(l)
-	cfg.Logger = serviceLogger(l)
-	tcfg := obs.LoadTracingConfig(l)
-	if err := l.Err(); err != nil {
-		return err
-	}
-	tp, err := startTracing(ctx, tcfg, "dialstream-ingest", cfg.Logger)
-	if err != nil {
-		return err
-	}
-	defer stopTracing(tp, cfg.Logger)
-	cfg.TracerProvider = tp
-	return ingest.Run(ctx, cfg)
-}
-
-// startTracing builds a service's tracer provider from the OTEL_* variables
-// and makes it, with the W3C propagator, otel's global one (for libraries
-// that trace through the globals). Spans are exported over OTLP only when an
-// endpoint is set; trace context is propagated either way.
-func startTracing(ctx context.Context, c obs.TracingConfig, service string, log *slog.Logger) (*sdktrace.TracerProvider, error) {
-	tp, err := obs.NewTracerProvider(ctx, c, service)
+	reg, err := registry.Load(regPath)
 	if err != nil {
 		return nil, err
 	}
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(obs.Propagator())
-	setTracingErrorLog(log)
-	if c.Exporting() {
-		log.Info("exporting traces over OTLP", "service", service, "endpoint", c.Endpoint, "protocol", c.Protocol)
+	tps, err := startTracing(ctx, tcfg, log, services...)
+	if err != nil {
+		return nil, err
 	}
-	return tp, nil
+	metrics := obs.NewRegistry()
+	for i, s := range services {
+		p := shared{log: log.With("service", s.name), metrics: metrics, registry: reg, tracer: tps[i]}
+		g.Go(func() error {
+			defer stopTracing(tps[i], log)
+			return starts[i](ctx, p)
+		})
+	}
+	return reg, nil
 }
 
-// setTracingErrorLog sends the SDK's errors (a collector that cannot be
-// reached, spans dropped) to the service's log instead of the standard
-// library's logger.
-func setTracingErrorLog(log *slog.Logger) {
+// loadLogger reads LOG_FORMAT (json or text, def when unset) and LOG_LEVEL.
+func loadLogger(l *envconfig.Loader, def string) *slog.Logger {
+	return obs.NewLogger(os.Stderr, l.OneOf("LOG_FORMAT", def, "json", "text"), l.String("LOG_LEVEL", "info"))
+}
+
+// startTracing builds a tracer provider for each service from the OTEL_*
+// variables, sets the W3C propagator and sends the SDK's errors (a collector
+// that cannot be reached, spans dropped) to log instead of the standard
+// library's logger. Spans are exported over OTLP only when an endpoint is
+// set; trace context is propagated either way.
+func startTracing(ctx context.Context, c obs.TracingConfig, log *slog.Logger, svcs ...service) ([]*sdktrace.TracerProvider, error) {
+	tps := make([]*sdktrace.TracerProvider, 0, len(svcs))
+	for _, s := range svcs {
+		tp, err := obs.NewTracerProvider(ctx, c, "dialstream-"+s.name)
+		if err != nil {
+			for _, tp := range tps {
+				stopTracing(tp, log)
+			}
+			return nil, err
+		}
+		tps = append(tps, tp)
+	}
+	otel.SetTextMapPropagator(obs.Propagator())
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		log.Warn("tracing: OpenTelemetry SDK error", "err", err)
 	}))
+	if c.Exporting() {
+		log.Info("exporting traces over OTLP", "endpoint", c.Endpoint, "protocol", c.Protocol)
+	}
+	return tps, nil
 }
 
 // stopTracing flushes the spans still buffered, for at most 5 s.
@@ -117,47 +170,4 @@ func stopTracing(tp *sdktrace.TracerProvider, log *slog.Logger) {
 	if err := obs.ShutdownTracing(tp, 5*time.Second); err != nil {
 		log.Warn("tracing: flush at exit failed; the last spans are lost", "err", err)
 	}
-}
-
-// startServices starts ingest, dialer and notifier in this process, on one
-// metrics registry and one workspace registry, each reading its configuration
-// from the environment that dev mode prepared, each with its own tracer
-// provider (so a trace shows which service did what).
-func startServices(ctx context.Context, g *errgroup.Group, log *slog.Logger) (*registry.Registry, error) {
-	l := envconfig.New()
-	icfg := ingest.LoadConfig(l)
-	dcfg := dialer.LoadConfig(l)
-	ncfg := notifier.LoadConfig(l)
-	tcfg := obs.LoadTracingConfig(l)
-	if err := l.Err(); err != nil {
-		return nil, err
-	}
-	reg, err := registry.Load(icfg.RegistryPath)
-	if err != nil {
-		return nil, err
-	}
-	tps := map[string]*sdktrace.TracerProvider{}
-	for _, svc := range []string{"ingest", "dialer", "notifier"} {
-		tp, err := obs.NewTracerProvider(ctx, tcfg, "dialstream-"+svc)
-		if err != nil {
-			for _, tp := range tps {
-				stopTracing(tp, log)
-			}
-			return nil, err
-		}
-		tps[svc] = tp
-	}
-	otel.SetTextMapPropagator(obs.Propagator())
-	setTracingErrorLog(log)
-	if tcfg.Exporting() {
-		log.Info("exporting traces over OTLP", "endpoint", tcfg.Endpoint, "protocol", tcfg.Protocol)
-	}
-	metrics := obs.NewRegistry()
-	icfg.Logger, icfg.Metrics, icfg.Registry, icfg.TracerProvider = log.With("service", "ingest"), metrics, reg, tps["ingest"]
-	dcfg.Logger, dcfg.Metrics, dcfg.Registry, dcfg.TracerProvider = log.With("service", "dialer"), metrics, reg, tps["dialer"]
-	ncfg.Logger, ncfg.Metrics, ncfg.Registry, ncfg.TracerProvider = log.With("service", "notifier"), metrics, reg, tps["notifier"]
-	g.Go(func() error { defer stopTracing(tps["ingest"], log); return ingest.Run(ctx, icfg) })
-	g.Go(func() error { defer stopTracing(tps["dialer"], log); return dialer.Run(ctx, dcfg) })
-	g.Go(func() error { defer stopTracing(tps["notifier"], log); return notifier.Run(ctx, ncfg) })
-	return reg, nil
 }

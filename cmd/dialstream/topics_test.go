@@ -3,43 +3,70 @@ package main
 import (
 	"bytes"
 	"context"
-	"maps"
-	"slices"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
-	"github.com/dialstream/dialstream/notifier"
+	"github.com/dialstream/dialstream/internal/testutil"
 )
 
-// The spec names exactly the topics the services create for themselves
-// (EnsureTopics with KAFKA_CREATE_TOPICS), for the default schedule and a
-// custom one: `topics apply` and the services can never disagree on names.
-func TestTopicSpecCoversServiceTopics(t *testing.T) {
-	for _, schedule := range []string{"", "0s,1s,1s,90s,2h30m"} {
-		_, tcfg := loadTopicsConfig(envconfig.FromMap(map[string]string{"NOTIFIER_RETRY_SCHEDULE": schedule}))
-		spec, err := kafkax.Topics(tcfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]bool{}
-		for _, s := range spec {
-			got[s.Name] = true
-		}
-		steps := notifier.DefaultRetrySchedule()
-		if schedule != "" {
-			steps = envconfig.FromMap(map[string]string{"S": schedule}).Durations("S", nil)
-		}
-		want := map[string]bool{}
-		for _, s := range append(kafkax.CallTopics(6), notifier.Topics(6, steps)...) {
-			want[s.Name] = true
-		}
-		if !maps.Equal(got, want) {
-			t.Errorf("schedule %q: spec %v, services %v", schedule, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
-		}
+// Services that create their own topics (KAFKA_CREATE_TOPICS, the default)
+// make them exactly as `dialstream topics apply` would: every topic of the
+// spec, none else, with the spec's partitions, retention, compaction and
+// min.insync.replicas, for a custom retry schedule too. So a cluster first
+// touched by a service needs no apply afterwards.
+func TestServiceTopicsMatchTheSpec(t *testing.T) {
+	b, err := kafkax.StartBroker(kafkax.BrokerConfig{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer b.Close()
+	reg := filepath.Join(t.TempDir(), "registry.yaml")
+	if err := os.WriteFile(reg, []byte("workspaces:\n  - id: ws_a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"KAFKA_BROKERS": b.Addr(), "KAFKA_TOPIC_PARTITIONS": "3", "KAFKA_REPLICATION_FACTOR": "1",
+		"NOTIFIER_RETRY_SCHEDULE": "0s,1s,1s,90s,2h30m", "DIALSTREAM_REGISTRY": reg, "LOG_LEVEL": "error",
+		"INGEST_HTTP_ADDR": "127.0.0.1:0", "DIALER_HTTP_ADDR": "127.0.0.1:0", "NOTIFIER_HTTP_ADDR": "127.0.0.1:0",
+		"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "key", "LIVEKIT_API_SECRET": "secret",
+	}
+	_, tcfg := loadTopicsConfig(envconfig.FromMap(env))
+	spec, err := kafkax.Topics(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("topics: all %d topics match the spec; nothing to change\n", len(spec))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan error, len(services))
+	var running sync.WaitGroup
+	for _, s := range services {
+		running.Go(func() { exited <- fmt.Errorf("%s: %w", s.name, runService(ctx, s, envconfig.FromMap(env))) })
+	}
+	defer func() {
+		cancel()
+		running.Wait()
+	}()
+
+	testutil.EventuallyWhy(t, 20*time.Second, "the services' topics to be the spec's", func() (bool, string) {
+		select {
+		case err := <-exited:
+			t.Fatalf("a service exited: %v", err)
+		default:
+		}
+		var plan bytes.Buffer
+		if err := topicsMain(ctx, []string{"plan", "-timeout", "5s"}, envconfig.FromMap(env), &plan); err != nil {
+			return false, err.Error()
+		}
+		return plan.String() == want, plan.String()
+	})
 }
 
 func TestTopicsCommand(t *testing.T) {

@@ -1,7 +1,8 @@
-package notifier
+package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"html/template"
 	"io"
@@ -10,33 +11,35 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dialstream/dialstream/internal/ops"
 	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/notifier"
 )
 
-// InspectorSize is how many deliveries an Inspector keeps.
-const InspectorSize = 200
+// inspectorSize is how many deliveries an inspector keeps.
+const inspectorSize = 200
 
-// Inspector is the dev-mode webhook receiver: point a call's callback_url at
+// inspector is the dev-mode webhook receiver: point a call's callback_url at
 // it and watch the events arrive. It accepts POSTs, verifies their Standard
 // Webhooks signature with the secrets of the workspace named in the body,
-// keeps the last InspectorSize deliveries in memory and shows them at GET
+// keeps the last inspectorSize deliveries in memory and shows them at GET
 // (an HTML page, or JSON with ?format=json; ?call_id= filters).
 //
 // A POST with ?status=503 in its URL is answered with that status, so a
 // newcomer can watch the retry schedule at work by putting it in the
 // callback_url. Dev only: it shows every workspace's deliveries to whoever
 // can reach it.
-type Inspector struct {
+type inspector struct {
 	reg *registry.Registry
 	now func() time.Time
 
 	mu      sync.Mutex
 	n       int
-	entries []InspectedDelivery // oldest first
+	entries []inspectedDelivery // oldest first
 }
 
-// InspectedDelivery is one POST the inspector received.
-type InspectedDelivery struct {
+// inspectedDelivery is one POST the inspector received.
+type inspectedDelivery struct {
 	N            int             `json:"n"`
 	ReceivedAt   time.Time       `json:"received_at"`
 	WebhookID    string          `json:"webhook_id"`
@@ -51,14 +54,14 @@ type InspectedDelivery struct {
 	Body         json.RawMessage `json:"body"`
 }
 
-// NewInspector returns an inspector that verifies with reg's webhook secrets.
-func NewInspector(reg *registry.Registry) *Inspector {
-	return &Inspector{reg: reg, now: time.Now}
+// newInspector returns an inspector that verifies with reg's webhook secrets.
+func newInspector(reg *registry.Registry) *inspector {
+	return &inspector{reg: reg, now: time.Now}
 }
 
-var _ http.Handler = (*Inspector)(nil)
+var _ http.Handler = (*inspector)(nil)
 
-func (i *Inspector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (i *inspector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
 		i.receive(w, r)
@@ -72,7 +75,7 @@ func (i *Inspector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 const inspectorMaxBody = 1 << 20
 
-func (i *Inspector) receive(w http.ResponseWriter, r *http.Request) {
+func (i *inspector) receive(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, inspectorMaxBody+1))
 	if err != nil {
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
@@ -86,9 +89,9 @@ func (i *Inspector) receive(w http.ResponseWriter, r *http.Request) {
 	if s, err := strconv.Atoi(r.URL.Query().Get("status")); err == nil && s >= 200 && s <= 599 {
 		answer = s
 	}
-	d := InspectedDelivery{
-		ReceivedAt: i.now().UTC(), WebhookID: r.Header.Get(HeaderWebhookID),
-		Timestamp: r.Header.Get(HeaderWebhookTimestamp), AnsweredWith: answer,
+	d := inspectedDelivery{
+		ReceivedAt: i.now().UTC(), WebhookID: r.Header.Get(notifier.HeaderWebhookID),
+		Timestamp: r.Header.Get(notifier.HeaderWebhookTimestamp), AnsweredWith: answer,
 	}
 	var p struct {
 		Type string `json:"type"`
@@ -107,7 +110,7 @@ func (i *Inspector) receive(w http.ResponseWriter, r *http.Request) {
 	d.Type, d.WorkspaceID, d.CallID, d.Sequence = p.Type, p.Data.WorkspaceID, p.Data.CallID, p.Data.Sequence
 	if ws, ok := i.reg.Workspace(d.WorkspaceID); !ok {
 		d.VerifyError = "body names no known workspace (data.workspace_id)"
-	} else if err := Verify(r.Header, body, ws.WebhookSecrets, i.now(), 5*time.Minute); err != nil {
+	} else if err := notifier.Verify(r.Header, body, ws.WebhookSecrets, i.now(), 5*time.Minute); err != nil {
 		d.VerifyError = err.Error()
 	} else {
 		d.Verified = true
@@ -116,21 +119,21 @@ func (i *Inspector) receive(w http.ResponseWriter, r *http.Request) {
 	i.mu.Lock()
 	i.n++
 	d.N = i.n
-	if len(i.entries) == InspectorSize {
+	if len(i.entries) == inspectorSize {
 		copy(i.entries, i.entries[1:])
-		i.entries = i.entries[:InspectorSize-1]
+		i.entries = i.entries[:inspectorSize-1]
 	}
 	i.entries = append(i.entries, d)
 	i.mu.Unlock()
 	w.WriteHeader(answer)
 }
 
-// Deliveries returns what was received, newest first, optionally only one
+// deliveries returns what was received, newest first, optionally only one
 // call's.
-func (i *Inspector) Deliveries(callID string) []InspectedDelivery {
+func (i *inspector) deliveries(callID string) []inspectedDelivery {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	out := make([]InspectedDelivery, 0, len(i.entries))
+	out := make([]inspectedDelivery, 0, len(i.entries))
 	for k := len(i.entries) - 1; k >= 0; k-- {
 		if callID == "" || i.entries[k].CallID == callID {
 			out = append(out, i.entries[k])
@@ -139,20 +142,20 @@ func (i *Inspector) Deliveries(callID string) []InspectedDelivery {
 	return out
 }
 
-func (i *Inspector) show(w http.ResponseWriter, r *http.Request) {
-	ds := i.Deliveries(r.URL.Query().Get("call_id"))
+func (i *inspector) show(w http.ResponseWriter, r *http.Request) {
+	ds := i.deliveries(r.URL.Query().Get("call_id"))
 	if r.URL.Query().Get("format") == "json" {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
 		_ = enc.Encode(struct {
-			Deliveries []InspectedDelivery `json:"deliveries"`
+			Deliveries []inspectedDelivery `json:"deliveries"`
 		}{ds})
 		return
 	}
 	type row struct {
-		InspectedDelivery
+		inspectedDelivery
 		Pretty string
 	}
 	rows := make([]row, len(ds))
@@ -166,6 +169,22 @@ func (i *Inspector) show(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = inspectorPage.Execute(w, rows)
+}
+
+// serve runs srv until ctx ends, then gives its requests 5 s to finish. It is
+// how the dev-only HTTP servers of this binary (the inspector, the receiver)
+// run; the services serve their own.
+func serve(ctx context.Context, srv *ops.Server) error {
+	served, err := srv.Start()
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	return srv.Shutdown(5 * time.Second)
 }
 
 var inspectorPage = template.Must(template.New("inspector").Parse(`<!doctype html>

@@ -1,7 +1,8 @@
-package notifier
+package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,18 +10,50 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/notifier"
 )
 
+// Webhook secrets of the tests' registry: ws_b is rotating from old to new.
+const (
+	secretA    = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	secretBOld = "whsec_b2xkLXNlY3JldC1vZi13b3Jrc3BhY2UtYg=="
+	secretBNew = "whsec_bmV3LXNlY3JldC1vZi13b3Jrc3BhY2UtYg=="
+)
+
+func webhookRegistry(t *testing.T) *registry.Registry {
+	t.Helper()
+	reg, err := registry.Parse([]byte(`
+workspaces:
+  - id: ws_a
+    webhook_secrets: ["`+secretA+`"]
+  - id: ws_b
+    webhook_secrets: ["`+secretBNew+`", "`+secretBOld+`"]
+`), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// sign sets the Standard Webhooks headers on h as the notifier does for a
+// delivery of body with secret, as webhook id at time at.
+func sign(t *testing.T, h http.Header, secret, id string, at time.Time, body []byte) {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifier.Sign(h, [][]byte{key}, id, at, body)
+}
+
 func TestInspectorVerifiesAndShows(t *testing.T) {
-	srv := httptest.NewServer(NewInspector(testRegistry(t)))
+	srv := httptest.NewServer(newInspector(webhookRegistry(t)))
 	defer srv.Close()
-	post := func(path string, body []byte, secrets []string, at time.Time, tamper ...byte) int {
+	post := func(path string, body []byte, secret string, at time.Time, tamper ...byte) int {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(append(body, tamper...)))
-		keys, err := signingKeys(secrets)
-		if err != nil {
-			t.Fatal(err)
-		}
-		Sign(req.Header, keys, "call1-1", at, body)
+		sign(t, req.Header, secret, "call1-1", at, body)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -29,13 +62,13 @@ func TestInspectorVerifiesAndShows(t *testing.T) {
 		return resp.StatusCode
 	}
 	body := []byte(`{"type":"call.queued","timestamp":"2026-11-26T10:00:00Z","data":{"call_id":"f9e8d7c6b5a4f3e2d1c0b9a8","workspace_id":"ws_b","sequence":1,"metadata":{"x":"<b>"}}}`)
-	if code := post("/", body, []string{secretBOld}, time.Now()); code != http.StatusNoContent {
+	if code := post("/", body, secretBOld, time.Now()); code != http.StatusNoContent {
 		t.Fatalf("POST answered %d", code)
 	}
-	post("/", body, []string{secretBNew}, time.Now(), ' ')                 // body changed after signing
-	post("/", body, []string{secretA}, time.Now())                         // ws_a's secret for a ws_b body
-	post("/", body, []string{secretBNew}, time.Now().Add(-10*time.Minute)) // replayed
-	if code := post("/?status=503", body, []string{secretBNew}, time.Now()); code != 503 {
+	post("/", body, secretBNew, time.Now(), ' ')                 // body changed after signing
+	post("/", body, secretA, time.Now())                         // ws_a's secret for a ws_b body
+	post("/", body, secretBNew, time.Now().Add(-10*time.Minute)) // replayed
+	if code := post("/?status=503", body, secretBNew, time.Now()); code != 503 {
 		t.Fatalf("?status=503 answered %d", code)
 	}
 
@@ -43,7 +76,7 @@ func TestInspectorVerifiesAndShows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got struct{ Deliveries []InspectedDelivery }
+	var got struct{ Deliveries []inspectedDelivery }
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +116,7 @@ func TestInspectorVerifiesAndShows(t *testing.T) {
 	if !strings.Contains(html, "NOT verified") || !strings.Contains(html, ">verified<") || strings.Contains(html, `"<b>"`) {
 		t.Fatalf("page does not show verification or does not escape the body:\n%s", html)
 	}
-	if n := len(NewInspector(testRegistry(t)).Deliveries("")); n != 0 {
+	if n := len(newInspector(webhookRegistry(t)).deliveries("")); n != 0 {
 		t.Fatalf("a new inspector shows %d deliveries", n)
 	}
 }
