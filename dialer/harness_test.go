@@ -80,6 +80,7 @@ func testConfig(t testing.TB, brokerAddr string, reg *registry.Registry) Config 
 
 // runningDialer is a dialer.Run in a goroutine.
 type runningDialer struct {
+	t      testing.TB
 	cancel context.CancelFunc
 	done   chan error
 	addr   string
@@ -91,7 +92,7 @@ func startDialer(t testing.TB, cfg Config) *runningDialer {
 	t.Helper()
 	cfg.Metrics = obs.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningDialer{cancel: cancel, done: make(chan error, 1), addr: cfg.HTTPAddr, reg: cfg.Metrics}
+	r := &runningDialer{t: t, cancel: cancel, done: make(chan error, 1), addr: cfg.HTTPAddr, reg: cfg.Metrics}
 	go func() { r.done <- Run(ctx, cfg) }()
 	t.Cleanup(func() { r.stop(t) })
 	testutil.Eventually(t, 20*time.Second, "dialer ready", func() bool {
@@ -129,11 +130,22 @@ func ready(t testing.TB, addr string) bool {
 	return false
 }
 
-// metric returns the value of a counter or gauge, summed over series
-// matching the given label values.
+// metric returns the value of a counter or gauge, summed over the series
+// matching the given label values. No such series fails the test: a renamed
+// metric or label must not read as zero.
 func (r *runningDialer) metric(name string, labels ...string) float64 {
-	mfs, _ := r.reg.Gather()
-	var sum float64
+	r.t.Helper()
+	sum, n := series(r.reg, name, labels...)
+	if n == 0 {
+		r.t.Fatalf("no series %s%v", name, labels)
+	}
+	return sum
+}
+
+// series sums the counter and gauge values of the series of name that carry
+// the given label values, and counts them.
+func series(g prometheus.Gatherer, name string, labels ...string) (sum float64, n int) {
+	mfs, _ := g.Gather()
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -150,9 +162,10 @@ func (r *runningDialer) metric(name string, labels ...string) float64 {
 				}
 			}
 			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			n++
 		}
 	}
-	return sum
+	return sum, n
 }
 
 func (r *runningDialer) stop(t testing.TB) {

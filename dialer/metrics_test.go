@@ -222,24 +222,6 @@ func histCount(reg prometheus.Gatherer, name string) float64 {
 }
 
 func hasSeries(reg prometheus.Gatherer, name string, labels ...string) bool {
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-				}
-				if !found {
-					continue next
-				}
-			}
-			return true
-		}
-	}
-	return false
+	_, n := series(reg, name, labels...)
+	return n > 0
 }
