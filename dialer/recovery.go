@@ -52,14 +52,7 @@ func (o *partitionOwner) inDoubt(st *callState, now time.Time) bool {
 // deleted (so a callee still ringing is hung up) and the call ends failed.
 // The result is a dial_result command like any other.
 func (d *dialer) recoverDial(p int32, st *callState) {
-	key := "recover:" + st.CallID
-	if !d.busy.try(key) {
-		return
-	}
-	d.bg.Add(1)
-	go func() {
-		defer d.bg.Done()
-		defer d.busy.done(key)
+	d.checkOnce("recover:"+st.CallID, func() {
 		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
 		defer cancel()
 		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(callContext(st))), "recover dial",
@@ -98,5 +91,5 @@ func (d *dialer) recoverDial(p int32, st *callState) {
 		if err != nil {
 			log.ErrorContext(ctx, "dialer: recovery result not written", "err", err)
 		}
-	}()
+	})
 }

@@ -114,14 +114,7 @@ func (o *partitionOwner) decide(st *callState, kind decisionKind, reason string,
 // checkCallees ends answered calls whose callee LiveKit no longer has, for
 // when the webhook that said so never arrived.
 func (d *dialer) checkCallees(p int32, calls []*callState) {
-	key := "callees:" + strconv.Itoa(int(p))
-	if !d.busy.try(key) {
-		return
-	}
-	d.bg.Add(1)
-	go func() {
-		defer d.bg.Done()
-		defer d.busy.done(key)
+	d.checkOnce("callees:"+strconv.Itoa(int(p)), func() {
 		for _, st := range calls {
 			ctx, cancel := context.WithTimeout(d.dialCtx, 10*time.Second)
 			parts, err := d.lk.ListParticipants(ctx, st.RoomName)
@@ -151,6 +144,20 @@ func (d *dialer) checkCallees(p int32, calls []*callState) {
 				d.log.WarnContext(callContext(st), "dialer: room_gone not written", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
 			}
 		}
+	})
+}
+
+// checkOnce runs a LiveKit check in the background unless the check under
+// key is still running; shutdown waits for it.
+func (d *dialer) checkOnce(key string, check func()) {
+	if !d.busy.try(key) {
+		return
+	}
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		defer d.busy.done(key)
+		check()
 	}()
 }
 
