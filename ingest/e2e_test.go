@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -134,8 +135,7 @@ func follow(t *testing.T, in *runningIngest, id string, until schemas.Status, ti
 	t.Helper()
 	var seen []schemas.Status
 	var c Call
-	deadline := time.Now().Add(timeout)
-	for {
+	testutil.EventuallyWhy(t, timeout, "call "+id+" to reach "+string(until), func() (bool, string) {
 		var body string
 		c, body = in.state(t, id)
 		if c.CallID != id {
@@ -144,14 +144,9 @@ func follow(t *testing.T, in *runningIngest, id string, until schemas.Status, ti
 		if len(seen) == 0 || seen[len(seen)-1] != c.Status {
 			seen = append(seen, c.Status)
 		}
-		if c.Status == until || c.Status == schemas.StatusEnded {
-			return seen, c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("call %s still %s after %s (seen %v)", id, c.Status, timeout, seen)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return c.Status == until || c.Status == schemas.StatusEnded, fmt.Sprintf("still %s (seen %v)", c.Status, seen)
+	})
+	return seen, c
 }
 
 func TestEndToEndFollowCallByPolling(t *testing.T) {

@@ -50,10 +50,11 @@ func (e *testEnv) committed() (got, end map[int32]int64) {
 func TestGracefulStopCommitsFinished(t *testing.T) {
 	rc := newReceiver(t, nil)
 	e := newEnv(t, nil)
+	var ids []string
 	for range 5 {
-		e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))
+		ids = append(ids, e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))...)
 	}
-	testutil.Eventually(t, 20*time.Second, "5 deliveries", func() bool { return rc.count() == 5 })
+	rc.allTaken(t, 20*time.Second, ids)
 	e.stop()
 	got, end := e.committed()
 	for p, off := range end {
@@ -62,10 +63,10 @@ func TestGracefulStopCommitsFinished(t *testing.T) {
 		}
 	}
 	e.start()
-	e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL+"/after"))
-	testutil.Eventually(t, 20*time.Second, "delivery after restart", func() bool { return rc.count() >= 6 })
+	ids = append(ids, e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL+"/after"))...)
+	rc.allTaken(t, 20*time.Second, ids)
 	if n := rc.count(); n != 6 {
-		t.Fatalf("%d deliveries after restart, want 6: something was delivered twice", n)
+		t.Fatalf("%d deliveries of 6 events after restart (taken %v): something was delivered twice", n, rc.taken())
 	}
 }
 
@@ -176,18 +177,7 @@ func TestSecondInstanceJoinsMidStream(t *testing.T) {
 	for range 20 {
 		ids = append(ids, e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))...)
 	}
-	testutil.Eventually(t, 30*time.Second, "all 40 events delivered", func() bool {
-		seen := map[string]bool{}
-		for _, h := range rc.got() {
-			seen[h.header.Get("webhook-id")] = true
-		}
-		for _, id := range ids {
-			if !seen[id] {
-				return false
-			}
-		}
-		return true
-	})
+	rc.allTaken(t, 30*time.Second, ids)
 	testutil.Eventually(t, 20*time.Second, "the second instance delivering", func() bool {
 		for range 5 {
 			e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))

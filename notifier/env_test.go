@@ -232,6 +232,27 @@ func (e *testEnv) waitRecords(topic string, n int, d time.Duration, keep func(*k
 	return got
 }
 
+// waitKeys polls a topic until every one of keys has a record there, and
+// returns the records by key: counted per key, so a record written twice
+// cannot stand in for one never written.
+func (e *testEnv) waitKeys(topic string, keys []string, d time.Duration) map[string][]*kgo.Record {
+	e.t.Helper()
+	var byKey map[string][]*kgo.Record
+	testutil.EventuallyWhy(e.t, d, fmt.Sprintf("a record of each of %d keys on %s", len(keys), topic), func() (bool, string) {
+		byKey = map[string][]*kgo.Record{}
+		for _, r := range e.records(topic) {
+			byKey[string(r.Key)] = append(byKey[string(r.Key)], r)
+		}
+		for _, k := range keys {
+			if len(byKey[k]) == 0 {
+				return false, "none yet for " + k
+			}
+		}
+		return true, ""
+	})
+	return byKey
+}
+
 // attempts decodes the delivery log entries for one call.
 func (e *testEnv) attempts(call string) []schemas.WebhookAttempt {
 	var out []schemas.WebhookAttempt
@@ -344,6 +365,40 @@ func (rc *receiver) got() []hit {
 }
 
 func (rc *receiver) count() int { return len(rc.got()) }
+
+// taken counts, per webhook-id, the requests the receiver answered 2xx.
+func (rc *receiver) taken() map[string]int {
+	out := map[string]int{}
+	for _, h := range rc.got() {
+		if success(h.status) {
+			out[h.header.Get(HeaderWebhookID)]++
+		}
+	}
+	return out
+}
+
+// missing returns the ids the receiver has not taken yet. "Every event
+// delivered" is counted per event this way, never in requests: at least once
+// allows a duplicate, and a duplicate must not stand in for a lost event.
+func (rc *receiver) missing(ids []string) []string {
+	took := rc.taken()
+	var out []string
+	for _, id := range ids {
+		if took[id] == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// allTaken waits until the receiver has taken every one of ids.
+func (rc *receiver) allTaken(t testing.TB, d time.Duration, ids []string) {
+	t.Helper()
+	testutil.EventuallyWhy(t, d, fmt.Sprintf("%d events delivered", len(ids)), func() (bool, string) {
+		m := rc.missing(ids)
+		return len(m) == 0, fmt.Sprintf("%d not delivered, e.g. %v", len(m), m[:min(len(m), 3)])
+	})
+}
 
 // header returns the value of a header of a record.
 func header(r *kgo.Record, k string) string { return kafkax.Header(r, k) }

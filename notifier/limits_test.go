@@ -67,8 +67,7 @@ func TestSlowReceiversDoNotHoldUpOthers(t *testing.T) {
 		c.RetrySchedule = []time.Duration{0, 100 * time.Millisecond}
 	})
 	// Warm up: the group has joined once this is delivered.
-	e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, good.URL+"/warmup"))
-	testutil.Eventually(t, 20*time.Second, "warm-up delivery", func() bool { return good.count() == 1 })
+	good.allTaken(t, 20*time.Second, e.emit(event(callID(), "ws_a", 1, schemas.StatusQueued, good.URL+"/warmup")))
 
 	var evs []schemas.CallEvent
 	hangCalls := []string{callID(), callID(), callID()}
@@ -83,8 +82,8 @@ func TestSlowReceiversDoNotHoldUpOthers(t *testing.T) {
 		evs = append(evs, event(callID(), "ws_a", 1, schemas.StatusQueued, good.URL))
 	}
 	start := time.Now()
-	e.emit(evs...)
-	testutil.Eventually(t, 20*time.Second, "6 healthy deliveries", func() bool { return good.count() == 7 })
+	ids := e.emit(evs...)
+	good.allTaken(t, 20*time.Second, ids[len(ids)-6:])
 	if took := time.Since(start); took >= timeout*8/10 {
 		t.Fatalf("healthy receiver served after %s: it waited for the hanging one (timeout %s)", took, timeout)
 	} else {
@@ -104,8 +103,9 @@ func TestSlowReceiversDoNotHoldUpOthers(t *testing.T) {
 
 	// Hanging receiver: each attempt times out, moves to the retry topic,
 	// and ends in the DLQ; never more than 2 at once.
-	dlq := e.waitRecords(schemas.TopicWebhookDLQ, len(hangCalls), 20*time.Second, nil)
-	for _, r := range dlq {
+	dlq := e.waitKeys(schemas.TopicWebhookDLQ, hangCalls, 20*time.Second)
+	for _, c := range hangCalls {
+		r := dlq[c][0]
 		if header(r, kafkax.HeaderDLQErrorClass) != string(DLQExhausted) || !strings.Contains(header(r, kafkax.HeaderDLQError), "Timeout") {
 			t.Errorf("DLQ %s: %s", header(r, kafkax.HeaderDLQErrorClass), header(r, kafkax.HeaderDLQError))
 		}
@@ -139,7 +139,7 @@ func TestFloodIsBounded(t *testing.T) {
 	for range events {
 		evs = append(evs, event(callID(), "ws_a", 1, schemas.StatusQueued, rc.URL))
 	}
-	e.emit(evs...)
+	ids := e.emit(evs...)
 	testutil.Eventually(t, 20*time.Second, "the in-flight cap reached", func() bool {
 		return e.metric("dialstream_notifier_in_flight") == inFlight
 	})
@@ -158,5 +158,5 @@ func TestFloodIsBounded(t *testing.T) {
 	}
 	t.Logf("flood of %d: %d requests open, at most %v records held", events, inFlight, maxHeld)
 	release()
-	testutil.Eventually(t, 30*time.Second, "every event delivered", func() bool { return rc.count() >= events })
+	rc.allTaken(t, 30*time.Second, ids)
 }
