@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
@@ -48,17 +46,10 @@ func TestDeliversAfterSIGKILL(t *testing.T) {
 	if err := os.WriteFile(regPath, []byte(testRegistryYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	schedule := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}
+	cl := topicsClient(t, b, kafkax.Config{Partitions: 2}, schedule)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := createTopics(ctx, cl, kafkax.Config{Partitions: 2}, schedule); err != nil {
-		t.Fatal(err)
-	}
 
 	secondAttempt, killed := make(chan struct{}), make(chan struct{})
 	rc := newReceiver(t, func(n int, _ *http.Request, _ http.ResponseWriter) int {

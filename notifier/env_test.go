@@ -49,6 +49,23 @@ func startBroker(t testing.TB) *kafkax.Broker {
 	return b
 }
 
+// topicsClient creates the notifier's topics (those of schedule included) on
+// b as Run does, and returns a client of b.
+func topicsClient(t testing.TB, b *kafkax.Broker, k kafkax.Config, schedule []time.Duration) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := createTopics(ctx, cl, k, schedule); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 func baseConfig(t testing.TB, b *kafkax.Broker) Config {
 	return Config{
 		HTTPAddr:       "127.0.0.1:0",
@@ -84,18 +101,9 @@ func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 	if mod != nil {
 		mod(&cfg)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
 	// The topics exist before anything is produced: a producer that asks for
 	// a missing topic backs off for seconds before asking again.
-	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer tcancel()
-	if err := createTopics(tctx, cl, cfg.Kafka, cfg.RetrySchedule); err != nil {
-		t.Fatal(err)
-	}
+	cl := topicsClient(t, b, cfg.Kafka, cfg.RetrySchedule)
 	e := &testEnv{t: t, broker: b, cfg: cfg, cl: cl}
 	e.start()
 	return e

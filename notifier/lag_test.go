@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/testutil"
@@ -18,16 +17,9 @@ import (
 // group starts there), then from its commits.
 func TestGroupLag(t *testing.T) {
 	b := startBroker(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	cl := topicsClient(t, b, kafkax.Config{Partitions: 2}, DefaultRetrySchedule())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := createTopics(ctx, cl, kafkax.Config{Partitions: 2}, DefaultRetrySchedule()); err != nil {
-		t.Fatal(err)
-	}
 	e := &testEnv{t: t, broker: b, cl: cl} // no notifier: nothing moves the group's offsets
 	adm := kadm.NewClient(cl)
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
 )
@@ -17,19 +16,9 @@ import (
 // the spec's partitions, retention and cleanup policy, a retry topic per
 // distinct delay of the schedule included.
 func TestCreatedTopicsMatchTheSpec(t *testing.T) {
-	b := startBroker(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	k := kafkax.Config{Partitions: 2}
 	schedule := []time.Duration{0, time.Second, time.Minute, time.Minute}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := createTopics(ctx, cl, k, schedule); err != nil {
-		t.Fatal(err)
-	}
+	cl := topicsClient(t, startBroker(t), k, schedule)
 	tc := k.TopicsConfig()
 	tc.WebhookRetryTopics = RetryTopics(schedule)
 	spec, err := kafkax.Topics(tc)
@@ -41,7 +30,7 @@ func TestCreatedTopicsMatchTheSpec(t *testing.T) {
 	if len(spec) != len(topics)+2 {
 		t.Fatalf("spec has %d of the notifier's topics, want %d", len(spec), len(topics)+2)
 	}
-	plan, err := kafkax.PlanTopics(ctx, kadm.NewClient(cl), spec)
+	plan, err := kafkax.PlanTopics(context.Background(), kadm.NewClient(cl), spec)
 	if err != nil || len(plan.Changes) != 0 {
 		t.Fatalf("topics differ from the spec: %v %v", plan.Changes, err)
 	}
