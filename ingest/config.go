@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -209,6 +210,9 @@ func (c Config) withDefaults() Config {
 // Validate reports every problem of a Config built in code, all at once;
 // Run and NewHandler call it after withDefaults.
 func (c Config) Validate() error {
+	// kafkax.Config.Validate records on a Loader; its problems join ours.
+	kafka := envconfig.FromMap(nil)
+	c.Kafka.Validate(kafka)
 	var p envconfig.Problems
 	if c.Registry == nil && c.RegistryPath == "" {
 		p.Add("DIALSTREAM_REGISTRY", "required (path of the workspace/agent registry file)")
@@ -234,8 +238,5 @@ func (c Config) Validate() error {
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		p.Add("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
 	}
-	if len(c.Kafka.Brokers) == 0 {
-		p.Add("KAFKA_BROKERS", "required (comma-separated host:port list)")
-	}
-	return p.Err()
+	return errors.Join(kafka.Err(), p.Err())
 }

@@ -254,12 +254,12 @@ func (c Config) withDefaults() Config {
 // Validate reports every problem of a Config built in code, all at once;
 // Run calls it after withDefaults.
 func (c Config) Validate() error {
+	// kafkax.Config.Validate records on a Loader; its problems join ours.
+	kafka := envconfig.FromMap(nil)
+	c.Kafka.Validate(kafka)
 	var p envconfig.Problems
 	if c.Registry == nil && c.RegistryPath == "" {
 		p.Add("DIALSTREAM_REGISTRY", "required (path of the workspace/agent registry file)")
-	}
-	if len(c.Kafka.Brokers) == 0 {
-		p.Add("KAFKA_BROKERS", "required (comma-separated host:port list)")
 	}
 	if err := validateSchedule(c.RetrySchedule); err != nil {
 		p.Add("NOTIFIER_RETRY_SCHEDULE", "%v", err)
@@ -282,5 +282,5 @@ func (c Config) Validate() error {
 	if c.PartitionBuffer < 1 {
 		p.Add("NOTIFIER_PARTITION_BUFFER", "must be >= 1, got %d", c.PartitionBuffer)
 	}
-	return p.Err()
+	return errors.Join(kafka.Err(), p.Err())
 }
