@@ -238,5 +238,5 @@ func (c Config) Validate() error {
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		p.Add("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
 	}
-	return errors.Join(kafka.Err(), p.Err())
+	return errors.Join(p.Err(), kafka.Err())
 }

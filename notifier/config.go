@@ -282,5 +282,5 @@ func (c Config) Validate() error {
 	if c.PartitionBuffer < 1 {
 		p.Add("NOTIFIER_PARTITION_BUFFER", "must be >= 1, got %d", c.PartitionBuffer)
 	}
-	return errors.Join(kafka.Err(), p.Err())
+	return errors.Join(p.Err(), kafka.Err())
 }
