@@ -17,4 +17,9 @@ const (
 	// TopicRequestsDLQ receives records of TopicRequested that could not be
 	// accepted (bad JSON, schema-invalid, unknown agent), with headers saying why.
 	TopicRequestsDLQ = "dialstream.calls.requested.dlq"
+	// TopicSuppressions is compacted: the do-not-call lists, one Suppression
+	// per workspace and number (SuppressionKey), a tombstone to remove one.
+	// Every dialer and ingest replica reads all of it; see
+	// internal/compliance.
+	TopicSuppressions = "dialstream.suppressions"
 )
