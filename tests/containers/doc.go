@@ -5,14 +5,26 @@
 // Each test builds its own topology — broker (data on a Docker volume),
 // Redis (`dialstream redis`), livekit-server, phonesim, 1 ingest, 2 dialers,
 // 2 notifiers and a webhook receiver (`dialstream receiver`) — sends 3
-// calls/s for 30 s through ingest, injects one fault, waits for the pipeline
-// to heal and checks design.md's invariants 1–3:
+// calls/s for 30 s through ingest (answering, busy, declining, not-found and
+// no-answer numbers), injects one fault, waits for the pipeline to heal and
+// checks docs/architecture.md's invariants 1–3 with tests/invariants.Check:
 //
-//	TestDialerKilled         SIGKILL a dialer mid-load, restart it
+//	TestDialerKilled         SIGKILL a dialer while one of its dials rings, restart it
 //	TestBrokerRestarted      stop the broker, start it again on its volume
 //	TestNotifierPartitioned  take a notifier off the network for 15 s
 //	TestReceiverPaused       docker pause the callback receiver for 12 s
 //	TestDialersScaled        dialers 1 -> 3 -> 1 under load
+//
+// Each test also proves that its fault hit live work, measured from the
+// outside (evidence_test.go): metrics scraped from the containers, the
+// consumer groups as the broker describes them (every service's
+// KAFKA_CLIENT_ID is its container name), the phone network's dials and the
+// receiver's deliveries. A fault that hit nothing fails the test: the killed
+// dialer had dials in flight, the stopped broker left produces
+// unacknowledged, the cut-off notifier held back deliveries, the paused
+// receiver caused retries, the scaled group moved partitions with calls live.
+// Each test prints the checker's table (CHECKER), its notes and its
+// EVIDENCE lines.
 //
 // The images are built once per run, FROM scratch, from static host
 // binaries (`go build` of ./cmd/dialstream with CGO_ENABLED=0, or
@@ -24,11 +36,11 @@
 // suite's network, with no STUN server anywhere.
 //
 // Run time, measured on the 2-core development machine while other test runs
-// shared it: about 4 minutes for the package. Building the images takes
-// 20–70 s (the `go build` dominates; cached builds are the short end); each
-// test then takes ~40 s: the topology is up in 4–7 s, the load with its
-// fault runs 30 s, the pipeline has healed ~4 s after the last request, and
-// teardown takes 1–2 s.
+// shared it: about 5 minutes for the package. Building the images takes
+// 10–70 s (the `go build` dominates; a prebuilt DIALSTREAM_BIN is the short
+// end); each test then takes ~50 s: the topology is up in 6–12 s, the load
+// with its fault runs 30 s, the pipeline has healed ~10 s after the last
+// request (the no-answer number rings for 10 s), and teardown takes 1–3 s.
 //
 // Without Docker (or without livekit-server) the suite prints one SKIP line
 // and passes, except under CI=true, where it fails. scripts/test.sh runs it

@@ -30,6 +30,7 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	tcnetwork "github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -112,6 +113,8 @@ type topology struct {
 
 	mu   sync.Mutex
 	svcs map[string]*service
+
+	adm *kadm.Client // the test's group-describing client, made by admin()
 
 	brokerAddr atomic.Pointer[string] // 127.0.0.1:<published port> of the broker
 	t0         time.Time              // when the load started, for the fault log
@@ -314,6 +317,9 @@ func (tp *topology) dialerSpec(i int) spec {
 		name: name, aliases: []string{name, "dialer"}, image: suite.images.dialstream, cmd: []string{"dialer"},
 		port: dialerPort, ready: "/readyz",
 		env: tp.kafkaEnv(map[string]string{
+			// The container's name, so the broker's description of the
+			// group says which dialer owns which partition.
+			"KAFKA_CLIENT_ID":    name,
 			"DIALER_HTTP_ADDR":   "0.0.0.0:8081",
 			"LIVEKIT_URL":        "http://livekit:7880",
 			"LIVEKIT_API_KEY":    lkAPIKey,
@@ -323,7 +329,11 @@ func (tp *topology) dialerSpec(i int) spec {
 			"DIALER_WATCHDOG_INTERVAL":   "1s",
 			"DIALER_WATCHDOG_GRACE":      "5s",
 			"DIALER_ROOM_CHECK_INTERVAL": "5s",
-			"DIALER_DRAIN_TIMEOUT":       "10s",
+			// Longer than the longest dial (the no-answer number rings for
+			// the 10 s ringing timeout, bounded at 12 s), so a graceful
+			// scale-down lets every dial finish (docs/architecture.md,
+			// "In-doubt recovery").
+			"DIALER_DRAIN_TIMEOUT": "15s",
 		}),
 		files: map[string][]byte{registryPath: tp.registry},
 	}
@@ -334,6 +344,7 @@ func (tp *topology) notifierSpec(i int) spec {
 	return spec{
 		name: name, image: suite.images.dialstream, cmd: []string{"notifier"}, port: notifierPort, ready: "/readyz",
 		env: tp.kafkaEnv(map[string]string{
+			"KAFKA_CLIENT_ID":    name,
 			"NOTIFIER_HTTP_ADDR": "0.0.0.0:8082",
 			// 67 s of retries in all: longer than any fault of the suite, so
 			// nothing should reach the DLQ.

@@ -6,84 +6,244 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/dialstream/dialstream/internal/phonesim"
 	"github.com/dialstream/dialstream/schemas"
 )
 
-// Report is the verdict on one run: its figures, and every violation found.
-// A run passes when Problems is empty.
+// FaultEnd names an end that a fault, not the callee, decided. Such an end
+// is the one exception to "the outcome is what the callee's script makes of
+// the call"; Check counts each, and reports it as a problem unless the run
+// said it injected a fault that may cause it.
+type FaultEnd string
+
+const (
+	// InDoubt: failed, ended by the dialer, because the process placing the
+	// dial died or was fenced before the dial's result was written; the call
+	// is never dialed again (docs/architecture.md, "In-doubt recovery").
+	InDoubt FaultEnd = "in doubt"
+	// Canceled: the client canceled the call.
+	Canceled FaultEnd = "canceled"
+	// Expired: the call waited too long for admission, or arrived too late to
+	// be told apart from a duplicate (docs/architecture.md, "Lifecycle and
+	// outcomes").
+	Expired FaultEnd = "expired"
+)
+
+// faultEndOf says which fault an ended event names, if any. The in-doubt end
+// is known by its reason: a failed call the dialer itself ended "not
+// redialed" (or saying "in doubt") rather than with a SIP status.
+func faultEndOf(e Event) (FaultEnd, bool) {
+	switch schemas.Outcome(e.Outcome) {
+	case schemas.OutcomeCanceled:
+		return Canceled, true
+	case schemas.OutcomeExpired:
+		return Expired, true
+	case schemas.OutcomeFailed:
+		if e.EndedBy == string(schemas.EndedByDialer) &&
+			(strings.Contains(e.Reason, "not redialed") || strings.Contains(e.Reason, "in doubt")) {
+			return InDoubt, true
+		}
+	}
+	return "", false
+}
+
+// scripted is what the phone simulator's script for a number makes of a
+// call, as the dialer reports it: the outcome, the SIP status of the ended
+// event (0: none), and whether the call is answered on the way
+// (internal/phonesim/script.go; docs/architecture.md, "Lifecycle and
+// outcomes"). It assumes the agent's ringing timeout is longer than the
+// simulator's ring time, as in the container suite.
+type scripted struct {
+	outcome schemas.Outcome
+	sip     int
+	answers bool
+}
+
+// scripts holds an expectation for every script the simulator has; a
+// script added without one is reported by Check (and by the package's own
+// test) rather than passing unchecked.
+var scripts = map[phonesim.Script]scripted{
+	phonesim.ScriptAnswer:   {schemas.OutcomeCompleted, 0, true},
+	phonesim.ScriptHold:     {schemas.OutcomeMaxDuration, 0, true},
+	phonesim.ScriptBusy:     {schemas.OutcomeBusy, 486, false},
+	phonesim.ScriptDecline:  {schemas.OutcomeDeclined, 603, false},
+	phonesim.ScriptNotFound: {schemas.OutcomeFailed, 404, false},
+	phonesim.ScriptNoAnswer: {schemas.OutcomeNoAnswer, 480, false},
+}
+
+// Report is the verdict on one run: its figures, the exceptions a fault
+// explains (Notes), and every violation found (Problems). A run passes when
+// Problems is empty.
 type Report struct {
-	CallsSent int            // requests made
-	Retries   map[string]int // repeated attempts, by the answer that caused them
-	Accepted  int            // answered 2xx
-	CallsSeen int            // distinct calls on the events topic
-	Dials     int            // CreateSIPParticipant requests at the phone network
-	Dialed    int            // distinct rooms dialed
-	Ended     int            // calls with an ended event
-	Outcomes  map[string]int
-	// EndReasons counts the ends that were not the callee's doing (not
-	// completed, and not a SIP status): the traces a fault leaves, e.g. a
-	// dial whose dialer was killed.
-	EndReasons map[string]int
+	// The client's side.
+	CallsSent, Accepted, Refused, Unsettled int
+	Retries                                 map[string]int // repeated attempts, by the answer before them
+	// AcceptedAfterFault counts requests accepted after a 503, a 409 or no
+	// answer; ReplayedAfterFault those of them whose 2xx replayed a record
+	// written after the client had been told 503 (a late acknowledgement).
+	AcceptedAfterFault, ReplayedAfterFault int
+	// PlacedUnacknowledged counts calls on the events topic whose client was
+	// only ever answered 503, 409 or nothing: the README's 503 promise says
+	// this can happen (a record already sent when time ran out may land), so
+	// it is a note, not a problem.
+	PlacedUnacknowledged int
 
-	EventRecords int // lifecycle records on the topic, replays included
+	// The events topic.
+	CallsSeen    int // distinct calls
+	EventRecords int // lifecycle records, replays included
 	Events       int // distinct lifecycle events (ce_id)
+	Ended        int // calls with exactly one ended event
+	Outcomes     map[string]int
+	// EndReasons counts the ends that were not the callee's doing (not
+	// completed, and not a SIP status): the traces a fault leaves.
+	EndReasons map[string]int
+	// AsScripted counts the ends that are what the callee's script makes of
+	// the call; FaultEnds the ends that name a fault instead, by kind.
+	AsScripted int
+	FaultEnds  map[FaultEnd]int
+	// InDoubtNeverRang counts the in-doubt ends of calls the phone network
+	// never saw: the dial request had not left when the fault hit.
+	InDoubtNeverRang int
 
+	// The phone network.
+	Dials    int            // CreateSIPParticipant requests at the simulator
+	Dialed   int            // distinct rooms dialed
+	ByScript map[string]int // dials by the callee's script
+
+	// The callback receiver.
 	WebhooksDelivered   int // POSTs the receiver got
 	EventsDelivered     int // distinct events delivered (2xx, signature verified)
 	DuplicatesDelivered int // WebhooksDelivered - distinct webhook-ids
 
 	// Violation counts; the details are in Problems.
-	Lost, DoubleDialed, MissingEnded, MultipleEnded, SequenceGaps, Undelivered int
+	Lost, DoubleDialed, PhantomDials, UndialedClaims, Contrary int
+	MissingEnded, MultipleEnded, SequenceGaps, Undelivered     int
 
+	Notes    []string // exceptions a fault explains, counted, with examples
 	Problems []string
 }
 
 // Passed says whether no invariant was violated.
 func (r Report) Passed() bool { return len(r.Problems) == 0 }
 
-// Figures is the one-paragraph summary printed at the end of every test.
-func (r Report) Figures() string {
-	outs := slices.Sorted(maps.Keys(r.Outcomes))
-	var o []string
-	for _, k := range outs {
-		o = append(o, fmt.Sprintf("%s=%d", k, r.Outcomes[k]))
+func sortedCounts[K ~string](m map[K]int) string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, fmt.Sprintf("%s=%d", k, m[k]))
 	}
+	return strings.Join(out, " ")
+}
+
+// Table is the run's figures, one line per side, printed at the end of
+// every test.
+func (r Report) Table() string {
 	retries := 0
-	var rs []string
-	for _, k := range slices.Sorted(maps.Keys(r.Retries)) {
-		retries += r.Retries[k]
-		rs = append(rs, fmt.Sprintf("%s=%d", k, r.Retries[k]))
+	for _, n := range r.Retries {
+		retries += n
 	}
-	return fmt.Sprintf("calls sent %d (retried %d times [%s]), accepted %d, dialed %d (%d dial requests), ended %d [%s]; "+
-		"events %d (%d records); webhooks delivered %d, distinct events delivered %d, duplicates delivered %d; "+
-		"lost %d, double dials %d, missing ended %d, multiple ended %d, sequence gaps %d, undelivered %d",
-		r.CallsSent, retries, strings.Join(rs, " "), r.Accepted, r.Dialed, r.Dials, r.Ended, strings.Join(o, " "),
-		r.Events, r.EventRecords, r.WebhooksDelivered, r.EventsDelivered, r.DuplicatesDelivered,
-		r.Lost, r.DoubleDialed, r.MissingEnded, r.MultipleEnded, r.SequenceGaps, r.Undelivered)
+	faults := 0
+	for _, n := range r.FaultEnds {
+		faults += n
+	}
+	rows := [][2]string{
+		{"client", fmt.Sprintf("sent %d, accepted %d (%d after a 503 or no answer, %d of them replayed), refused %d, unsettled %d; retries %d [%s]",
+			r.CallsSent, r.Accepted, r.AcceptedAfterFault, r.ReplayedAfterFault, r.Refused, r.Unsettled, retries, sortedCounts(r.Retries))},
+		{"calls", fmt.Sprintf("%d on the events topic, %d events (%d records); ended %d [%s]",
+			r.CallsSeen, r.Events, r.EventRecords, r.Ended, sortedCounts(r.Outcomes))},
+		{"outcomes", fmt.Sprintf("%d as the callee's script says, %d ended by a fault [%s] (in doubt and never rang: %d); placed after only 503s: %d",
+			r.AsScripted, faults, sortedCounts(r.FaultEnds), r.InDoubtNeverRang, r.PlacedUnacknowledged)},
+		{"dials", fmt.Sprintf("%d dial requests for %d rooms [%s]", r.Dials, r.Dialed, sortedCounts(r.ByScript))},
+		{"webhooks", fmt.Sprintf("%d POSTs, %d distinct events delivered, %d duplicates", r.WebhooksDelivered, r.EventsDelivered, r.DuplicatesDelivered)},
+		{"verdict", fmt.Sprintf("lost %d, double dials %d, phantom dials %d, claims without a dial %d, outcomes contrary to the script %d, "+
+			"missing ended %d, multiple ended %d, sequence gaps %d, undelivered %d",
+			r.Lost, r.DoubleDialed, r.PhantomDials, r.UndialedClaims, r.Contrary, r.MissingEnded, r.MultipleEnded, r.SequenceGaps, r.Undelivered)},
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		fmt.Fprintf(&b, "  %-9s %s\n", row[0], row[1])
+	}
+	return strings.TrimRight(b.String(), "\n")
 }
 
 // callView is what the events topic says about one call.
 type callView struct {
+	id      string
 	seqs    map[int]Event       // first record of each sequence
+	first   map[string]Event    // first record of each status
 	endedBy map[string]struct{} // distinct ce_ids of ended events
 	room    string
+	to      string
+	key     string
+	keys    map[string]struct{} // metadata keys seen (one, unless something rewrote it)
 }
 
-// Pending counts what a run is still waiting for: accepted calls without an
-// ended event, and distinct events without a verified 2xx delivery. A test
-// polls it until both are zero (the faults have healed) or it gives up.
+func (cv *callView) has(s schemas.Status) bool { _, ok := cv.first[string(s)]; return ok }
+
+func (cv *callView) ended() (Event, bool) {
+	if len(cv.endedBy) != 1 {
+		return Event{}, false
+	}
+	for _, e := range cv.seqs {
+		if e.Status == string(schemas.StatusEnded) {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
+// calls groups the events by call.
+func calls(events []Event) map[string]*callView {
+	out := map[string]*callView{}
+	for _, e := range events {
+		cv := out[e.CallID]
+		if cv == nil {
+			cv = &callView{id: e.CallID, seqs: map[int]Event{}, first: map[string]Event{}, endedBy: map[string]struct{}{},
+				keys: map[string]struct{}{}}
+			out[e.CallID] = cv
+		}
+		if e.RoomName != "" {
+			cv.room = e.RoomName
+		}
+		if e.To != "" {
+			cv.to = e.To
+		}
+		if e.Key != "" {
+			cv.key = e.Key
+			cv.keys[e.Key] = struct{}{}
+		}
+		if _, ok := cv.seqs[e.Sequence]; !ok {
+			cv.seqs[e.Sequence] = e
+		}
+		if _, ok := cv.first[e.Status]; !ok {
+			cv.first[e.Status] = e
+		}
+		if e.Status == string(schemas.StatusEnded) {
+			cv.endedBy[e.CEID] = struct{}{}
+		}
+	}
+	return out
+}
+
+// Pending counts what a run is still waiting for: calls without an ended
+// event (every accepted call, and every call on the events topic), and
+// distinct events without a verified 2xx delivery. A test polls it until
+// both are zero (the faults have healed) or it gives up.
 func Pending(o Observed) (notEnded, undelivered int) {
 	ended := map[string]bool{}
 	events := map[string]bool{}
 	for _, e := range o.Events {
 		events[e.CEID] = true
-		if e.Status == string(schemas.StatusEnded) {
-			ended[e.CallID] = true
+		ended[e.CallID] = ended[e.CallID] || e.Status == string(schemas.StatusEnded)
+	}
+	for _, q := range o.Requests {
+		if _, seen := ended[q.CallID]; q.Accepted && !seen {
+			notEnded++
 		}
 	}
-	for _, a := range o.Accepted {
-		if !ended[a.CallID] {
+	for _, done := range ended {
+		if !done {
 			notEnded++
 		}
 	}
@@ -96,6 +256,9 @@ func Pending(o Observed) (notEnded, undelivered int) {
 	return notEnded, undelivered
 }
 
+// deliveredIDs are the event ids with at least one verified 2xx delivery:
+// counted per distinct id, so a duplicate of one event cannot stand in for
+// another that was never delivered.
 func deliveredIDs(ds []Delivery) map[string]bool {
 	m := map[string]bool{}
 	for _, d := range ds {
@@ -109,103 +272,123 @@ func deliveredIDs(ds []Delivery) map[string]bool {
 // maxListed caps the examples quoted per kind of problem.
 const maxListed = 5
 
-// Check judges one run against design.md's invariants:
+// listing formats one kind of problem or note: "kind: n: a; b; c (and 4 more)".
+func listing(kind string, items []string) string {
+	sort.Strings(items)
+	shown := items
+	if len(shown) > maxListed {
+		shown = shown[:maxListed]
+	}
+	more := ""
+	if len(items) > maxListed {
+		more = fmt.Sprintf(" (and %d more)", len(items)-maxListed)
+	}
+	return fmt.Sprintf("%s: %d: %s%s", kind, len(items), strings.Join(shown, "; "), more)
+}
+
+// Check judges one run against the invariants of docs/architecture.md
+// ("Invariant 1: durable before 2xx", "Invariant 2: exactly one dial",
+// "Invariant 3: every event delivered"), comparing sides that cannot vouch
+// for each other: what the client was answered, the events topic, the dials
+// the phone network received, and the webhooks the receiver got.
 //
-//  1. a 2xx means the call is in Kafka: every accepted call has events (not
-//     lost) and ends (an ended event);
-//  2. no call is dialed twice (the phone network saw each room at most
-//     once), and every call ends exactly once (one distinct ended ce_id);
-//  3. every lifecycle event reached the callback at least once with its
-//     webhook-id (= ce_id, the same on every attempt), with a valid
-//     signature, and nothing went to a DLQ;
-//
-// plus per-call sequences 1..n without gaps, ended last, each sequence one
-// event (replays carry the same ce_id and status).
-func Check(o Observed) Report {
-	rep := Report{CallsSent: o.Sent, Retries: o.Retries, Accepted: len(o.Accepted), Dials: len(o.Dials),
-		EventRecords: len(o.Events), WebhooksDelivered: len(o.Deliveries), Outcomes: map[string]int{},
-		EndReasons: map[string]int{}}
+//  1. Every 2xx is a call on the events topic (not lost) that ends exactly
+//     once, with a complete sequence; every call on the topic is one a client
+//     asked for, to the number it asked for; a call placed although its
+//     client was only ever answered 503 (or nothing) is a note, as the README
+//     promises it may happen.
+//  2. Every call that reached `dialing` was dialed exactly once at the phone
+//     network, in its room and to its number, after its claim was written; no
+//     call was dialed without a claim; every dial belongs to a call a client
+//     asked for; a call nobody dialed never rang nor answered. Every outcome is
+//     what the callee's script makes of the call, or names a fault (FaultEnd):
+//     those listed in allowed are notes, others problems.
+//  3. Every distinct event reached the callback with a verified signature
+//     under its own webhook-id, and nothing went to a DLQ.
+func Check(o Observed, allowed ...FaultEnd) Report {
+	rep := Report{Retries: map[string]int{}, Outcomes: map[string]int{}, EndReasons: map[string]int{},
+		FaultEnds: map[FaultEnd]int{}, ByScript: map[string]int{}, Dials: len(o.Dials),
+		EventRecords: len(o.Events), WebhooksDelivered: len(o.Deliveries)}
 	problem := func(kind string, items []string) {
-		if len(items) == 0 {
-			return
+		if len(items) > 0 {
+			rep.Problems = append(rep.Problems, listing(kind, items))
 		}
-		sort.Strings(items)
-		shown := items
-		if len(shown) > maxListed {
-			shown = shown[:maxListed]
+	}
+	note := func(kind string, items []string) {
+		if len(items) > 0 {
+			rep.Notes = append(rep.Notes, listing(kind, items))
 		}
-		more := ""
-		if len(items) > maxListed {
-			more = fmt.Sprintf(" (and %d more)", len(items)-maxListed)
-		}
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d: %s%s", kind, len(items), strings.Join(shown, "; "), more))
 	}
 
-	// The client side.
-	problem("requests refused", o.Refused)
-	problem("requests without a final answer", o.Unsettled)
-	var dupAccepted []string
-	acceptedBy := map[string]Accepted{}
-	for _, a := range o.Accepted {
-		if prev, ok := acceptedBy[a.CallID]; ok {
-			dupAccepted = append(dupAccepted, fmt.Sprintf("call %s for keys %s and %s", a.CallID, prev.Key, a.Key))
+	// The client's side.
+	byKey := map[string]Request{}
+	keyOfCall := map[string]string{}
+	var refused, unsettled, oneIDTwoKeys []string
+	for _, q := range o.Requests {
+		rep.CallsSent++
+		byKey[q.Key] = q
+		for _, a := range q.Answers[:max(len(q.Answers)-1, 0)] {
+			rep.Retries[a]++
 		}
-		acceptedBy[a.CallID] = a
+		switch {
+		case q.Accepted:
+			rep.Accepted++
+			if k, ok := keyOfCall[q.CallID]; ok {
+				oneIDTwoKeys = append(oneIDTwoKeys, fmt.Sprintf("call %s for keys %s and %s", q.CallID, k, q.Key))
+			}
+			keyOfCall[q.CallID] = q.Key
+			if q.retriedThroughFault() {
+				rep.AcceptedAfterFault++
+				if q.Replayed {
+					rep.ReplayedAfterFault++
+				}
+			}
+		case q.Refused != "":
+			rep.Refused++
+			refused = append(refused, q.Key+": "+q.Refused)
+		default:
+			rep.Unsettled++
+			unsettled = append(unsettled, fmt.Sprintf("%s: %s (answers %s)", q.Key, q.Unsettled, strings.Join(q.Answers, ",")))
+		}
 	}
-	problem("one call id accepted for two requests", dupAccepted)
+	problem("requests refused", refused)
+	problem("requests without a final answer", unsettled)
+	problem("one call id accepted for two requests", oneIDTwoKeys)
 
 	// The events topic.
 	problem("invalid records on the events topic", o.BadEvents)
-	calls := map[string]*callView{}
+	cs := calls(o.Events)
+	rep.CallsSeen = len(cs)
 	var conflicting []string
 	for _, e := range o.Events {
-		cv := calls[e.CallID]
-		if cv == nil {
-			cv = &callView{seqs: map[int]Event{}, endedBy: map[string]struct{}{}}
-			calls[e.CallID] = cv
-		}
-		if e.RoomName != "" {
-			cv.room = e.RoomName
-		}
 		if want := schemas.EventID(e.CallID, e.Sequence); e.CEID != want {
 			conflicting = append(conflicting, fmt.Sprintf("call %s seq %d has ce_id %s, want %s", e.CallID, e.Sequence, e.CEID, want))
 		}
-		if prev, ok := cv.seqs[e.Sequence]; ok {
-			if prev.CEID != e.CEID || prev.Status != e.Status || prev.Outcome != e.Outcome {
-				conflicting = append(conflicting, fmt.Sprintf("call %s seq %d is %s/%s (%s) at %d@%d and %s/%s (%s) at %d@%d",
-					e.CallID, e.Sequence, prev.Status, prev.Outcome, prev.CEID, prev.Partition, prev.Offset,
-					e.Status, e.Outcome, e.CEID, e.Partition, e.Offset))
-			}
-		} else {
-			cv.seqs[e.Sequence] = e
-		}
-		if e.Status == string(schemas.StatusEnded) {
-			cv.endedBy[e.CEID] = struct{}{}
+		if prev := cs[e.CallID].seqs[e.Sequence]; prev.CEID != e.CEID || prev.Status != e.Status || prev.Outcome != e.Outcome {
+			conflicting = append(conflicting, fmt.Sprintf("call %s seq %d is %s/%s (%s) at %d@%d and %s/%s (%s) at %d@%d",
+				e.CallID, e.Sequence, prev.Status, prev.Outcome, prev.CEID, prev.Partition, prev.Offset,
+				e.Status, e.Outcome, e.CEID, e.Partition, e.Offset))
 		}
 	}
 	problem("one sequence, two different events (a replay must repeat the event)", conflicting)
-	rep.CallsSeen = len(calls)
 
 	var lost, missingEnded, multipleEnded, gaps []string
-	for id, a := range acceptedBy {
-		if calls[id] == nil {
-			lost = append(lost, fmt.Sprintf("call %s (%s, key %s) has no event", id, a.To, a.Key))
+	for _, q := range o.Requests {
+		if q.Accepted && cs[q.CallID] == nil {
+			lost = append(lost, fmt.Sprintf("call %s (%s, key %s) has no event", q.CallID, phonesim.MaskNumber(q.To), q.Key))
 		}
 	}
-	for id, cv := range calls {
+	for id, cv := range cs {
 		switch len(cv.endedBy) {
 		case 0:
 			last := cv.seqs[slices.Max(slices.Collect(maps.Keys(cv.seqs)))]
 			missingEnded = append(missingEnded, fmt.Sprintf("call %s stopped at %s (seq %d)", id, last.Status, last.Sequence))
 		case 1:
+			e, _ := cv.ended()
 			rep.Ended++
-			for _, e := range cv.seqs {
-				if e.Status == string(schemas.StatusEnded) {
-					rep.Outcomes[e.Outcome]++
-					if e.Outcome != string(schemas.OutcomeCompleted) && e.Reason != "" && !strings.HasPrefix(e.Reason, "sip status") {
-						rep.EndReasons[e.Outcome+": "+e.Reason]++
-					}
-				}
+			rep.Outcomes[e.Outcome]++
+			if e.Outcome != string(schemas.OutcomeCompleted) && e.Reason != "" && !strings.HasPrefix(e.Reason, "sip status") {
+				rep.EndReasons[e.Outcome+": "+e.Reason]++
 			}
 		default:
 			multipleEnded = append(multipleEnded, fmt.Sprintf("call %s ended %d times (%s)", id, len(cv.endedBy),
@@ -232,39 +415,163 @@ func Check(o Observed) Report {
 	problem("calls ended more than once", multipleEnded)
 	problem("incomplete sequences", gaps)
 
+	// Each call on the topic against the request it came from.
+	var unasked, mismatched, placedRefused, placedUnacked []string
+	for id, cv := range cs {
+		q, asked := byKey[cv.key]
+		switch {
+		case !asked:
+			unasked = append(unasked, fmt.Sprintf("call %s (room %s, metadata key %q)", id, cv.room, cv.key))
+			continue
+		case len(cv.keys) > 1:
+			mismatched = append(mismatched, fmt.Sprintf("call %s carries keys %s", id, strings.Join(slices.Sorted(maps.Keys(cv.keys)), ", ")))
+		case q.Accepted && (q.CallID != id || q.RoomName != cv.room):
+			mismatched = append(mismatched, fmt.Sprintf("key %s was answered call %s in room %s, the topic has call %s in room %s",
+				q.Key, q.CallID, q.RoomName, id, cv.room))
+		case q.Refused != "":
+			placedRefused = append(placedRefused, fmt.Sprintf("call %s of key %s, refused with %s", id, q.Key, q.Refused))
+		case q.onlyUnacknowledged():
+			placedUnacked = append(placedUnacked, fmt.Sprintf("call %s of key %s (answers %s)", id, q.Key, strings.Join(q.Answers, ",")))
+		}
+		if cv.to != q.To {
+			mismatched = append(mismatched, fmt.Sprintf("call %s of key %s is to %s, the client asked for %s",
+				id, q.Key, phonesim.MaskNumber(cv.to), phonesim.MaskNumber(q.To)))
+		}
+	}
+	rep.PlacedUnacknowledged = len(placedUnacked)
+	problem("calls on the events topic no client asked for", unasked)
+	problem("calls that differ from the request they came from", mismatched)
+	problem("calls placed although their request was refused", placedRefused)
+	note("calls placed although their client was only answered 503 or nothing (the README's 503 promise)", placedUnacked)
+
 	// The phone network.
 	roomCall := map[string]string{}
-	for id, a := range acceptedBy {
-		roomCall[a.RoomName] = id
+	for _, q := range o.Requests {
+		if q.Accepted {
+			roomCall[q.RoomName] = q.CallID
+		}
 	}
-	for id, cv := range calls {
+	for id, cv := range cs {
 		if cv.room != "" {
 			roomCall[cv.room] = id
 		}
 	}
-	dials := map[string]int{}
+	dialsOf := map[string][]Dial{}
 	for _, d := range o.Dials {
-		dials[d.Room]++
+		dialsOf[d.Room] = append(dialsOf[d.Room], d)
+		rep.ByScript[string(phonesim.ScriptFor(d.To))]++
 	}
-	rep.Dialed = len(dials)
-	var twice, unknown []string
-	for room, n := range dials {
-		if n > 1 {
-			twice = append(twice, fmt.Sprintf("room %s (call %s) dialed %d times", room, roomCall[room], n))
+	rep.Dialed = len(dialsOf)
+	if rep.Accepted > 0 && len(o.Dials) == 0 {
+		problem("the phone network received no dial at all", []string{fmt.Sprintf("%d calls accepted", rep.Accepted)})
+	}
+	var phantom, wrongNumber []string
+	for room, ds := range dialsOf {
+		id := roomCall[room]
+		cv := cs[id]
+		switch {
+		case id == "":
+			phantom = append(phantom, fmt.Sprintf("room %s (%s): no call has it", room, phonesim.MaskNumber(ds[0].To)))
+		case cv != nil && byKey[cv.key].Key == "":
+			phantom = append(phantom, fmt.Sprintf("room %s: call %s, which no client asked for", room, id))
 		}
-		if roomCall[room] == "" {
-			unknown = append(unknown, fmt.Sprintf("room %s", room))
+		to := ""
+		if cv != nil {
+			to = cv.to
+		} else if q, ok := byKey[keyOfCall[id]]; ok {
+			to = q.To
+		}
+		for _, d := range ds {
+			if to != "" && d.To != to {
+				wrongNumber = append(wrongNumber, fmt.Sprintf("room %s of call %s dialed %s, the call is to %s",
+					room, id, phonesim.MaskNumber(d.To), phonesim.MaskNumber(to)))
+			}
 		}
 	}
-	rep.DoubleDialed = len(twice)
+	rep.PhantomDials = len(phantom)
+	problem("dials that belong to no call a client asked for", phantom)
+	problem("dials to another number than the call's", wrongNumber)
+
+	// Each call's dials and outcome.
+	var twice, unclaimed, early, undialed, rangUndialed, contrary, unexpected, noScript []string
+	var inDoubtRang, inDoubtSilent []string
+	for id, cv := range cs {
+		ds := dialsOf[cv.room]
+		ended, hasEnded := cv.ended()
+		kind, byFault := FaultEnd(""), false
+		if hasEnded {
+			kind, byFault = faultEndOf(ended)
+		}
+		mayLackDial := byFault && (kind == InDoubt || kind == Canceled)
+		switch {
+		case len(ds) > 1:
+			twice = append(twice, fmt.Sprintf("room %s (call %s) dialed %d times", cv.room, id, len(ds)))
+		case len(ds) == 1 && !cv.has(schemas.StatusDialing):
+			unclaimed = append(unclaimed, fmt.Sprintf("call %s dialed at %s with no dialing event", id, ds[0].At.Format(time.RFC3339Nano)))
+		case len(ds) == 1 && ds[0].At.Before(cv.first[string(schemas.StatusDialing)].Written):
+			early = append(early, fmt.Sprintf("call %s dialed at %s, its dialing claim written at %s", id,
+				ds[0].At.Format(time.RFC3339Nano), cv.first[string(schemas.StatusDialing)].Written.Format(time.RFC3339Nano)))
+		case len(ds) == 0 && cv.has(schemas.StatusDialing) && !mayLackDial:
+			undialed = append(undialed, fmt.Sprintf("call %s (%s) reached dialing, ended %s, never dialed",
+				id, phonesim.MaskNumber(cv.to), describeEnd(ended, hasEnded)))
+		}
+		if len(ds) == 0 && (cv.has(schemas.StatusRinging) || cv.has(schemas.StatusAnswered)) {
+			rangUndialed = append(rangUndialed, fmt.Sprintf("call %s has a ringing or answered event and no dial", id))
+		}
+		if !hasEnded {
+			continue
+		}
+		script := phonesim.ScriptFor(cv.to)
+		exp, known := scripts[script]
+		switch {
+		case byFault:
+			rep.FaultEnds[kind]++
+			if !slices.Contains(allowed, kind) {
+				unexpected = append(unexpected, fmt.Sprintf("call %s (%s) ended %s", id, script, describeEnd(ended, true)))
+			}
+			if kind == InDoubt {
+				if len(ds) == 0 {
+					rep.InDoubtNeverRang++
+					inDoubtSilent = append(inDoubtSilent, fmt.Sprintf("call %s (%s): claim written %s, no dial", id, script,
+						cv.first[string(schemas.StatusDialing)].Written.Format("15:04:05.000")))
+				} else {
+					inDoubtRang = append(inDoubtRang, fmt.Sprintf("call %s (%s): dialed %s, ended %s", id, script,
+						ds[0].At.Format("15:04:05.000"), ended.Written.Format("15:04:05.000")))
+				}
+			}
+		case !known:
+			noScript = append(noScript, fmt.Sprintf("call %s: script %q", id, script))
+		case ended.Outcome == string(exp.outcome) && (exp.sip == 0 || ended.SIPStatusCode == exp.sip) &&
+			cv.has(schemas.StatusAnswered) == exp.answers:
+			rep.AsScripted++
+		default:
+			want := string(exp.outcome)
+			if exp.sip != 0 {
+				want += fmt.Sprintf(" (sip %d)", exp.sip)
+			}
+			answered := map[bool]string{true: "answered", false: "not answered"}
+			contrary = append(contrary, fmt.Sprintf("call %s to %s: script %s makes it %s, %s; it was %s, ended %s",
+				id, phonesim.MaskNumber(cv.to), script, answered[exp.answers], want,
+				answered[cv.has(schemas.StatusAnswered)], describeEnd(ended, true)))
+		}
+	}
+	rep.DoubleDialed, rep.UndialedClaims, rep.Contrary = len(twice), len(undialed), len(contrary)
 	problem("calls dialed more than once", twice)
-	problem("dials for rooms of no known call", unknown)
+	problem("calls dialed without a durable claim (no dialing event)", unclaimed)
+	problem("calls dialed before their dialing claim was written", early)
+	problem("calls that reached dialing and were never dialed", undialed)
+	problem("calls that rang or answered without a dial", rangUndialed)
+	problem("outcomes contrary to the callee's script", contrary)
+	problem("scripts the checker has no expectation for", noScript)
+	problem("ends naming a fault this run did not inject", unexpected)
+	note("in doubt after a dial", inDoubtRang)
+	note("in doubt, never rang (the dial request had not left)", inDoubtSilent)
 
 	// The callback receiver.
 	if o.DeliveriesDropped > 0 {
 		problem("deliveries the receiver could not keep", []string{fmt.Sprint(o.DeliveriesDropped)})
 	}
-	var unverified, mismatched, unstable, strange []string
+	var unverified, misnamed, unstable, strange []string
 	idsOfEvent := map[string]map[string]struct{}{}
 	distinct := map[string]struct{}{}
 	for _, d := range o.Deliveries {
@@ -272,15 +579,16 @@ func Check(o Observed) Report {
 		if !d.Verified {
 			unverified = append(unverified, fmt.Sprintf("#%d %s: %s", d.N, d.WebhookID, d.VerifyError))
 		}
-		if d.WebhookID == "" || d.WebhookID != d.EventID {
-			mismatched = append(mismatched, fmt.Sprintf("#%d webhook-id %q, data.event_id %q", d.N, d.WebhookID, d.EventID))
+		if d.WebhookID == "" || d.WebhookID != d.EventID || d.WebhookID != schemas.EventID(d.CallID, d.Sequence) {
+			misnamed = append(misnamed, fmt.Sprintf("#%d webhook-id %q, data.event_id %q, body call %s seq %d",
+				d.N, d.WebhookID, d.EventID, d.CallID, d.Sequence))
 		}
 		ev := fmt.Sprintf("%s seq %d", d.CallID, d.Sequence)
 		if idsOfEvent[ev] == nil {
 			idsOfEvent[ev] = map[string]struct{}{}
 		}
 		idsOfEvent[ev][d.WebhookID] = struct{}{}
-		if cv := calls[d.CallID]; cv == nil || cv.seqs[d.Sequence].CEID == "" {
+		if cv := cs[d.CallID]; cv == nil || cv.seqs[d.Sequence].CEID == "" {
 			strange = append(strange, fmt.Sprintf("#%d %s: no such event on the topic", d.N, ev))
 		}
 	}
@@ -291,7 +599,7 @@ func Check(o Observed) Report {
 	}
 	delivered := deliveredIDs(o.Deliveries)
 	var undelivered []string
-	for id, cv := range calls {
+	for id, cv := range cs {
 		for _, e := range cv.seqs {
 			if delivered[e.CEID] {
 				rep.EventsDelivered++
@@ -303,7 +611,7 @@ func Check(o Observed) Report {
 	rep.DuplicatesDelivered = len(o.Deliveries) - len(distinct)
 	rep.Undelivered = len(undelivered)
 	problem("deliveries failing signature verification", unverified)
-	problem("deliveries whose webhook-id is not the event id", mismatched)
+	problem("deliveries whose webhook-id is not their event's id", misnamed)
 	problem("events delivered under more than one webhook-id", unstable)
 	problem("deliveries of events not on the topic", strange)
 	problem("events never delivered", undelivered)
@@ -314,4 +622,18 @@ func Check(o Observed) Report {
 		problem("requests in dialstream.calls.requested.dlq", []string{fmt.Sprint(o.RequestDLQ)})
 	}
 	return rep
+}
+
+func describeEnd(e Event, ok bool) string {
+	if !ok {
+		return "(not ended)"
+	}
+	s := e.Outcome
+	if e.SIPStatusCode != 0 {
+		s += fmt.Sprintf(" (sip %d)", e.SIPStatusCode)
+	}
+	if e.Reason != "" {
+		s += fmt.Sprintf(" by %s: %q", e.EndedBy, e.Reason)
+	}
+	return s
 }

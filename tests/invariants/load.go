@@ -62,9 +62,10 @@ func (r *Recorder) StartLoad(ctx context.Context, c Client, cfg LoadConfig) *Loa
 		for i := 0; i < total && time.Since(start) < cfg.Duration; i++ {
 			key := fmt.Sprintf("%s-%04d", cfg.KeyPrefix, i)
 			to := cfg.Numbers[i%len(cfg.Numbers)]
-			r.mu.Lock()
-			r.sent++
-			r.mu.Unlock()
+			r.settle(func() {
+				r.requests[key] = &Request{Key: key, To: to}
+				r.order = append(r.order, key)
+			})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -94,48 +95,45 @@ func (r *Recorder) request(ctx context.Context, c Client, retryFor time.Duration
 		"dynamic_variables": map[string]string{"firstName": "Ada", "lastName": "Lovelace"},
 		"metadata":          map[string]any{"load_index": i, "key": key},
 	})
+	q := func(f func(*Request)) { r.settle(func() { f(r.requests[key]) }) }
 	deadline := time.Now().Add(retryFor)
 	last := ""
 	for {
-		code, respBody, retryAfter, err := c.post(ctx, key, body)
+		a, err := c.post(ctx, key, body)
+		answer := AnswerTransport
+		if err == nil {
+			answer = strconv.Itoa(a.code)
+		}
+		q(func(rq *Request) { rq.Answers = append(rq.Answers, answer) })
 		switch {
-		case err == nil && code >= 200 && code < 300:
+		case err == nil && a.code >= 200 && a.code < 300:
 			var cr callResponse
-			if jerr := json.Unmarshal(respBody, &cr); jerr != nil || cr.CallID == "" {
-				r.settle(func() {
-					r.refused = append(r.refused, fmt.Sprintf("%s: %d with an unreadable body: %s", key, code, respBody))
-				})
+			if jerr := json.Unmarshal(a.body, &cr); jerr != nil || cr.CallID == "" {
+				q(func(rq *Request) { rq.Refused = fmt.Sprintf("%d with an unreadable body: %s", a.code, a.body) })
 				return
 			}
-			r.settle(func() {
-				r.accepted = append(r.accepted, Accepted{CallID: cr.CallID, RoomName: cr.RoomName, To: to, Key: key})
+			q(func(rq *Request) {
+				rq.Accepted, rq.CallID, rq.RoomName, rq.Replayed = true, cr.CallID, cr.RoomName, a.replayed
 			})
 			return
-		case err == nil && !retryableStatus(code):
-			r.settle(func() { r.refused = append(r.refused, fmt.Sprintf("%s: %d %s", key, code, bytes.TrimSpace(respBody))) })
+		case err == nil && !retryableStatus(a.code):
+			q(func(rq *Request) { rq.Refused = fmt.Sprintf("%d %s", a.code, bytes.TrimSpace(a.body)) })
 			return
 		case err != nil:
 			last = err.Error()
 		default:
-			last = fmt.Sprintf("%d %s", code, bytes.TrimSpace(respBody))
+			last = fmt.Sprintf("%d %s", a.code, bytes.TrimSpace(a.body))
 		}
-		reason := "transport error"
-		if err == nil {
-			reason = strconv.Itoa(code)
-		}
-		wait := min(max(retryAfter, 500*time.Millisecond), 2*time.Second)
+		wait := min(max(a.retryAfter, 500*time.Millisecond), 2*time.Second)
 		if time.Now().Add(wait).After(deadline) {
-			r.settle(func() { r.unsettled = append(r.unsettled, fmt.Sprintf("%s: still %s after %s", key, last, retryFor)) })
+			q(func(rq *Request) { rq.Unsettled = fmt.Sprintf("still %s after %s", last, retryFor) })
 			return
 		}
-		r.settle(func() { r.retries[reason]++ })
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			r.settle(func() {
-				r.unsettled = append(r.unsettled, fmt.Sprintf("%s: %v (last answer: %s)", key, errStopped, last))
-			})
+			q(func(rq *Request) { rq.Unsettled = fmt.Sprintf("%v (last answer: %s)", errStopped, last) })
 			return
 		case <-t.C:
 		}
@@ -153,10 +151,18 @@ func retryableStatus(code int) bool {
 	return code == http.StatusConflict || code == http.StatusTooManyRequests || code >= 500
 }
 
-func (c Client) post(ctx context.Context, key string, body []byte) (int, []byte, time.Duration, error) {
+// httpAnswer is one attempt's answer.
+type httpAnswer struct {
+	code       int
+	body       []byte
+	retryAfter time.Duration
+	replayed   bool // Idempotent-Replayed: true
+}
+
+func (c Client) post(ctx context.Context, key string, body []byte) (httpAnswer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.IngestURL+"/v1/api/call", bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, 0, err
+		return httpAnswer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.APIKey)
@@ -164,16 +170,16 @@ func (c Client) post(ctx context.Context, key string, body []byte) (int, []byte,
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return 0, nil, 0, err
+		return httpAnswer{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return 0, nil, 0, err
+		return httpAnswer{}, err
 	}
-	var ra time.Duration
+	a := httpAnswer{code: resp.StatusCode, body: b, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-		ra = time.Duration(s) * time.Second
+		a.retryAfter = time.Duration(s) * time.Second
 	}
-	return resp.StatusCode, b, ra, nil
+	return a, nil
 }

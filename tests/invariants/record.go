@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,27 +17,72 @@ import (
 	"github.com/dialstream/dialstream/schemas"
 )
 
-// Accepted is a call request ingest answered 2xx.
-type Accepted struct {
-	CallID   string
-	RoomName string
-	To       string
-	Key      string // the Idempotency-Key it was sent with
+// Answer kinds of one attempt of a call request, as the client saw it.
+const (
+	AnswerTransport = "transport error" // no HTTP answer: refused connection, client timeout
+)
+
+// Request is one call request of the load, by its Idempotency-Key, with
+// every answer its attempts got: what the client was told, the one side of
+// the run that ingest cannot rewrite.
+type Request struct {
+	Key string // the Idempotency-Key, the same on every attempt
+	To  string
+	// Answers are the attempts' answers in order: HTTP status codes ("202",
+	// "503", "409") or AnswerTransport.
+	Answers []string
+	// Accepted: the last answer was 2xx with a call id; CallID and RoomName
+	// are from its body, and Replayed says it carried Idempotent-Replayed.
+	Accepted         bool
+	CallID, RoomName string
+	Replayed         bool
+	// Refused is the final non-2xx answer the client did not retry ("422
+	// {...}"); Unsettled says why the client stopped retrying without a
+	// final answer. Both are empty for an accepted request.
+	Refused, Unsettled string
+}
+
+// onlyUnacknowledged says the request never got a 2xx and its every answer
+// was a 503, a 409 (in flight) or no answer at all: the answers that leave
+// open whether the call was written (README, "Guarantees": the 503 promise).
+func (r Request) onlyUnacknowledged() bool {
+	if r.Accepted || r.Refused != "" {
+		return false
+	}
+	for _, a := range r.Answers {
+		if a != "503" && a != "409" && a != AnswerTransport {
+			return false
+		}
+	}
+	return true
+}
+
+// retriedThroughFault says the request was accepted after at least one 503
+// or transport error: a fault made the client wait.
+func (r Request) retriedThroughFault() bool {
+	return r.Accepted && slices.ContainsFunc(r.Answers, func(a string) bool { return a == "503" || a == AnswerTransport })
 }
 
 // Event is one lifecycle event record read from the events topic. A replayed
 // event appears again, with the same CEID.
 type Event struct {
-	CEID      string
-	Type      string
-	CallID    string
-	Sequence  int
-	Status    string
-	Outcome   string
-	Reason    string
-	RoomName  string
+	CEID          string
+	Type          string
+	CallID        string
+	Sequence      int
+	Status        string
+	Outcome       string
+	Reason        string
+	EndedBy       string
+	SIPStatusCode int
+	RoomName      string
+	To            string
+	// Key is metadata.key: the load generator puts each request's
+	// Idempotency-Key there, so the topic says which request a call is.
+	Key       string
 	Partition int32
 	Offset    int64
+	Written   time.Time // the record's timestamp: when its producer wrote it
 }
 
 // Dial is one CreateSIPParticipant the phone simulator received.
@@ -64,13 +109,8 @@ type Delivery struct {
 
 // Observed is everything one run recorded.
 type Observed struct {
-	Sent int // call requests made (distinct Idempotency-Keys)
-	// Retries counts the repeated attempts of requests, by what the attempt
-	// before got ("503", "409", "transport error"...).
-	Retries   map[string]int
-	Accepted  []Accepted
-	Refused   []string // final non-2xx answers, one line each
-	Unsettled []string // requests still without a final answer when the load stopped retrying
+	// Requests is the client's side: every call request, with its answers.
+	Requests []Request
 
 	Events    []Event
 	BadEvents []string // records on the events topic that are not valid lifecycle events
@@ -92,11 +132,8 @@ type Recorder struct {
 	done   chan struct{}
 
 	mu        sync.Mutex
-	sent      int
-	retries   map[string]int
-	accepted  []Accepted
-	refused   []string
-	unsettled []string
+	requests  map[string]*Request // by Idempotency-Key
+	order     []string            // keys in the order the requests were made
 	events    []Event
 	badEvents []string
 	dlqWebh   int
@@ -126,7 +163,7 @@ func NewRecorder(opts ...kgo.Opt) (*Recorder, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Recorder{cl: cl, cancel: cancel, done: make(chan struct{}), consumed: map[string]map[int32]int64{},
-		retries: map[string]int{}}
+		requests: map[string]*Request{}}
 	go r.consume(ctx)
 	return r, nil
 }
@@ -181,9 +218,14 @@ func (r *Recorder) record(rec *kgo.Record) {
 	if string(rec.Key) != d.CallID {
 		r.badEvents = append(r.badEvents, fmt.Sprintf("%s/%d@%d: key %q is not the call id %q", rec.Topic, rec.Partition, rec.Offset, rec.Key, d.CallID))
 	}
+	var meta struct {
+		Key string `json:"key"`
+	}
+	_ = json.Unmarshal(d.Metadata, &meta) // metadata a client other than the load sent has no key
 	r.events = append(r.events, Event{
 		CEID: ev.ID, Type: ev.Type, CallID: d.CallID, Sequence: d.Sequence, Status: string(d.Status),
-		Outcome: string(d.Outcome), Reason: d.Reason, RoomName: d.RoomName, Partition: rec.Partition, Offset: rec.Offset,
+		Outcome: string(d.Outcome), Reason: d.Reason, EndedBy: string(d.EndedBy), SIPStatusCode: d.SIPStatusCode,
+		RoomName: d.RoomName, To: d.To, Key: meta.Key, Partition: rec.Partition, Offset: rec.Offset, Written: rec.Timestamp,
 	})
 }
 
@@ -224,12 +266,14 @@ func (r *Recorder) WaitCaughtUp(ctx context.Context) error {
 func (r *Recorder) Observed() Observed {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	reqs := make([]Request, 0, len(r.order))
+	for _, k := range r.order {
+		q := *r.requests[k]
+		q.Answers = slices.Clone(q.Answers)
+		reqs = append(reqs, q)
+	}
 	return Observed{
-		Sent:       r.sent,
-		Retries:    maps.Clone(r.retries),
-		Accepted:   append([]Accepted(nil), r.accepted...),
-		Refused:    append([]string(nil), r.refused...),
-		Unsettled:  append([]string(nil), r.unsettled...),
+		Requests:   reqs,
 		Events:     append([]Event(nil), r.events...),
 		BadEvents:  append([]string(nil), r.badEvents...),
 		WebhookDLQ: r.dlqWebh,
@@ -241,7 +285,13 @@ func (r *Recorder) Observed() Observed {
 func (r *Recorder) AcceptedCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.accepted)
+	n := 0
+	for _, q := range r.requests {
+		if q.Accepted {
+			n++
+		}
+	}
+	return n
 }
 
 // FetchDials reads GET <phonesimURL>/dials.
