@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livekit/protocol/auth"
@@ -33,14 +34,14 @@ const (
 // the call plays out in the room.
 func (s *Sim) CreateSIPParticipant(ctx context.Context, req *rpc.InternalCreateSIPParticipantRequest) (*rpc.InternalCreateSIPParticipantResponse, error) {
 	script := ScriptFor(req.CallTo)
-	s.recordDial(Dial{Room: req.RoomName, To: req.CallTo, Script: script, SIPCallID: req.SipCallId, At: time.Now().UTC()})
+	rec := s.recordDial(Dial{Room: req.RoomName, To: req.CallTo, Script: script, SIPCallID: req.SipCallId, At: time.Now().UTC()})
 	log := s.log.With("room", req.RoomName, "to", MaskNumber(req.CallTo), "script", string(script), "sip_call_id", req.SipCallId)
 	log.Info("dial received", "wait_until_answered", req.WaitUntilAnswered)
 	if req.RoomName == "" {
 		return nil, psrpc.NewErrorf(psrpc.InvalidArgument, "room name must be set")
 	}
 
-	c := s.newCall(req, script, log)
+	c := s.newCall(req, script, log, rec)
 	if err := c.join(ctx); err != nil {
 		c.cancel()
 		log.Warn("join room failed", "error", err)
@@ -88,10 +89,23 @@ type call struct {
 	room     *lksdk.Room
 	gone     chan struct{} // closed when livekit disconnects us
 	goneOnce sync.Once
+
+	// rec is the call's record in the simulator's log; write it through
+	// sim.update.
+	rec *Dial
+	// voice is the callee's audio track (voicemail only).
+	voice *lksdk.LocalTrack
+	// agentLines receives each text an agent sends, for scripts that reply.
+	agentLines chan string
+	// transferTo receives the target of a TransferSIPParticipant, once.
+	transferTo chan string
+	// lastAgentAudio is when the agent's last sound arrived (unix ns).
+	lastAgentAudio atomic.Int64
 }
 
-func (s *Sim) newCall(req *rpc.InternalCreateSIPParticipantRequest, script Script, log *slog.Logger) *call {
-	c := &call{sim: s, req: req, script: script, log: log, gone: make(chan struct{})}
+func (s *Sim) newCall(req *rpc.InternalCreateSIPParticipantRequest, script Script, log *slog.Logger, rec *Dial) *call {
+	c := &call{sim: s, req: req, script: script, log: log, gone: make(chan struct{}), rec: rec,
+		agentLines: make(chan string, 16), transferTo: make(chan string, 1)}
 	if d := req.MaxCallDuration.AsDuration(); req.MaxCallDuration != nil && d > 0 {
 		c.ctx, c.cancel = context.WithTimeout(s.ctx, d)
 	} else {
@@ -138,15 +152,32 @@ func (c *call) join(ctx context.Context) error {
 	cb.OnDisconnectedWithReason = func(lksdk.DisconnectionReason) {
 		c.goneOnce.Do(func() { close(c.gone) })
 	}
-	room := lksdk.NewRoom(cb)
-	if err := room.JoinWithContextAndToken(ctx, c.sim.cfg.LiveKitURL, token,
-		lksdk.WithAutoSubscribe(false),
+	c.hearCallbacks(cb)
+	// c.room is set before joining: callbacks that fire during the join
+	// look participants up in it.
+	c.room = lksdk.NewRoom(cb)
+	c.listenForText(c.room)
+	if err := c.room.JoinWithContextAndToken(ctx, c.sim.cfg.LiveKitURL, token,
+		lksdk.WithAutoSubscribe(true),
 		lksdk.WithLogger(NewSDKLogger(c.log)),
 	); err != nil {
-		room.Disconnect() // release a half-made connection
+		c.room.Disconnect() // release a half-made connection
 		return err
 	}
-	c.room = room
+	c.seeRoom()
+	if c.script == ScriptVoicemail {
+		// Published while the phone rings, so it is negotiated and
+		// subscribed by the time the greeting plays.
+		voice, err := NewOpusTrack()
+		if err == nil {
+			_, err = c.room.LocalParticipant.PublishTrack(voice, &lksdk.TrackPublicationOptions{Name: "voicemail", Source: livekit.TrackSource_MICROPHONE})
+		}
+		if err != nil {
+			c.room.Disconnect()
+			return fmt.Errorf("publish voicemail track: %w", err)
+		}
+		c.voice = voice
+	}
 	return nil
 }
 
@@ -212,34 +243,10 @@ func (c *call) dial(rpcCtx context.Context) error {
 		c.log.Info("call rejected", "sip_status", int(rej.status.Code))
 		return rej.status
 	}
+	c.answeredNow()
 	c.setStatus(statusActive)
 	c.log.Info("call answered", "rang_for", ringFor)
 	return nil
-}
-
-// talk holds the answered call until the script hangs up, the room ends
-// it (room deleted, participant removed), or the call's context ends.
-func (c *call) talk() {
-	var hangup <-chan time.Time
-	if c.script != ScriptHold {
-		t := time.NewTimer(c.sim.cfg.TalkDuration)
-		defer t.Stop()
-		hangup = t.C
-	}
-	select {
-	case <-hangup:
-		c.leave(livekit.DisconnectReason_CLIENT_INITIATED, statusHangup)
-		c.log.Info("callee hung up")
-	case <-c.gone:
-		c.log.Info("call ended by the room", "reason", c.room.DisconnectReason().String())
-	case <-c.ctx.Done():
-		c.leave(livekit.DisconnectReason_CLIENT_INITIATED, statusHangup)
-		if errors.Is(c.ctx.Err(), context.DeadlineExceeded) {
-			c.log.Info("max call duration reached, hung up")
-		} else {
-			c.log.Info("simulator closing, hung up")
-		}
-	}
 }
 
 func (c *call) setStatus(status string) {

@@ -12,9 +12,15 @@
 // The simulator follows livekit/sip where the difference is visible to a
 // caller: it joins the room before the callee answers (participant_joined
 // fires while sip.callStatus is "dialing"/"ringing"), leaves the room on a
-// failed call with the disconnect reason livekit/sip uses, and with
-// WaitUntilAnswered unset returns as soon as the participant exists. It
-// publishes no audio.
+// failed call with the disconnect reason livekit/sip uses, with
+// WaitUntilAnswered unset returns as soon as the participant exists, and
+// takes TransferSIPParticipant (a SIP REFER) for an answered call, leaving
+// the room as the call moves to the target.
+//
+// For the agent in the room it is the other end of the line: some scripts
+// talk to the agent (callee.go), and every call records what the callee
+// received from it, the greeting text, the audio packets and how soon the
+// first one came after the answer (heard.go), which GET /dials shows.
 package phonesim
 
 import (
@@ -24,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -149,7 +156,10 @@ type Sim struct {
 	calls  sync.WaitGroup
 
 	mu    sync.Mutex
-	dials []Dial
+	dials []*Dial
+	// answered maps the SIP call id of each answered call in progress to
+	// it, for TransferSIPParticipant.
+	answered map[string]*call
 
 	httpSrv  *http.Server
 	httpAddr string
@@ -179,7 +189,7 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 		return nil, fmt.Errorf("phonesim: redis %s: %w", cfg.RedisAddr, err)
 	}
 
-	s := &Sim{cfg: cfg, log: cfg.Logger, metrics: m, rc: rc, httpErr: make(chan error, 1)}
+	s := &Sim{cfg: cfg, log: cfg.Logger, metrics: m, rc: rc, httpErr: make(chan error, 1), answered: map[string]*call{}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 
 	srv, err := rpc.NewSIPInternalServer(s, psrpc.NewRedisMessageBus(rc))
@@ -242,15 +252,36 @@ func (s *Sim) Close() error {
 	return s.closeErr
 }
 
-// Dial is one CreateSIPParticipant request the simulator received. To is
-// the number as dialed, unmasked: the record exists so tests can prove a
-// number was dialed once, and HTTPAddr is meant for loopback.
+// Dial is one CreateSIPParticipant request the simulator received, and what
+// became of the call. To is the number as dialed, unmasked: the record exists
+// so tests can prove a number was dialed once and what the callee heard, and
+// HTTPAddr is meant for loopback.
 type Dial struct {
 	Room      string    `json:"room"`
 	To        string    `json:"to"`
 	Script    Script    `json:"script"`
 	SIPCallID string    `json:"sipCallId"`
 	At        time.Time `json:"at"`
+
+	// AnsweredAt is when the callee picked up; EndedAt when its side of
+	// the call ended (hung up, transferred, or removed by the room).
+	AnsweredAt *time.Time `json:"answeredAt,omitempty"`
+	EndedAt    *time.Time `json:"endedAt,omitempty"`
+	// Heard is what the callee received from the other participants.
+	Heard Heard `json:"heard"`
+	// Said is what the callee said, in order (scripts that reply).
+	Said []string `json:"said,omitempty"`
+	// TransferredTo is the REFER target of a TransferSIPParticipant that
+	// moved the call ("tel:+1555...").
+	TransferredTo string `json:"transferredTo,omitempty"`
+}
+
+func (d *Dial) clone() Dial {
+	c := *d
+	c.Said = slices.Clone(d.Said)
+	c.Heard.Texts = slices.Clone(d.Heard.Texts)
+	c.Heard.Seen = slices.Clone(d.Heard.Seen)
+	return c
 }
 
 // Dials counts CreateSIPParticipant requests per room name: the number of
@@ -266,23 +297,59 @@ func (s *Sim) Dials() map[string]int {
 	return out
 }
 
-// DialLog returns every dial received, oldest first.
+// DialLog returns every dial received, oldest first, as it stands now.
 func (s *Sim) DialLog() []Dial {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Dial(nil), s.dials...)
+	out := make([]Dial, len(s.dials))
+	for i, d := range s.dials {
+		out[i] = d.clone()
+	}
+	return out
 }
 
-func (s *Sim) recordDial(d Dial) {
+// DialTo returns the dial of room, as it stands now (the last one, if the
+// room was dialed more than once).
+func (s *Sim) DialTo(room string) (Dial, bool) {
 	s.mu.Lock()
-	s.dials = append(s.dials, d)
+	defer s.mu.Unlock()
+	for i := len(s.dials) - 1; i >= 0; i-- {
+		if s.dials[i].Room == room {
+			return s.dials[i].clone(), true
+		}
+	}
+	return Dial{}, false
+}
+
+func (s *Sim) recordDial(d Dial) *Dial {
+	s.mu.Lock()
+	rec := &d
+	s.dials = append(s.dials, rec)
 	s.mu.Unlock()
 	s.metrics.dials.WithLabelValues(string(d.Script)).Inc()
+	return rec
 }
 
-// TransferSIPParticipant is part of the SIP service interface; the
-// simulator never registers its topic, so livekit-server cannot route one
-// here.
-func (s *Sim) TransferSIPParticipant(context.Context, *rpc.InternalTransferSIPParticipantRequest) (*rpc.InternalTransferSIPParticipantResponse, error) {
-	return nil, psrpc.NewErrorf(psrpc.Unimplemented, "phonesim: transfer is not simulated")
+// update changes a dial record under the simulator's lock.
+func (s *Sim) update(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
+}
+
+// TransferSIPParticipant implements rpc.SIPInternalServerImpl. livekit-server
+// sends it on the topic of the call's SIP call id, which an answered call
+// registers (callee.go, trackAnswered).
+func (s *Sim) TransferSIPParticipant(_ context.Context, req *rpc.InternalTransferSIPParticipantRequest) (*rpc.InternalTransferSIPParticipantResponse, error) {
+	s.mu.Lock()
+	c := s.answered[req.SipCallId]
+	s.mu.Unlock()
+	if c == nil {
+		return nil, psrpc.NewErrorf(psrpc.NotFound, "phonesim: no answered call %s", req.SipCallId)
+	}
+	if !c.transfer(req.TransferTo) {
+		return nil, psrpc.NewErrorf(psrpc.FailedPrecondition, "phonesim: call %s is already being transferred", req.SipCallId)
+	}
+	c.log.Info("call transferred", "to", MaskNumber(req.TransferTo))
+	return &rpc.InternalTransferSIPParticipantResponse{}, nil
 }

@@ -320,6 +320,9 @@ func TestPhoneSim(t *testing.T) {
 		var body struct {
 			Dials []struct {
 				Room, To, At string
+				AnsweredAt   string         `json:"answeredAt"`
+				EndedAt      string         `json:"endedAt"`
+				Heard        map[string]any `json:"heard"`
 			} `json:"dials"`
 			ByRoom map[string]int `json:"byRoom"`
 		}
@@ -342,6 +345,13 @@ func TestPhoneSim(t *testing.T) {
 		for _, d := range body.Dials {
 			if d.Room == "" || d.To == "" || d.At == "" {
 				t.Errorf("incomplete dial %+v", d)
+			}
+			// What the callee heard is on every dial (here, no agent: nothing).
+			if n, ok := d.Heard["audioPackets"]; !ok || n != float64(0) {
+				t.Errorf("dial %s: heard %v, want audioPackets 0", d.Room, d.Heard)
+			}
+			if d.Room == "room-answer" && (d.AnsweredAt == "" || d.EndedAt == "") {
+				t.Errorf("answered call without answeredAt/endedAt: %+v", d)
 			}
 		}
 

@@ -16,6 +16,12 @@ const (
 	NumberBusy     = "+15550100486" // 486 Busy Here at once
 	NumberDecline  = "+15550100603" // rings for RingDuration, then 603 Decline
 	NumberHold     = "+15550100999" // answers and stays until the room or max duration ends it
+
+	// Callees for an agent to talk to.
+	NumberHuman     = "+15550100200" // answers, replies to the agent's greeting with a line of text, hangs up after the agent's next line
+	NumberSilent    = "+15550100204" // answers and never makes a sound; stays until the room or max duration ends it
+	NumberVoicemail = "+15550100300" // answers with a recorded greeting and a tone, never replies, records until the room ends it
+	NumberTransfer  = "+15550100302" // answers, asks the agent for a person, waits to be transferred
 )
 
 // Script is what the simulated callee does. Its values are the metric's
@@ -29,10 +35,16 @@ const (
 	ScriptBusy     Script = "busy"
 	ScriptDecline  Script = "decline"
 	ScriptHold     Script = "hold"
+
+	ScriptHuman     Script = "human"
+	ScriptSilent    Script = "silent"
+	ScriptVoicemail Script = "voicemail"
+	ScriptTransfer  Script = "transfer"
 )
 
 // Scripts lists every script, for initialising metric labels.
-var Scripts = []Script{ScriptAnswer, ScriptNotFound, ScriptNoAnswer, ScriptBusy, ScriptDecline, ScriptHold}
+var Scripts = []Script{ScriptAnswer, ScriptNotFound, ScriptNoAnswer, ScriptBusy, ScriptDecline, ScriptHold,
+	ScriptHuman, ScriptSilent, ScriptVoicemail, ScriptTransfer}
 
 var scriptByDigits = map[string]Script{
 	digits(NumberAnswer):   ScriptAnswer,
@@ -41,6 +53,11 @@ var scriptByDigits = map[string]Script{
 	digits(NumberBusy):     ScriptBusy,
 	digits(NumberDecline):  ScriptDecline,
 	digits(NumberHold):     ScriptHold,
+
+	digits(NumberHuman):     ScriptHuman,
+	digits(NumberSilent):    ScriptSilent,
+	digits(NumberVoicemail): ScriptVoicemail,
+	digits(NumberTransfer):  ScriptTransfer,
 }
 
 // ScriptFor picks the script for a dialed number. Only digits count, so

@@ -18,6 +18,10 @@ func TestScriptFor(t *testing.T) {
 		{NumberDecline, ScriptDecline},
 		{NumberNotFound, ScriptNotFound},
 		{NumberHold, ScriptHold},
+		{NumberHuman, ScriptHuman},
+		{NumberSilent, ScriptSilent},
+		{NumberVoicemail, ScriptVoicemail},
+		{NumberTransfer, ScriptTransfer},
 		{"15550100486", ScriptBusy},
 		{"+1 (555) 010-0486", ScriptBusy},
 		{"+4915112345678", ScriptAnswer},
@@ -77,5 +81,22 @@ func TestRingPlan(t *testing.T) {
 				t.Errorf("ends with %v, want %v", got, tt.wantStatus)
 			}
 		})
+	}
+}
+
+// The embedded voicemail clip is Opus in 20 ms packets: what the agent's
+// answering-machine detection counts, and long enough to be taken for a
+// machine (the agent's default is 2.5 s of sound).
+func TestVoicemailClip(t *testing.T) {
+	if voicemailClip.Frame != 20*time.Millisecond || voicemailClip.Duration() < 4*time.Second {
+		t.Fatalf("voicemail clip: %d packets of %s", len(voicemailClip.Frames), voicemailClip.Frame)
+	}
+	for i, f := range voicemailClip.Frames {
+		if !IsSound(f) {
+			t.Fatalf("packet %d would be taken for the SFU's silence", i)
+		}
+	}
+	if IsSound(nil) || IsSound([]byte{0xf8, 0xff, 0xfe, 0, 0}) {
+		t.Fatal("padding or the SFU's silence frame taken for sound")
 	}
 }
