@@ -80,10 +80,11 @@ type Topic struct {
 // and configs.
 //
 // Every topic has the same partition count. Every record is keyed (by call
-// id, or by workspace and URL on the endpoints topic) and the dialer finds a
-// call's state and commands by partition number, so the count can never
-// change once records exist: more partitions would move keys and break
-// per-call order and co-partitioning, and Kafka cannot remove partitions.
+// id; by workspace and URL on the endpoints topic; by workspace and number on
+// the suppressions topic) and the dialer finds a call's state and commands
+// by partition number, so the count can never change once records exist:
+// more partitions would move keys and break per-call order and
+// co-partitioning, and Kafka cannot remove partitions.
 // ApplyTopics therefore refuses any partition change.
 //
 // A retry topic keeps its records for twice its delay plus Retention: a
@@ -149,6 +150,7 @@ func Topics(c TopicsConfig) ([]Topic, error) {
 		mk(schemas.TopicWebhookDLQ, "events the notifier gave up on", deleteAfter(c.DLQRetention)),
 		mk(schemas.TopicWebhookDeliveries, "log of every webhook attempt", deleteAfter(c.Retention)),
 		mk(schemas.TopicWebhookEndpoints, "latest state per webhook endpoint (410 Gone)", compact()),
+		mk(schemas.TopicSuppressions, "do-not-call lists: latest entry per workspace and number", compact()),
 	}
 	retry := slices.SortedFunc(maps.Keys(c.WebhookRetryTopics), func(a, b string) int {
 		return cmp.Or(cmp.Compare(c.WebhookRetryTopics[a], c.WebhookRetryTopics[b]), strings.Compare(a, b))

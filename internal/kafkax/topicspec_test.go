@@ -196,7 +196,7 @@ func TestTopicsSpec(t *testing.T) {
 			t.Errorf("%s: %+v, want 6 partitions, rf 3, min.insync.replicas 2", s.Name, s)
 		}
 	}
-	for _, name := range []string{schemas.TopicState, schemas.TopicWebhookEndpoints} {
+	for _, name := range []string{schemas.TopicState, schemas.TopicWebhookEndpoints, schemas.TopicSuppressions} {
 		if c := byName[name].Configs; c[ConfigCleanupPolicy] != "compact" || c[ConfigRetentionMs] != "" {
 			t.Errorf("%s: %v, want compacted without retention.ms", name, c)
 		}
