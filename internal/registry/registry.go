@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dialstream/dialstream/internal/compliance"
 )
 
 // Limits are a workspace's admission limits.
@@ -48,6 +50,16 @@ type Workspace struct {
 	Limits            Limits `yaml:"limits"`
 	// MaskPhoneNumbers makes the API show only the last 4 digits of `to`.
 	MaskPhoneNumbers bool `yaml:"mask_phone_numbers"`
+	// Compliance is where, when and how often the workspace may call:
+	// home_country, allowed_countries, allow_number_types, calling_hours,
+	// max_attempts_per_day, max_attempts_per_week (see
+	// compliance.PolicySpec). Everything left out takes the defaults: the
+	// home country (US) only, no high-risk number types, 08:00-21:00 every
+	// day in the callee's local time, 3 attempts per number per 24 hours
+	// and 7 per 7 days.
+	Compliance compliance.PolicySpec `yaml:"compliance"`
+
+	policy compliance.Policy
 }
 
 // Agent is an AI agent that places calls for one workspace.
@@ -62,6 +74,11 @@ type Agent struct {
 	MaxCallDuration time.Duration `yaml:"max_call_duration"`
 	// Settings are passed to the agent in its dispatch metadata, as JSON.
 	Settings map[string]any `yaml:"settings"`
+	// CallingHours, when set, replace the workspace's calling hours for
+	// this agent's calls (e.g. an agent for business numbers).
+	CallingHours *compliance.HoursSpec `yaml:"calling_hours"`
+
+	hours *compliance.Hours
 }
 
 // File is the YAML document.
@@ -189,6 +206,11 @@ func Parse(b []byte, getenv func(string) string) (*Registry, error) {
 		if l.MaxConcurrentCalls < 1 || l.CallsPerSecond <= 0 || l.Burst < 1 || l.RequestsPerSecond <= 0 {
 			fail("%s: limits must be positive, got %+v", where, *l)
 		}
+		p, err := w.Compliance.Parse()
+		for _, e := range split(err) {
+			fail("%s: compliance.%v", where, e)
+		}
+		w.policy = p
 		r.workspaces[w.ID] = w
 	}
 	for i, a := range f.Agents {
@@ -226,6 +248,13 @@ func Parse(b []byte, getenv func(string) string) (*Registry, error) {
 		if _, err := json.Marshal(a.Settings); err != nil {
 			fail("%s: settings: not representable as JSON: %v", where, err)
 		}
+		if a.CallingHours != nil {
+			h, err := a.CallingHours.Parse()
+			for _, e := range split(err) {
+				fail("%s: calling_hours.%v", where, e)
+			}
+			a.hours = &h
+		}
 		r.agents[a.ID] = a
 	}
 	if len(r.workspaces) == 0 {
@@ -235,6 +264,17 @@ func Parse(b []byte, getenv func(string) string) (*Registry, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// split returns the parts of a joined error (none for nil).
+func split(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // HashKey returns the digest stored for an API key.
@@ -283,3 +323,29 @@ func (r *Registry) Agent(workspaceID, agentID string) (*Agent, bool) {
 	}
 	return a, true
 }
+
+// Policy returns the compliance policy of a workspace's calls through one of
+// its agents: the workspace's, with the agent's calling hours when it has
+// its own. agentID may be empty for the workspace's policy alone. An agent of
+// another workspace is missing, as in Agent. It implements
+// compliance.Policies.
+func (r *Registry) Policy(workspaceID, agentID string) (compliance.Policy, bool) {
+	w, ok := r.workspaces[workspaceID]
+	if !ok {
+		return compliance.Policy{}, false
+	}
+	p := w.policy
+	if agentID == "" {
+		return p, true
+	}
+	a, ok := r.Agent(workspaceID, agentID)
+	if !ok {
+		return compliance.Policy{}, false
+	}
+	if a.hours != nil {
+		p.Hours = *a.hours
+	}
+	return p, true
+}
+
+var _ compliance.Policies = (*Registry)(nil)
