@@ -20,7 +20,7 @@ type testKafka struct {
 	cl *kgo.Client // producer
 }
 
-func startKafka(t *testing.T, topics ...string) *testKafka {
+func startKafka(t testing.TB, topics ...string) *testKafka {
 	t.Helper()
 	b, err := kafkax.StartBroker(kafkax.BrokerConfig{Listen: "127.0.0.1:0", Partitions: 3})
 	if err != nil {
@@ -42,7 +42,7 @@ func startKafka(t *testing.T, topics ...string) *testKafka {
 	return &testKafka{b: b, cl: cl}
 }
 
-func (k *testKafka) produce(t *testing.T, rs ...*kgo.Record) []*kgo.Record {
+func (k *testKafka) produce(t testing.TB, rs ...*kgo.Record) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -229,5 +229,35 @@ func TestAttemptsFollowEvents(t *testing.T) {
 	}
 	if f.Invalid() != 0 {
 		t.Fatalf("%d invalid", f.Invalid())
+	}
+}
+
+// How long a new suppression takes to reach a follower's table: the
+// producer's round trip (acks=all) plus the follower's fetch, on the
+// embedded broker over loopback; a cluster adds its replication.
+func BenchmarkSuppressionPropagation(b *testing.B) {
+	k := startKafka(b, schemas.TopicSuppressions)
+	table := NewTable()
+	f, err := FollowSuppressions([]kgo.Opt{kgo.SeedBrokers(k.b.Addr())}, table, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(b, 10*time.Second, "caught up", table.Ready)
+	i := 0
+	for b.Loop() {
+		i++
+		number := suppressedNumber(i)
+		r, _ := SuppressionRecord(schemas.Suppression{WorkspaceID: "ws_a", Number: number, Reason: schemas.ReasonOptOut,
+			Source: schemas.SourceAPI, AddedAt: time.Now()}, "/bench")
+		if err := k.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.WaitApplied(ctx, r.Partition, r.Offset); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
