@@ -8,25 +8,13 @@ import (
 	"time"
 )
 
-// StartT starts a server for a test and closes it in t.Cleanup.
-//
-// A missing binary skips the test on a developer machine but fails it when
-// CI=true, so CI can never go green by silently skipping the integration
-// tier. Any other start-up failure fails the test.
+// StartT starts a server for a test and closes it in t.Cleanup. A missing
+// binary skips the test, as BinaryT says; any other start-up failure fails
+// it.
 func StartT(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if cfg.Binary == "" {
-		bin, err := FindBinary()
-		if errors.Is(err, ErrBinaryNotFound) {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("CI=true and %v", err)
-			}
-			t.Skipf("skipping: %v", err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Binary = bin
+		cfg.Binary = BinaryT(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -40,4 +28,22 @@ func StartT(t testing.TB, cfg Config) *Server {
 		}
 	})
 	return s
+}
+
+// BinaryT is FindBinary for a test that needs livekit-server. A missing
+// binary skips the test on a developer machine but fails it when CI=true, so
+// CI can never go green by silently skipping the integration tier.
+func BinaryT(t testing.TB) string {
+	t.Helper()
+	bin, err := FindBinary()
+	if errors.Is(err, ErrBinaryNotFound) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }

@@ -8,53 +8,28 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dialstream/dialstream/tests/testbin"
 )
 
-// repoRoot is the directory holding go.mod.
-var repoRoot = sync.OnceValue(func() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		panic(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			panic("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-})
-
-// needTool returns the path of a tool the test needs: env names an explicit
-// path, else it is looked up (in PATH, or at fallback when given). Missing,
-// it skips the test on a developer machine and fails it under CI=true, so CI
-// can never go green by skipping the observability tier.
-func needTool(t *testing.T, name, env, fallback, install string) string {
+// needTool returns the path of a tool the test needs: $env when set, else
+// name in PATH. Missing, it skips the test on a developer machine and fails
+// it under CI=true, so CI can never go green by skipping the observability
+// tier.
+func needTool(t *testing.T, name, env, install string) string {
 	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	if fallback != "" {
-		if _, err := os.Stat(fallback); err == nil {
-			return fallback
-		}
-	} else if p, err := exec.LookPath(name); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	where := fallback
-	if where == "" {
-		where = "PATH"
-	}
-	msg := fmt.Sprintf("%s not found ($%s, %s); install it with %s", name, env, where, install)
+	msg := fmt.Sprintf("%s not found ($%s, PATH); install it with %s", name, env, install)
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("CI=true and %s", msg)
 	}
@@ -110,7 +85,7 @@ type templateVar struct {
 
 func loadDashboards(t *testing.T) []dashboard {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(repoRoot(), "deploy", "grafana", "dashboards", "*.json"))
+	files, err := filepath.Glob(filepath.Join(testbin.RepoRoot(t), "deploy", "grafana", "dashboards", "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no dashboards under deploy/grafana/dashboards (%v)", err)
 	}
@@ -234,7 +209,7 @@ func (r rule) name() string { return r.Alert + r.Record }
 
 func ruleFiles(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(repoRoot(), "deploy", "prometheus", "rules", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(testbin.RepoRoot(t), "deploy", "prometheus", "rules", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule files under deploy/prometheus/rules (%v)", err)
 	}

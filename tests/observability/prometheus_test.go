@@ -6,16 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/dialstream/dialstream/internal/testutil"
+	"github.com/dialstream/dialstream/tests/testbin"
 )
 
 // TestQueriesAgainstRealPrometheus runs the whole pipeline (`dialstream dev`:
@@ -38,34 +39,31 @@ func TestQueriesAgainstRealPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole pipeline and Prometheus")
 	}
-	prometheus := needTool(t, "prometheus", "PROMETHEUS_BIN", "", "scripts/install-prometheus.sh")
-	livekit := needTool(t, "livekit-server", "LIVEKIT_SERVER_BIN", filepath.Join(repoRoot(), ".cache", "bin", "livekit-server"), "scripts/install-livekit.sh")
+	prometheus := needTool(t, "prometheus", "PROMETHEUS_BIN", "scripts/install-prometheus.sh")
 	started := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
+	ctx := t.Context()
 
-	bin := buildDialstream(t, ctx, dir)
+	testbin.Binary(t)
 	t.Logf("built dialstream in %s", time.Since(started).Round(time.Millisecond))
-	dev := startDev(t, ctx, bin, livekit, dir)
+	dev := testbin.StartDev(t, map[string]string{"BROKER_SYNC_WRITES": "false"})
 	t.Logf("dev mode ready after %s", time.Since(started).Round(time.Millisecond))
-	prom := startPrometheus(t, ctx, prometheus, dir, dev)
+	prom := startPrometheus(t, prometheus, dev)
 	t.Logf("prometheus ready after %s", time.Since(started).Round(time.Millisecond))
 
 	// The three jobs are scraped before any load, so rates start from the
 	// initialized zeros.
-	waitFor(t, ctx, 30*time.Second, "all three targets up", func() (bool, string) {
+	testutil.EventuallyWhy(t, 30*time.Second, "all three targets up", func() (bool, string) {
 		n, err := prom.scalar(ctx, `sum(up{job=~"dialstream-.*"})`)
 		return err == nil && n == 3, fmt.Sprintf("sum(up) = %v, %v", n, err)
 	})
 
 	calls := placeCalls(t, ctx, dev)
 	t.Logf("placed %d calls by %s", calls, time.Since(started).Round(time.Millisecond))
-	waitFor(t, ctx, 90*time.Second, "every call ended, as Prometheus sees it", func() (bool, string) {
+	testutil.EventuallyWhy(t, 90*time.Second, "every call ended, as Prometheus sees it", func() (bool, string) {
 		n, err := prom.scalar(ctx, `sum(dialstream_dialer_calls_ended_total{job="dialstream-dialer"})`)
 		return err == nil && n >= float64(calls), fmt.Sprintf("ended = %v of %d, %v", n, calls, err)
 	})
-	waitFor(t, ctx, 30*time.Second, "webhooks delivered and the lag gauges measured", func() (bool, string) {
+	testutil.EventuallyWhy(t, 30*time.Second, "webhooks delivered and the lag gauges measured", func() (bool, string) {
 		ok, err := prom.scalar(ctx, `sum(dialstream_notifier_webhook_attempts_total{job="dialstream-notifier",result="success"})`)
 		lag, err2 := prom.count(ctx, `dialstream_notifier_consumer_lag_records{job="dialstream-notifier"}`)
 		return err == nil && err2 == nil && ok > 0 && lag > 0, fmt.Sprintf("success %v (%v), lag series %v (%v)", ok, err, lag, err2)
@@ -73,7 +71,7 @@ func TestQueriesAgainstRealPrometheus(t *testing.T) {
 	// A few more scrapes, so every rate window holds samples from after the
 	// calls, and every rule group has been evaluated since.
 	loadDone := time.Now()
-	waitFor(t, ctx, 30*time.Second, "every rule evaluated after the load", func() (bool, string) {
+	testutil.EventuallyWhy(t, 30*time.Second, "every rule evaluated after the load", func() (bool, string) {
 		rules, err := prom.rules(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -146,118 +144,15 @@ func TestQueriesAgainstRealPrometheus(t *testing.T) {
 	t.Logf("%d queries checked; whole test %s", checked, time.Since(started).Round(time.Millisecond))
 }
 
-// buildDialstream builds the binary the way users run it.
-func buildDialstream(t *testing.T, ctx context.Context, dir string) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not in PATH: %v", err)
-	}
-	bin := filepath.Join(dir, "dialstream")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/dialstream")
-	cmd.Dir = repoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/dialstream: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// devAddrs are the loopback addresses dev mode is given.
-type devAddrs struct {
-	ingest, dialer, notifier, inspector string
-}
-
-// startDev runs `dialstream dev` on free loopback ports in dir, with a copy
-// of the dev registry, and waits until the three services are ready.
-func startDev(t *testing.T, ctx context.Context, bin, livekit, dir string) devAddrs {
-	t.Helper()
-	reg, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "dev", "registry.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	regPath := filepath.Join(dir, "registry.yaml")
-	if err := os.WriteFile(regPath, reg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a := devAddrs{ingest: freeAddr(t), dialer: freeAddr(t), notifier: freeAddr(t), inspector: freeAddr(t)}
-	env := []string{
-		"DEV_DATA_DIR=" + filepath.Join(dir, "data"),
-		"DEV_LIVEKIT_PORT=0",
-		"DEV_INSPECTOR_ADDR=" + a.inspector,
-		"BROKER_LISTEN=" + freeAddr(t),
-		"BROKER_SYNC_WRITES=false",
-		"INGEST_HTTP_ADDR=" + a.ingest,
-		"DIALER_HTTP_ADDR=" + a.dialer,
-		"NOTIFIER_HTTP_ADDR=" + a.notifier,
-		"PHONESIM_HTTP_ADDR=" + freeAddr(t),
-		"DIALSTREAM_REGISTRY=" + regPath,
-		"LIVEKIT_SERVER_BIN=" + livekit,
-		"LOG_FORMAT=text",
-	}
-	// Nothing of the caller's environment may point dev mode elsewhere.
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "KAFKA_"), strings.HasPrefix(k, "LIVEKIT_"), strings.HasPrefix(k, "DIALSTREAM_"),
-			strings.HasPrefix(k, "INGEST_"), strings.HasPrefix(k, "DIALER_"), strings.HasPrefix(k, "NOTIFIER_"),
-			strings.HasPrefix(k, "BROKER_"), strings.HasPrefix(k, "DEV_"), strings.HasPrefix(k, "PHONESIM_"), k == "LOG_LEVEL":
-			continue
-		}
-		env = append(env, kv)
-	}
-	logPath := filepath.Join(dir, "dev.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "dev")
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, logf, logf
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(45 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("dialstream dev did not stop within 45s of SIGINT")
-		}
-		logf.Close()
-		if t.Failed() {
-			tail(t, "dialstream dev", logPath)
-		}
-	})
-	waitFor(t, ctx, 2*time.Minute, "dialstream dev ready", func() (bool, string) {
-		select {
-		case err := <-exited:
-			exited <- err
-			tail(t, "dialstream dev", logPath)
-			t.Fatalf("dialstream dev exited: %v", err)
-		default:
-		}
-		for _, addr := range []string{a.ingest, a.dialer, a.notifier} {
-			if code := get(ctx, "http://"+addr+"/readyz"); code != http.StatusOK {
-				return false, addr + "/readyz: " + strconv.Itoa(code)
-			}
-		}
-		return true, ""
-	})
-	return a
-}
-
 // prom is a Prometheus server run by the test.
 type prom struct {
 	url string
 }
 
-func startPrometheus(t *testing.T, ctx context.Context, bin, dir string, a devAddrs) *prom {
+func startPrometheus(t *testing.T, bin string, dev *testbin.Dev) *prom {
 	t.Helper()
-	rules := filepath.Join(repoRoot(), "deploy", "prometheus", "rules", "*.yaml")
+	dir := t.TempDir()
+	rules := filepath.Join(testbin.RepoRoot(t), "deploy", "prometheus", "rules", "*.yaml")
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -271,52 +166,17 @@ scrape_configs:
     static_configs: [{targets: [%q]}]
   - job_name: dialstream-notifier
     static_configs: [{targets: [%q]}]
-`, rules, a.ingest, a.dialer, a.notifier)
+`, rules, dev.Ingest, dev.Dialer, dev.Notifier)
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	logPath := filepath.Join(dir, "prometheus.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := testbin.FreeAddr(t)
 	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+addr, "--storage.tsdb.retention.time=1h", "--log.level=warn")
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			tail(t, "prometheus", logPath)
-		}
-	})
-	p := &prom{url: "http://" + addr}
-	waitFor(t, ctx, time.Minute, "prometheus ready", func() (bool, string) {
-		select {
-		case err := <-exited:
-			exited <- err
-			tail(t, "prometheus", logPath)
-			t.Fatalf("prometheus exited: %v", err)
-		default:
-		}
-		code := get(ctx, p.url+"/-/ready")
-		return code == http.StatusOK, "/-/ready: " + strconv.Itoa(code)
-	})
-	return p
+	cmd.Dir = dir
+	testbin.StartProcess(t, "prometheus", cmd).WaitReady(t, time.Minute, "http://"+addr+"/-/ready")
+	return &prom{url: "http://" + addr}
 }
 
 // query runs an instant query and returns its result.
@@ -431,12 +291,12 @@ func (p *prom) api(ctx context.Context, path string, into any) error {
 // (completed, busy, no answer, declined, not found) and webhook receivers
 // that accept, fail (retried) and refuse for good (DLQ); plus one invalid
 // request. It returns the number of calls accepted.
-func placeCalls(t *testing.T, ctx context.Context, a devAddrs) int {
+func placeCalls(t *testing.T, ctx context.Context, dev *testbin.Dev) int {
 	t.Helper()
 	type ws struct{ id, key, agent string }
 	demo := ws{"ws_demo", "dsk_demo_local", "a1b2c3d4e5f6a7b8c9d0e1f2"}
 	other := ws{"ws_other", "dsk_other_local", "b2c3d4e5f6a7b8c9d0e1f2a3"}
-	hook := func(w ws, query string) string { return "http://" + a.inspector + "/hooks/" + w.id + query }
+	hook := func(w ws, query string) string { return "http://" + dev.Inspector + "/hooks/" + w.id + query }
 	calls := []struct {
 		w   ws
 		to  string
@@ -468,7 +328,7 @@ func placeCalls(t *testing.T, ctx context.Context, a devAddrs) int {
 		b, _ := json.Marshal(body)
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+a.ingest+"/v1/api/call", bytes.NewReader(b))
+		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+dev.Ingest+"/v1/api/call", bytes.NewReader(b))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+w.key)
 		req.Header.Set("x-workspace-id", w.id)
@@ -504,63 +364,4 @@ func placeCalls(t *testing.T, ctx context.Context, a devAddrs) int {
 		t.Errorf("invalid number: HTTP %d %s, want 422", code, resp)
 	}
 	return accepted
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func get(ctx context.Context, u string) int {
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-// waitFor polls cond every 250 ms until it holds, the timeout passes (the
-// test fails with cond's last word) or ctx ends.
-func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, why)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%v waiting for %s: %s", ctx.Err(), what, why)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// tail logs the end of a child's log file.
-func tail(t *testing.T, name, path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	if len(b) > 8000 {
-		b = b[len(b)-8000:]
-	}
-	t.Logf("--- last lines of %s (%s) ---\n%s", name, path, b)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dialstream/dialstream/tests/testbin"
 )
 
 // The data source the provisioning defines is the dashboards' default, and
@@ -20,7 +22,7 @@ func TestDashboardsWellFormed(t *testing.T) {
 			Type string `yaml:"type"`
 		} `yaml:"datasources"`
 	}
-	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "grafana", "provisioning", "datasources", "prometheus.yaml"))
+	b, err := os.ReadFile(filepath.Join(testbin.RepoRoot(t), "deploy", "grafana", "provisioning", "datasources", "prometheus.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func knownMetricNames(t *testing.T) func(string) bool {
 	concat := regexp.MustCompile(`\+\s*"(_?[a-z0-9_]+)"`)
 	nsSub := regexp.MustCompile(`ns, sub = "dialstream", "([a-z]+)"`)
 	for _, dir := range []string{"ingest", "dialer", "notifier", "internal/phonesim"} {
-		files, _ := filepath.Glob(filepath.Join(repoRoot(), dir, "*.go"))
+		files, _ := filepath.Glob(filepath.Join(testbin.RepoRoot(t), dir, "*.go"))
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {
 				continue
@@ -176,7 +178,7 @@ func knownMetricNames(t *testing.T) func(string) bool {
 // open; every alert has a promtool unit test.
 func TestRulesDocumentedAndUnitTested(t *testing.T) {
 	tests := ""
-	files, _ := filepath.Glob(filepath.Join(repoRoot(), "deploy", "prometheus", "tests", "*.yaml"))
+	files, _ := filepath.Glob(filepath.Join(testbin.RepoRoot(t), "deploy", "prometheus", "tests", "*.yaml"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -229,8 +231,8 @@ func TestRulesDocumentedAndUnitTested(t *testing.T) {
 // promtool accepts the rules and the example configuration, and the rules'
 // unit tests pass.
 func TestPromtool(t *testing.T) {
-	promtool := needTool(t, "promtool", "PROMTOOL_BIN", "", "scripts/install-prometheus.sh")
-	root := repoRoot()
+	promtool := needTool(t, "promtool", "PROMTOOL_BIN", "scripts/install-prometheus.sh")
+	root := testbin.RepoRoot(t)
 	run := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command(promtool, args...)

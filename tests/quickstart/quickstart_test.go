@@ -8,19 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/dialstream/dialstream/internal/livekitdev"
 	"github.com/dialstream/dialstream/internal/testutil"
+	"github.com/dialstream/dialstream/tests/testbin"
 )
 
 // readmeBody is the body of the README's curl, with the inspector address
@@ -29,83 +23,6 @@ const readmeBody = `{"to":"+15550100001","call_agent_id":"a1b2c3d4e5f6a7b8c9d0e1
        "callback_url":"http://%s/hooks/ws_demo",
        "dynamic_variables":{"firstName":"Ada","lastName":"Lovelace"},
        "metadata":{"crm_id":"42"}}`
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freePort(t *testing.T) int {
-	_, p, _ := net.SplitHostPort(freeAddr(t))
-	n, _ := strconv.Atoi(p)
-	return n
-}
-
-type devProcess struct {
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
-	ingest string
-	insp   string
-}
-
-func startDev(t *testing.T, bin, dir string, env []string) *devProcess {
-	t.Helper()
-	p := &devProcess{log: &bytes.Buffer{}, ingest: freeAddr(t), insp: freeAddr(t)}
-	p.cmd = exec.Command(bin, "dev")
-	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Env = append(p.cmd.Env,
-		"INGEST_HTTP_ADDR="+p.ingest, "DEV_INSPECTOR_ADDR="+p.insp,
-	)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.stop(t) })
-	testutil.EventuallyWhy(t, 90*time.Second, "ingest /readyz", func() (bool, string) {
-		if p.cmd.ProcessState != nil {
-			t.Fatalf("dialstream dev exited:\n%s", p.log)
-		}
-		r, err := http.Get("http://" + p.ingest + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		r.Body.Close()
-		return r.StatusCode == 200, r.Status
-	})
-	return p
-}
-
-func (p *devProcess) stop(t *testing.T) {
-	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("dialstream dev did not exit cleanly on SIGTERM: %v\n%s", err, tail(p.log.String(), 4000))
-		}
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-		t.Errorf("dialstream dev ignored SIGTERM for 30s\n%s", tail(p.log.String(), 4000))
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
 
 func post(t *testing.T, url, key, ws, body string) (int, map[string]any) {
 	t.Helper()
@@ -146,46 +63,18 @@ func TestReadmeQuickstart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole pipeline")
 	}
-	lk, err := livekitdev.FindBinary()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and %v", err)
-		}
-		t.Skipf("livekit-server not installed (run make livekit): %v", err)
-	}
-	root, _ := filepath.Abs("../..")
-	bin := filepath.Join(t.TempDir(), "dialstream")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/dialstream")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	// Set in the test's environment, these would send dev mode to a broker
+	// and a LiveKit that do not exist: dev mode must not see them.
+	t.Setenv("KAFKA_BROKERS", "127.0.0.1:1")
+	t.Setenv("LIVEKIT_URL", "ws://127.0.0.1:1")
 	// A fresh working directory, as on a newcomer's machine: only the dev
 	// registry the repository ships.
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "deploy/dev"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := os.ReadFile(filepath.Join(root, "deploy/dev/registry.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "deploy/dev/registry.yaml"), reg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{
-		"LIVEKIT_SERVER_BIN=" + lk,
-		"BROKER_LISTEN=127.0.0.1:" + strconv.Itoa(freePort(t)),
-		"DIALER_HTTP_ADDR=" + freeAddr(t), "NOTIFIER_HTTP_ADDR=" + freeAddr(t), "PHONESIM_HTTP_ADDR=" + freeAddr(t),
-		"DEV_LIVEKIT_PORT=" + strconv.Itoa(freePort(t)),
-	}
-	dev := startDev(t, bin, dir, env)
-	api := "http://" + dev.ingest + "/v1/api/call"
+	dev := testbin.StartDev(t, nil)
+	api := "http://" + dev.Ingest + "/v1/api/call"
 
-	code, resp := post(t, api, "dsk_demo_local", "ws_demo", fmt.Sprintf(readmeBody, dev.insp))
+	code, resp := post(t, api, "dsk_demo_local", "ws_demo", fmt.Sprintf(readmeBody, dev.Inspector))
 	if code != http.StatusAccepted || resp["status"] != "success" {
-		t.Fatalf("README curl: %d %v\n%s", code, resp, tail(dev.log.String(), 4000))
+		t.Fatalf("README curl: %d %v", code, resp)
 	}
 	callID, _ := resp["callId"].(string)
 	if resp["message"] != "Outbound call job scheduled for agent a1b2c3d4e5f6a7b8c9d0e1f2 to number +15550100001" ||
@@ -208,7 +97,7 @@ func TestReadmeQuickstart(t *testing.T) {
 	// with the workspace secret, ending completed, with the metadata as sent.
 	var got inspected
 	testutil.EventuallyWhy(t, 60*time.Second, "the ended webhook at the inspector", func() (bool, string) {
-		r, err := http.Get("http://" + dev.insp + "/?format=json")
+		r, err := http.Get("http://" + dev.Inspector + "/?format=json")
 		if err != nil {
 			return false, err.Error()
 		}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package observability
+package testbin
 
 import "os/exec"
 
