@@ -37,12 +37,7 @@ func TestServiceTopicsMatchTheSpec(t *testing.T) {
 		"INGEST_HTTP_ADDR": "127.0.0.1:0", "DIALER_HTTP_ADDR": "127.0.0.1:0", "NOTIFIER_HTTP_ADDR": "127.0.0.1:0",
 		"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "key", "LIVEKIT_API_SECRET": "secret",
 	}
-	_, tcfg := loadTopicsConfig(envconfig.FromMap(env))
-	spec, err := kafkax.Topics(tcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("topics: all %d topics match the spec; nothing to change\n", len(spec))
+	want := fmt.Sprintf("topics: all %d topics match the spec; nothing to change\n", specSize(t, env))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan error, len(services))
@@ -69,6 +64,17 @@ func TestServiceTopicsMatchTheSpec(t *testing.T) {
 	})
 }
 
+// specSize is the number of topics in the spec env configures.
+func specSize(t *testing.T, env map[string]string) int {
+	t.Helper()
+	_, tcfg := loadTopicsConfig(envconfig.FromMap(env))
+	spec, err := kafkax.Topics(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(spec)
+}
+
 func TestTopicsCommand(t *testing.T) {
 	b, err := kafkax.StartBroker(kafkax.BrokerConfig{Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -86,19 +92,20 @@ func TestTopicsCommand(t *testing.T) {
 		}
 		return out.String()
 	}
+	n := specSize(t, env)
 
-	if out := run("plan"); !strings.Contains(out, "would create 14 and alter 0 of 14 topics") {
+	if out := run("plan"); !strings.Contains(out, fmt.Sprintf("would create %d and alter 0 of %d topics", n, n)) {
 		t.Errorf("plan on an empty cluster:\n%s", out)
 	}
 	out := run("apply")
-	if !strings.Contains(out, "created 14 and altered 0 of 14 topics") ||
+	if !strings.Contains(out, fmt.Sprintf("created %d and altered 0 of %d topics", n, n)) ||
 		!strings.Contains(out, "create dialstream.calls.state cleanup.policy=compact min.insync.replicas=1") {
 		t.Errorf("first apply:\n%s", out)
 	}
-	if out := run("apply"); out != "topics: all 14 topics match the spec; nothing to change\n" {
+	if out := run("apply"); out != fmt.Sprintf("topics: all %d topics match the spec; nothing to change\n", n) {
 		t.Errorf("second apply:\n%s", out)
 	}
-	if out := run("wait", "-timeout", "5s"); !strings.Contains(out, "all 14 topics exist") {
+	if out := run("wait", "-timeout", "5s"); !strings.Contains(out, fmt.Sprintf("all %d topics exist", n)) {
 		t.Errorf("wait:\n%s", out)
 	}
 	// A longer retention is a config change, applied in place.
