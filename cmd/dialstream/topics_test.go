@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/testutil"
+	"github.com/dialstream/dialstream/schemas"
 )
 
 // Services that create their own topics (KAFKA_CREATE_TOPICS, the default)
@@ -21,6 +23,9 @@ import (
 // spec, none else, with the spec's partitions, retention, compaction and
 // min.insync.replicas, for a custom retry schedule too. So a cluster first
 // touched by a service needs no apply afterwards.
+//
+// Except the topics of notCreatedByAService, which the spec holds before a
+// service uses them.
 func TestServiceTopicsMatchTheSpec(t *testing.T) {
 	b, err := kafkax.StartBroker(kafkax.BrokerConfig{Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -37,7 +42,9 @@ func TestServiceTopicsMatchTheSpec(t *testing.T) {
 		"INGEST_HTTP_ADDR": "127.0.0.1:0", "DIALER_HTTP_ADDR": "127.0.0.1:0", "NOTIFIER_HTTP_ADDR": "127.0.0.1:0",
 		"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "key", "LIVEKIT_API_SECRET": "secret",
 	}
-	want := fmt.Sprintf("topics: all %d topics match the spec; nothing to change\n", specSize(t, env))
+	// The do-not-call list: read through internal/compliance, which no
+	// service runs yet; `dialstream topics apply` makes it.
+	notCreatedByAService := []string{schemas.TopicSuppressions}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan error, len(services))
@@ -60,7 +67,17 @@ func TestServiceTopicsMatchTheSpec(t *testing.T) {
 		if err := topicsMain(ctx, []string{"plan", "-timeout", "5s"}, envconfig.FromMap(env), &plan); err != nil {
 			return false, err.Error()
 		}
-		return plan.String() == want, plan.String()
+		// Nothing to alter, and only those to create.
+		var create []string
+		for _, line := range strings.Split(plan.String(), "\n") {
+			if strings.HasPrefix(line, "alter ") {
+				return false, plan.String()
+			}
+			if c, ok := strings.CutPrefix(line, "create "); ok {
+				create = append(create, strings.Fields(c)[0])
+			}
+		}
+		return slices.Equal(create, notCreatedByAService), plan.String()
 	})
 }
 
