@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 }
 
 func testLogger() *slog.Logger {
-	if testing.Verbose() && os.Getenv("AGENT_TEST_LOGS") != "" {
+	if os.Getenv("AGENT_TEST_LOGS") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.DiscardHandler)
@@ -80,11 +80,15 @@ type env struct {
 
 func startEnv(t *testing.T, ring time.Duration) *env {
 	t.Helper()
+	// AGENT_TEST_LIVEKIT_LOGS=info (or debug, warn) prints livekit-server's log.
 	var lkLogs io.Writer
-	if os.Getenv("AGENT_TEST_LIVEKIT_LOGS") != "" {
+	level := os.Getenv("AGENT_TEST_LIVEKIT_LOGS")
+	if level != "" {
 		lkLogs = os.Stderr
+	} else {
+		level = "warn"
 	}
-	lk := livekitdev.StartT(t, livekitdev.Config{LogWriter: lkLogs, LogLevel: "warn"})
+	lk := livekitdev.StartT(t, livekitdev.Config{LogWriter: lkLogs, LogLevel: level})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	sim, err := phonesim.Start(ctx, phonesim.Config{

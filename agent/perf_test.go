@@ -44,6 +44,7 @@ func runChildAgent() int {
 	lksdk.SetLogger(phonesim.NewSDKLogger(slog.New(slog.DiscardHandler)))
 	l := envconfig.New()
 	cfg := agent.LoadConfig(l)
+	cfg.Logger = testLogger()
 	if err := l.Err(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -183,10 +184,14 @@ func TestAgentMemoryPerCall(t *testing.T) {
 	waitReady(t, addr)
 	idleRSS, idleHeap := rss(t, cmd.Process.Pid), metricFloat(t, addr, "go_memstats_heap_inuse_bytes")
 
+	// Placed five at a time, as a dialer paces dials; each call holds.
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, 5)
 	rooms := make([]string, n)
 	for i := range n {
+		sem <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			p, err := e.tryPlace(callSpec{to: phonesim.NumberHold, vars: map[string]string{"firstName": "Ada"},
 				settings: map[string]any{"greeting": greeting}})
 			if err != nil {
@@ -202,7 +207,7 @@ func TestAgentMemoryPerCall(t *testing.T) {
 	testutil.EventuallyWhy(t, 30*time.Second, "every callee hearing the agent", func() (bool, string) {
 		for _, r := range rooms {
 			if d, _ := e.sim.DialTo(r); d.Heard.AudioPackets == 0 {
-				return false, r
+				return false, fmt.Sprintf("%s: %+v", r, d)
 			}
 		}
 		return true, ""

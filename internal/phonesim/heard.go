@@ -48,7 +48,10 @@ const (
 // Text handlers are registered on the room by listenForText.
 func (c *call) hearCallbacks(cb *lksdk.RoomCallback) {
 	cb.OnTrackSubscribed = func(t *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, p *lksdk.RemoteParticipant) {
-		if t.Kind() == webrtc.RTPCodecTypeAudio && p.Kind() == lksdk.ParticipantAgent {
+		// Not p.Kind() == agent: a track can arrive before the participant's
+		// info, when its kind still reads standard. Another SIP participant
+		// is the only other party a callee's room can hold.
+		if t.Kind() == webrtc.RTPCodecTypeAudio && p.Kind() != lksdk.ParticipantSIP {
 			go c.listenAudio(t)
 		}
 	}
@@ -82,11 +85,11 @@ func (c *call) listenForText(room *lksdk.Room) {
 // heardText records a text and, when an agent sent it, hands it to the
 // script (agentLines) so a callee can answer it.
 func (c *call) heardText(topic, identity, text string) {
-	fromAgent := false
-	if c.room != nil {
-		if p := c.room.GetParticipantByIdentity(identity); p != nil && p.Kind() == lksdk.ParticipantAgent {
-			fromAgent = true
-		}
+	// A sender the room has not introduced yet (its text can come before
+	// its participant info) is taken for the agent, the only other party.
+	fromAgent := true
+	if p := c.room.GetParticipantByIdentity(identity); p != nil && p.Kind() == lksdk.ParticipantSIP {
+		fromAgent = false
 	}
 	c.sim.update(func() {
 		h := &c.rec.Heard
@@ -105,7 +108,7 @@ func (c *call) heardText(topic, identity, text string) {
 	}
 }
 
-// listenAudio counts an agent's audio packets as they arrive. Packets
+// listenAudio counts the agent's audio packets as they arrive. Packets
 // without sound are not the agent speaking and are skipped: livekit-server
 // itself sends padding and Opus silence frames on a subscribed audio track
 // before its publisher writes anything.
