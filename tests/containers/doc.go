@@ -27,8 +27,9 @@
 // EVIDENCE lines.
 //
 // The images are built once per run, FROM scratch, from static host
-// binaries (`go build` of ./cmd/dialstream with CGO_ENABLED=0, or
-// DIALSTREAM_BIN; livekit-server from .cache/bin or LIVEKIT_SERVER_BIN):
+// binaries (the dialstream binary of tests/testbin: DIALSTREAM_BIN, or one
+// `go build` of ./cmd/dialstream with CGO_ENABLED=0; livekit-server from
+// .cache/bin or LIVEKIT_SERVER_BIN):
 // nothing is pulled. Ryuk is disabled (TESTCONTAINERS_RYUK_DISABLED=true);
 // every container, network and volume is removed by the test that made it.
 // The test process reaches containers only through ports published on

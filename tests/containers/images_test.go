@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 
 	"github.com/dialstream/dialstream/internal/livekitdev"
+	"github.com/dialstream/dialstream/tests/testbin"
 )
 
 // images are the two images of a run, both FROM scratch: nothing is pulled.
@@ -25,9 +24,10 @@ type images struct {
 // errNoLiveKit marks a missing livekit-server binary (skip, or fail in CI).
 var errNoLiveKit = errors.New("livekit-server binary not found")
 
-// buildImages builds the run's images from static host binaries:
-// DIALSTREAM_BIN if set, else `go build` of ./cmd/dialstream with
-// CGO_ENABLED=0; livekit-server from livekitdev.FindBinary
+// buildImages builds the run's images from static host binaries: the
+// dialstream binary of tests/testbin (DIALSTREAM_BIN if set, else one `go
+// build` of ./cmd/dialstream with CGO_ENABLED=0, as the release image has
+// it); livekit-server from livekitdev.FindBinary
 // (LIVEKIT_SERVER_BIN, .cache/bin). The images carry no CA bundle and no
 // shell: every connection stays on the suite's network.
 func buildImages(ctx context.Context, p *testcontainers.DockerProvider, tag string) (images, error) {
@@ -47,12 +47,12 @@ func buildImages(ctx context.Context, p *testcontainers.DockerProvider, tag stri
 			return images{}, err
 		}
 	}
-	if bin := os.Getenv("DIALSTREAM_BIN"); bin != "" {
-		if err := linkOrCopy(bin, filepath.Join(dsDir, "dialstream")); err != nil {
-			return images{}, fmt.Errorf("DIALSTREAM_BIN: %w", err)
-		}
-	} else if err := goBuild(ctx, filepath.Join(dsDir, "dialstream")); err != nil {
+	bin, err := testbin.Build(ctx)
+	if err != nil {
 		return images{}, err
+	}
+	if err := linkOrCopy(bin, filepath.Join(dsDir, "dialstream")); err != nil {
+		return images{}, fmt.Errorf("dialstream binary: %w", err)
 	}
 	if err := linkOrCopy(lk, filepath.Join(lkDir, "livekit-server")); err != nil {
 		return images{}, fmt.Errorf("livekit-server: %w", err)
@@ -88,22 +88,6 @@ func removeImages(ctx context.Context, c client.APIClient, im images) {
 			_, _ = c.ImageRemove(ctx, img, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 		}
 	}
-}
-
-// goBuild builds the dialstream command statically, from the module root.
-func goBuild(ctx context.Context, out string) error {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/dialstream")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/dialstream: %w\n%s", err, b)
-	}
-	return nil
 }
 
 // linkOrCopy hard-links src to dst (the binaries are large), copying when
