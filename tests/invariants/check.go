@@ -53,8 +53,11 @@ func faultEndOf(e Event) (FaultEnd, bool) {
 // call, as the dialer reports it: the outcome, the SIP status of the ended
 // event (0: none), and whether the call is answered on the way
 // (internal/phonesim/script.go; docs/architecture.md, "Lifecycle and
-// outcomes"). It assumes the agent's ringing timeout is longer than the
-// simulator's ring time, as in the container suite.
+// outcomes"). It assumes what the container suite runs: the agent's ringing
+// timeout longer than the simulator's ring time, and no agent in the room.
+// With an agent the callees written for one behave otherwise (a voicemail the
+// agent hangs up on, a transfer it carries out), and a suite that runs one
+// must give those scripts the agent's expectations.
 type scripted struct {
 	outcome schemas.Outcome
 	sip     int
@@ -71,6 +74,13 @@ var scripts = map[phonesim.Script]scripted{
 	phonesim.ScriptDecline:  {schemas.OutcomeDeclined, 603, false},
 	phonesim.ScriptNotFound: {schemas.OutcomeFailed, 404, false},
 	phonesim.ScriptNoAnswer: {schemas.OutcomeNoAnswer, 480, false},
+	// Without an agent: the human and the transfer callee hear no greeting
+	// and hang up, the voicemail hangs up after its recording time, the
+	// silent callee stays until the call's max duration.
+	phonesim.ScriptHuman:     {schemas.OutcomeCompleted, 0, true},
+	phonesim.ScriptTransfer:  {schemas.OutcomeCompleted, 0, true},
+	phonesim.ScriptVoicemail: {schemas.OutcomeCompleted, 0, true},
+	phonesim.ScriptSilent:    {schemas.OutcomeMaxDuration, 0, true},
 }
 
 // Report is the verdict on one run: its figures, the exceptions a fault
