@@ -14,6 +14,14 @@ export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-$PWD/.cache/bin/livekit-server}
 promtool check rules deploy/prometheus/rules/*.yaml
 promtool test rules deploy/prometheus/tests/*.yaml
 
+# PostgreSQL (Debian's package) for the call records tests, which run on
+# SQLite and on a real PostgreSQL: one throwaway server on 127.0.0.1 for the
+# whole run; each test creates a database of its own on it.
+./scripts/install-postgres.sh
+pgdir="$(mktemp -d -t dialstream-pg.XXXXXX)"
+trap './scripts/install-postgres.sh --stop "$pgdir"' EXIT
+eval "$(./scripts/install-postgres.sh --start "$pgdir")"
+
 # Everything but the container suite...
 go test -count=1 -timeout 25m $(go list ./... | grep -v '/tests/containers$')
 

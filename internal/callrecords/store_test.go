@@ -612,3 +612,33 @@ func TestOpenURLs(t *testing.T) {
 	}
 	_ = s.Close()
 }
+
+// Text that PostgreSQL refuses (NUL, invalid UTF-8), from a record or a
+// request path, neither fails a write (which would fail its whole batch at
+// every retry) nor a read.
+func TestHostileText(t *testing.T) {
+	dbtest.ForEach(t, callrecords.Options{}, func(t *testing.T, s *callrecords.Store) {
+		ctx := context.Background()
+		id := callID(9)
+		ev, v, hs := event(id, "ws_a", 1, schemas.StatusQueued, t0)
+		ev.CallAgentID, ev.To = "a\x00b", "\xff\xfe"
+		if !write(t, s, func(ctx context.Context, w *callrecords.Writer) (bool, error) { return w.PutEvent(ctx, ev, "id\x00\xff", v, hs) }) {
+			t.Fatal("event not taken")
+		}
+		c := get(t, s, "ws_a", id)
+		if c == nil || len(c.Events) != 1 || !bytes.Equal(c.Events[0].Headers[2].Value, []byte{0xff, 0x00, 0x01}) {
+			t.Fatalf("call = %+v", c)
+		}
+		for _, bad := range []string{"\x00", "\xff", id + "\x00"} {
+			if _, ok, err := s.Get(ctx, "ws_a", bad); ok || err != nil {
+				t.Fatalf("Get(%q) = %v, %v", bad, ok, err)
+			}
+			if _, ok, err := s.Deliveries(ctx, bad, id); ok || err != nil {
+				t.Fatalf("Deliveries(%q) = %v, %v", bad, ok, err)
+			}
+			if _, _, err := s.List(ctx, bad, callrecords.Filter{Agent: bad, After: &callrecords.Key{ID: bad}}, 5); err != nil {
+				t.Fatalf("List(%q): %v", bad, err)
+			}
+		}
+	})
+}
