@@ -622,7 +622,9 @@ func TestHostileText(t *testing.T) {
 		id := callID(9)
 		ev, v, hs := event(id, "ws_a", 1, schemas.StatusQueued, t0)
 		ev.CallAgentID, ev.To = "a\x00b", "\xff\xfe"
-		if !write(t, s, func(ctx context.Context, w *callrecords.Writer) (bool, error) { return w.PutEvent(ctx, ev, "id\x00\xff", v, hs) }) {
+		if !write(t, s, func(ctx context.Context, w *callrecords.Writer) (bool, error) {
+			return w.PutEvent(ctx, ev, "id\x00\xff", v, hs)
+		}) {
 			t.Fatal("event not taken")
 		}
 		c := get(t, s, "ws_a", id)
