@@ -51,18 +51,30 @@ func requestReplaces(part, off, local string) string {
 		off + ` = calls.request_offset AND calls.request_local = 1 AND ` + local + ` = 0))))`
 }
 
+// keyChanges is true when keySet would change the key: the other rows
+// are left alone (on PostgreSQL an UPDATE that changes nothing still
+// writes a row version, and most records change no key).
+func keyChanges(newAt, newRank string) string {
+	return `((` + newAt + ` <> calls.sort_at AND (` + newRank + ` > calls.sort_rank OR (` + newRank +
+		` = 0 AND calls.sort_rank = 0 AND ` + newAt + ` < calls.sort_at))) OR ` + newRank + ` > calls.sort_rank)`
+}
+
 var (
-	// A call, created when absent, placed by the key rules; nothing
-	// happens when the call id belongs to another workspace (the first
-	// record of a call fixes its workspace, as the dialer's first request
-	// does).
+	// A call, created when absent, re-keyed by the key rules when they
+	// say so. Whether the record may be taken in is the next statement's
+	// to check (inCall): the first record of a call fixes its workspace,
+	// as the dialer's first request does, and a call id of another
+	// workspace is not touched here.
 	sqlEnsureCall = `INSERT INTO calls (call_id, workspace_id, sort_at, sort_rank, updated_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (call_id) DO UPDATE SET ` + keySet("excluded.sort_at", "excluded.sort_rank") + `, updated_at = excluded.updated_at
-		WHERE calls.workspace_id = excluded.workspace_id`
+		WHERE calls.workspace_id = excluded.workspace_id AND ` + keyChanges("excluded.sort_at", "excluded.sort_rank")
 	// The same for a record whose time is past the retention: only a call
 	// that still exists is touched, none is created.
 	sqlTouchCall = `UPDATE calls SET ` + keySet("CAST($3 AS BIGINT)", "CAST($4 AS SMALLINT)") + `, updated_at = $5
-		WHERE call_id = $1 AND workspace_id = $2`
+		WHERE call_id = $1 AND workspace_id = $2 AND ` + keyChanges("CAST($3 AS BIGINT)", "CAST($4 AS SMALLINT)")
+	// inCall makes an insert of an event or attempt conditional on its
+	// call existing in its workspace ($1 call id, $8 workspace).
+	inCall = ` WHERE EXISTS (SELECT 1 FROM calls WHERE call_id = $1 AND workspace_id = $8)`
 
 	sqlPutRequest = `INSERT INTO calls (call_id, workspace_id, sort_at, sort_rank, visible, call_agent_id, to_number,
 			request, request_partition, request_offset, request_local, updated_at)
@@ -86,7 +98,7 @@ var (
 	sqlPutCancel = `UPDATE calls SET cancel = $3, updated_at = $4 WHERE call_id = $1 AND workspace_id = $2 AND cancel IS NULL`
 
 	sqlInsertEvent = `INSERT INTO call_events (call_id, sequence, event_id, status, occurred_at, data, headers)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_id, sequence) DO NOTHING`
+		SELECT $1, $2, $3, $4, $5, $6, $7` + inCall + ` ON CONFLICT (call_id, sequence) DO NOTHING`
 	// The call's summary, after a new event: the status of the highest
 	// sequence, the outcome and end facts of the ended event, the agent and
 	// number when the request did not give them.
@@ -105,7 +117,7 @@ var (
 		WHERE call_id = $1 AND workspace_id = $2`
 
 	sqlInsertAttempt = `INSERT INTO webhook_deliveries (call_id, kafka_partition, kafka_offset, event_id, result, attempted_at, data)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_id, kafka_partition, kafka_offset) DO NOTHING`
+		SELECT $1, $2, $3, $4, $5, $6, $7` + inCall + ` ON CONFLICT (call_id, kafka_partition, kafka_offset) DO NOTHING`
 
 	sqlAdvanceOffset = `UPDATE consumed_offsets SET next_offset = $4, updated_at = $5
 		WHERE group_id = $1 AND topic = $2 AND kafka_partition = $3 AND next_offset = $6`
@@ -180,15 +192,15 @@ func (w *Writer) fresh(t int64) bool {
 	return w.s.opts.Retention <= 0 || w.now-t <= w.s.opts.Retention.Nanoseconds()
 }
 
-// ensureCall creates or re-keys the call; false when the record must not
-// be taken in (another workspace's call id, or past the retention).
-func (w *Writer) ensureCall(ctx context.Context, id, ws string, at int64, rank int) (bool, error) {
+// ensureCall creates or re-keys the call; a call past the retention is
+// not created.
+func (w *Writer) ensureCall(ctx context.Context, id, ws string, at int64, rank int) error {
 	q := sqlEnsureCall
 	if !w.fresh(at) {
 		q = sqlTouchCall
 	}
-	n, err := w.exec(ctx, q, text(id), text(ws), at, rank, w.now)
-	return n > 0, err
+	_, err := w.exec(ctx, q, text(id), text(ws), at, rank, w.now)
+	return err
 }
 
 // PutRequest records a call.requested record: data is its value (the
@@ -234,8 +246,7 @@ func (w *Writer) PutEvent(ctx context.Context, ev *schemas.CallEvent, id string,
 	if ev.RequestedAt != nil {
 		at, rank = ev.RequestedAt.UnixNano(), rankDialer
 	}
-	ok, err := w.ensureCall(ctx, ev.CallID, ev.WorkspaceID, at, rank)
-	if err != nil || !ok {
+	if err := w.ensureCall(ctx, ev.CallID, ev.WorkspaceID, at, rank); err != nil {
 		return false, wrapErr("put event", ev.CallID, err)
 	}
 	hb, err := encodeHeaders(headers)
@@ -243,7 +254,7 @@ func (w *Writer) PutEvent(ctx context.Context, ev *schemas.CallEvent, id string,
 		return false, wrapErr("put event", ev.CallID, err)
 	}
 	occurred := ev.OccurredAt.UnixNano()
-	n, err := w.exec(ctx, sqlInsertEvent, text(ev.CallID), ev.Sequence, text(id), text(string(ev.Status)), occurred, value, hb)
+	n, err := w.exec(ctx, sqlInsertEvent, text(ev.CallID), ev.Sequence, text(id), text(string(ev.Status)), occurred, value, hb, text(ev.WorkspaceID))
 	if err != nil || n == 0 {
 		return false, wrapErr("put event", ev.CallID, err)
 	}
@@ -263,11 +274,11 @@ func (w *Writer) PutEvent(ctx context.Context, ev *schemas.CallEvent, id string,
 // the deliveries topic (its identity: a replay changes nothing). Attempts
 // alone do not make a call visible.
 func (w *Writer) PutAttempt(ctx context.Context, a *schemas.WebhookAttempt, data []byte, partition int32, offset int64) (bool, error) {
-	ok, err := w.ensureCall(ctx, a.CallID, a.WorkspaceID, a.AttemptedAt.UnixNano(), rankGuess)
-	if err != nil || !ok {
+	if err := w.ensureCall(ctx, a.CallID, a.WorkspaceID, a.AttemptedAt.UnixNano(), rankGuess); err != nil {
 		return false, wrapErr("put delivery attempt", a.CallID, err)
 	}
-	n, err := w.exec(ctx, sqlInsertAttempt, text(a.CallID), partition, offset, text(a.EventID), text(string(a.Result)), a.AttemptedAt.UnixNano(), data)
+	n, err := w.exec(ctx, sqlInsertAttempt, text(a.CallID), partition, offset, text(a.EventID), text(string(a.Result)),
+		a.AttemptedAt.UnixNano(), data, text(a.WorkspaceID))
 	if err != nil {
 		return false, wrapErr("put delivery attempt", a.CallID, err)
 	}
