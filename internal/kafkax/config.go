@@ -142,7 +142,7 @@ func (c Config) Validate(l *envconfig.Loader) {
 
 // ClientOpts builds the franz-go options shared by producers and consumers:
 // idempotent producer with acks=all (the franz-go default, spelled out because
-// invariant 1 of design.md depends on it).
+// docs/architecture.md, "Invariant 1: durable before 2xx", depends on it).
 func (c Config) ClientOpts() ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
