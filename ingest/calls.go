@@ -130,7 +130,7 @@ func parseListQuery(raw string) (listFilter, int, []FieldError) {
 			f.status = schemas.Status(v)
 		case "outcome":
 			if !slices.Contains(schemas.Outcomes, schemas.Outcome(v)) {
-				add(k, "must be one of completed, busy, no_answer, declined, failed, canceled, rejected, expired, max_duration; got %q", schemas.Clip(v, 64))
+				add(k, "must be one of completed, busy, no_answer, declined, failed, canceled, rejected, expired, max_duration, voicemail, transferred, suppressed, outside_calling_hours, attempt_capped, destination_not_allowed; got %q", schemas.Clip(v, 64))
 			}
 			f.outcome = schemas.Outcome(v)
 		case "call_agent_id":

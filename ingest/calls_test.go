@@ -342,7 +342,7 @@ func TestListCallsQueryErrors(t *testing.T) {
 	}
 	for _, tc := range []struct{ query, want string }{
 		{"status=done", one("status", `must be one of queued, dialing, ringing, answered, ended; got "done"`)},
-		{"outcome=ok", one("outcome", `must be one of completed, busy, no_answer, declined, failed, canceled, rejected, expired, max_duration; got "ok"`)},
+		{"outcome=ok", one("outcome", `must be one of completed, busy, no_answer, declined, failed, canceled, rejected, expired, max_duration, voicemail, transferred, suppressed, outside_calling_hours, attempt_capped, destination_not_allowed; got "ok"`)},
 		{"call_agent_id=a%20b", one("call_agent_id", "must be 1 to 64 letters, digits, _ or -")},
 		{"from=yesterday", one("from", `must be an RFC 3339 timestamp, e.g. 2026-01-02T15:04:05Z; got "yesterday"`)},
 		{"from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z", one("to", "must be later than from")},

@@ -104,11 +104,24 @@ const (
 	OutcomeRejected    Outcome = "rejected"
 	OutcomeExpired     Outcome = "expired"
 	OutcomeMaxDuration Outcome = "max_duration"
+	// OutcomeVoicemail: a machine answered and the agent's on_machine policy
+	// is hangup (issue 12).
+	OutcomeVoicemail Outcome = "voicemail"
+	// OutcomeTransferred: the agent transferred the callee elsewhere.
+	OutcomeTransferred Outcome = "transferred"
+	// The four compliance refusals at dial time (issue 14): the call is never
+	// rung, and the event's reason names the rule.
+	OutcomeSuppressed            Outcome = "suppressed"
+	OutcomeOutsideCallingHours   Outcome = "outside_calling_hours"
+	OutcomeAttemptCapped         Outcome = "attempt_capped"
+	OutcomeDestinationNotAllowed Outcome = "destination_not_allowed"
 )
 
 // Outcomes lists the whole outcome vocabulary (for metrics initialization).
 var Outcomes = []Outcome{OutcomeCompleted, OutcomeBusy, OutcomeNoAnswer, OutcomeDeclined,
-	OutcomeFailed, OutcomeCanceled, OutcomeRejected, OutcomeExpired, OutcomeMaxDuration}
+	OutcomeFailed, OutcomeCanceled, OutcomeRejected, OutcomeExpired, OutcomeMaxDuration,
+	OutcomeVoicemail, OutcomeTransferred, OutcomeSuppressed, OutcomeOutsideCallingHours,
+	OutcomeAttemptCapped, OutcomeDestinationNotAllowed}
 
 // EndedBy says who ended a call.
 type EndedBy string
