@@ -105,7 +105,7 @@ func TestKubernetesChecksCatchMistakes(t *testing.T) {
 					cm.Data["INGEST_CALLS_RETENTION"] = "720h"
 				}
 			}
-		}, "INGEST_CALLS_RETENTION 720h0m0s exceeds KAFKA_TOPIC_RETENTION 168h0m0s"},
+		}, "INGEST_CALLS_RETENTION 720h0m0s exceeds KAFKA_TOPIC_RETENTION 192h0m0s"},
 		{"no Kafka egress", func(b *bundle) {
 			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-egress-dns-kafka" })
 		}, "no egress rule for Kafka's port 9096"},

@@ -43,8 +43,10 @@ type admission struct {
 // admitTicket is one admission decision to write.
 type admitTicket struct {
 	CallID, WorkspaceID string
-	Partition           int32
-	At                  time.Time
+	// To and CallAgentID are what the compliance check needs.
+	To, CallAgentID string
+	Partition       int32
+	At              time.Time
 	// TraceParent and TraceState are the call's, for the admit command.
 	TraceParent, TraceState string
 }
@@ -58,6 +60,7 @@ const (
 
 type admEntry struct {
 	callID, ws string
+	to, agent  string
 	part       int32
 	tp, ts     string // the call's trace context
 	queuedAt   time.Time
@@ -129,7 +132,7 @@ func (a *admission) sync(part int32, s *callState) {
 		if e != nil {
 			return // queued already, or admitted and the admit not applied yet
 		}
-		e = &admEntry{callID: s.CallID, ws: s.WorkspaceID, part: part, queuedAt: s.QueuedAt, tp: s.TraceParent, ts: s.TraceState}
+		e = &admEntry{callID: s.CallID, ws: s.WorkspaceID, to: s.To, agent: s.CallAgentID, part: part, queuedAt: s.QueuedAt, tp: s.TraceParent, ts: s.TraceState}
 		a.calls[s.CallID] = e
 		a.enqueueLocked(e)
 	case s.live():
@@ -252,7 +255,8 @@ func (a *admission) step() (tickets []admitTicket, wait time.Duration) {
 			e.state = admLive
 			w.live++
 			a.liveTotal++
-			tickets = append(tickets, admitTicket{CallID: e.callID, WorkspaceID: e.ws, Partition: e.part, At: now, TraceParent: e.tp, TraceState: e.ts})
+			tickets = append(tickets, admitTicket{CallID: e.callID, WorkspaceID: e.ws, To: e.to, CallAgentID: e.agent,
+				Partition: e.part, At: now, TraceParent: e.tp, TraceState: e.ts})
 		}
 		if w.queue.Len() == 0 && w.live == 0 && w.tokens >= burst {
 			delete(a.workspaces, w.id) // idle and full: nothing to remember

@@ -13,10 +13,13 @@ const testRegistryYAML = `
 workspaces:
   - id: ws_a
     limits: {max_concurrent_calls: 2, calls_per_second: 1000, burst: 1000}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
   - id: ws_b
     limits: {max_concurrent_calls: 2, calls_per_second: 1000, burst: 1000}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
   - id: ws_slow
     limits: {max_concurrent_calls: 10, calls_per_second: 2, burst: 1}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
 agents:
   - {id: agent_a, workspace: ws_a, livekit_agent_name: agent-a, sip_trunk_id: ST_a, caller_id: "+15550109999", ringing_timeout: 5s, max_call_duration: 1m, settings: {voice: alloy}}
   - {id: agent_b, workspace: ws_b, livekit_agent_name: agent-b, sip_trunk_id: ST_b, ringing_timeout: 5s, max_call_duration: 1m}

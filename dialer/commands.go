@@ -118,6 +118,9 @@ const (
 	decideAdmit       decisionKind = "admit"
 	decideMaxDuration decisionKind = "max_duration"
 	decideExpire      decisionKind = "expire"
+	// decideRefuse: the compliance check refused the call right before its
+	// dial (compliance.go); it ends with the refusal's outcome, never rung.
+	decideRefuse decisionKind = "refuse"
 )
 
 // decision is the data of a dialstream.dialer.decision.v1 command: what a
@@ -126,8 +129,10 @@ type decision struct {
 	CallID      string       `json:"call_id"`
 	WorkspaceID string       `json:"workspace_id"`
 	Decision    decisionKind `json:"decision"`
-	Reason      string       `json:"reason,omitempty"`
-	DecidedAt   time.Time    `json:"decided_at"`
+	// Outcome is, for decideRefuse, the compliance outcome the call ends with.
+	Outcome   schemas.Outcome `json:"outcome,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
+	DecidedAt time.Time       `json:"decided_at"`
 }
 
 // commandRecord builds one of the dialer's commands for the call's partition.
@@ -146,22 +151,45 @@ func commandRecord(ceType, callID string, partition int32, at time.Time, data an
 }
 
 // writeAdmit writes an admission decision to the call's partition. The
-// partition's owner makes the call dialing when it applies it.
+// partition's owner makes the call dialing when it applies it. If it cannot
+// be written, the attempt the compliance check reserved is released and the
+// call stays queued.
 func (d *dialer) writeAdmit(t admitTicket) {
-	rec, err := commandRecord(TypeDecision, t.CallID, t.Partition, t.At, decision{
+	d.writeDecision(t, decision{
 		CallID: t.CallID, WorkspaceID: t.WorkspaceID, Decision: decideAdmit, DecidedAt: t.At.UTC(),
+	}, nil, func() {
+		if d.gate != nil {
+			d.gate.checker.Attempts.Release(t.WorkspaceID, t.To, t.CallID)
+		}
 	})
+}
+
+// writeDecision writes admission's decision about t's call to its partition;
+// written runs once the broker has it, failed (then admission's failed, which
+// queues the call again) if it cannot be written.
+func (d *dialer) writeDecision(t admitTicket, dec decision, written, failed func()) {
+	rec, err := commandRecord(TypeDecision, t.CallID, t.Partition, t.At, dec)
 	tctx := obs.ContextWithTraceParent(context.Background(), t.TraceParent, t.TraceState)
-	if err != nil {
-		d.log.ErrorContext(tctx, "dialer: encode admit", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
+	fail := func() {
+		if failed != nil {
+			failed()
+		}
 		d.adm.failed(t)
+	}
+	if err != nil {
+		d.log.ErrorContext(tctx, "dialer: encode decision", "decision", dec.Decision, "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
+		fail()
 		return
 	}
 	rec.Context = tctx
 	d.prod.Produce(d.prodCtx, rec, func(_ *kgo.Record, err error) {
 		if err != nil {
-			d.log.WarnContext(tctx, "dialer: write admit failed; call stays queued", "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
-			d.adm.failed(t)
+			d.log.WarnContext(tctx, "dialer: write decision failed; call stays queued", "decision", dec.Decision, "call_id", t.CallID, "workspace_id", t.WorkspaceID, "err", err)
+			fail()
+			return
+		}
+		if written != nil {
+			written()
 		}
 	})
 }

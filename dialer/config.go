@@ -85,6 +85,13 @@ type Config struct {
 
 	// liveKit replaces the LiveKit API in component tests.
 	liveKit liveKit
+	// complianceClock replaces the clock of the compliance check in
+	// component tests (calling hours at a chosen instant); nil: time.Now.
+	complianceClock func() time.Time
+	// complianceHold, when set, keeps the compliance followers from
+	// starting until it is closed: a dialer whose do-not-call list is not
+	// loaded yet, for the fail-closed test.
+	complianceHold <-chan struct{}
 }
 
 // Defaults of the DIALER_* variables.

@@ -45,10 +45,13 @@ const e2eRegistry = `
 workspaces:
   - id: ws_e2e
     limits: {max_concurrent_calls: 400, calls_per_second: 1000, burst: 1000}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
   - id: ws_one
     limits: {max_concurrent_calls: 1, calls_per_second: 100, burst: 10}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
   - id: ws_crash
     limits: {max_concurrent_calls: 8, calls_per_second: 50, burst: 8}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
 agents:
   - id: agent_e2e
     workspace: ws_e2e

@@ -192,6 +192,9 @@ func applyDecision(st *callState, in input) transition {
 	case d.Decision == decideMaxDuration && st.Phase == schemas.StatusAnswered:
 		ev := next.end(d.DecidedAt, schemas.OutcomeMaxDuration, schemas.EndedByWatchdog, d.Reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}
+	case d.Decision == decideRefuse && st.Phase == schemas.StatusQueued:
+		ev := next.end(d.DecidedAt, d.Outcome, schemas.EndedByDialer, d.Reason)
+		return transition{next: next, events: []schemas.CallEvent{ev}}
 	case d.Decision == decideExpire && st.Phase == schemas.StatusQueued:
 		ev := next.end(d.DecidedAt, schemas.OutcomeExpired, schemas.EndedBySystem, d.Reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/schemas"
@@ -60,6 +61,8 @@ type metrics struct {
 	dlq             *prometheus.CounterVec
 	webhooks        *prometheus.CounterVec
 	inDoubt         *prometheus.CounterVec
+	refusals        *prometheus.CounterVec
+	notReady        prometheus.Counter
 	overflows       prometheus.Counter
 	flushRetries    prometheus.Counter
 	fenceFailures   prometheus.Counter
@@ -108,6 +111,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "LiveKit webhooks received, by result."}, []string{"result"}),
 		inDoubt: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "in_doubt_dials_total",
 			Help: "Dials found with no dialer waiting on them, by how the recovery check resolved them."}, []string{"resolution"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "compliance_refusals_total",
+			Help: "Calls refused right before their dial by a compliance rule (never rung), by outcome."}, []string{"outcome"}),
+		notReady: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "compliance_not_ready_total",
+			Help: "Dial decisions put off because the suppression list or attempt history had not caught up, or an attempt to the same number was in flight (the call waits)."}),
 		overflows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "admission_overflows_total",
 			Help: "Times a partition's admission queue reached DIALER_MAX_QUEUED_PER_PARTITION and later requests were deferred."}),
 		flushRetries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "flush_retries_total",
@@ -125,7 +132,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.accepted, m.admitted, m.rejected, m.queued, m.live, m.ended, m.sipResponses,
 		m.requestToDial, m.dialToAnswer, m.talk, m.lkCalls, m.lkLatency, m.duplicates, m.ignored, m.dlq,
-		m.webhooks, m.inDoubt, m.overflows, m.flushRetries, m.fenceFailures, m.stateLoad, m.partitionsOwned,
+		m.webhooks, m.inDoubt, m.refusals, m.notReady, m.overflows, m.flushRetries, m.fenceFailures, m.stateLoad, m.partitionsOwned,
 		m.consumerLag, m.ages} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -152,6 +159,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, r := range webhookResults {
 		m.webhooks.WithLabelValues(r)
+	}
+	for _, o := range compliance.Outcomes {
+		m.refusals.WithLabelValues(string(o))
 	}
 	for _, r := range []string{"adopted", "failed"} {
 		m.inDoubt.WithLabelValues(r)

@@ -33,6 +33,7 @@ type dialer struct {
 	prod   *kgo.Client
 	cons   *kgo.Client
 	adm    *admission
+	gate   *gate // the compliance check before each dial (compliance.go)
 
 	kafkaOpts  []kgo.Opt
 	totalParts int
@@ -110,7 +111,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	d.adm = newAdmission(reg, d.totalParts, time.Now, d.writeAdmit)
+	if d.gate, err = d.newGate(); err != nil {
+		return err
+	}
+	d.adm = newAdmission(reg, d.totalParts, time.Now, d.admitChecked)
 	d.adm.onGauge = func(queued, live int) { m.queued.Set(float64(queued)); m.live.Set(float64(live)) }
 	if err := registerWorkspaces(cfg.Metrics, reg, d.adm); err != nil {
 		return fmt.Errorf("dialer: metrics: %w", err)
@@ -120,7 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopRun()
 	srv := &ops.Server{
 		Addr: cfg.HTTPAddr, Metrics: cfg.Metrics,
-		Ready:  []ops.Check{d.inGroup, d.statesLoaded},
+		Ready:  []ops.Check{d.inGroup, d.statesLoaded, d.gate.loaded},
 		Routes: map[string]http.Handler{"POST " + webhookPath: http.HandlerFunc(d.serveWebhook)},
 	}
 	served, err := srv.Start()
@@ -162,6 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Shutdown(0)
 		return fmt.Errorf("dialer: kafka consumer: %w", err)
 	}
+	d.gate.run(runCtx, d)
 	admDone := make(chan struct{})
 	go d.adm.run(admDone)
 	lagDone := make(chan struct{})
@@ -188,7 +193,8 @@ func Run(ctx context.Context, cfg Config) error {
 func (d *dialer) checkTopics(ctx context.Context) (int, error) {
 	k := d.cfg.Kafka
 	if k.CreateTopics {
-		if err := kafkax.CreateTopics(ctx, d.prod, k.TopicsConfig(), kafkax.CallTopicNames...); err != nil {
+		names := append([]string{schemas.TopicSuppressions}, kafkax.CallTopicNames...)
+		if err := kafkax.CreateTopics(ctx, d.prod, k.TopicsConfig(), names...); err != nil {
 			return 0, fmt.Errorf("dialer: %w", err)
 		}
 	}

@@ -49,6 +49,7 @@ workspaces:
     api_key_sha256: ["` + registry.HashKey(pipeKey) + `"]
     webhook_secrets: ["` + pipeSecret + `"]
     limits: {requests_per_second: 1000, max_concurrent_calls: 10, calls_per_second: 100, burst: 10}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
 agents:
   - {id: ` + pipeAgent + `, workspace: ` + pipeWS + `, livekit_agent_name: agent-trace, sip_trunk_id: ST_t, caller_id: "+15550109999", ringing_timeout: 5s, max_call_duration: 1m}
 `

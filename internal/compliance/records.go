@@ -18,9 +18,8 @@ import (
 // AttemptHistory is how far back the attempt history is read at start: the
 // weekly cap's window, plus an hour for attempts whose record was written a
 // little after they were decided. The events topic must keep at least this
-// much (KAFKA_TOPIC_RETENTION, default 7 days: raise it to 8 days for exact
-// caps after a restart; with 7 days the oldest hour of the week may be
-// missing from a fresh dialer's counts).
+// much (KAFKA_TOPIC_RETENTION, default 8 days for this reason; with 7 days
+// the oldest hour of the week could be missing from a fresh dialer's counts).
 const AttemptHistory = week + time.Hour
 
 // SuppressionRecord builds the record that puts s on its workspace's list,

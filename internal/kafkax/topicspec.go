@@ -29,7 +29,7 @@ const (
 
 // Defaults of TopicsConfig.
 const (
-	DefaultTopicRetention = 7 * 24 * time.Hour
+	DefaultTopicRetention = 8 * 24 * time.Hour
 	DefaultDLQRetention   = 30 * 24 * time.Hour
 )
 

@@ -201,12 +201,12 @@ func TestTopicsSpec(t *testing.T) {
 			t.Errorf("%s: %v, want compacted without retention.ms", name, c)
 		}
 	}
-	if got := byName[schemas.TopicEvents].Configs[ConfigRetentionMs]; got != "604800000" {
-		t.Errorf("events retention.ms = %s, want 7 days", got)
+	if got := byName[schemas.TopicEvents].Configs[ConfigRetentionMs]; got != "691200000" {
+		t.Errorf("events retention.ms = %s, want 8 days (the attempt caps read a week back)", got)
 	}
 	// A retry topic outlives its delay with jitter, plus the normal retention.
-	if got := byName[schemas.TopicWebhookRetryPrefix+"10h"].Configs[ConfigRetentionMs]; got != "676800000" {
-		t.Errorf("retry.10h retention.ms = %s, want 20h + 7d", got)
+	if got := byName[schemas.TopicWebhookRetryPrefix+"10h"].Configs[ConfigRetentionMs]; got != "763200000" {
+		t.Errorf("retry.10h retention.ms = %s, want 20h + 8d", got)
 	}
 	if spec[len(spec)-1].Name != schemas.TopicWebhookRetryPrefix+"10h" {
 		t.Errorf("retry topics are not ordered by delay: last is %s", spec[len(spec)-1].Name)
