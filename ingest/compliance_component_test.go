@@ -1,0 +1,165 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dialstream/dialstream/internal/compliance"
+	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/internal/testutil"
+	"github.com/dialstream/dialstream/schemas"
+)
+
+// strictRegistry is ws_demo with the compliance defaults (US only, 08:00-21:00
+// in the callee's time zone): what production gets without a compliance:
+// block.
+func strictRegistry(t *testing.T) *registry.Registry {
+	t.Helper()
+	r, err := registry.Parse([]byte(`
+workspaces:
+  - id: ws_demo
+    api_key_sha256: ["`+registry.HashKey(demoKey)+`"]
+    limits: {requests_per_second: 1000000}
+    compliance: {home_country: US}
+agents:
+  - {id: `+demoAgent+`, workspace: ws_demo, livekit_agent_name: demo, sip_trunk_id: ST_x}
+`), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+type refusal struct {
+	Status        string       `json:"status"`
+	Message       string       `json:"message"`
+	Errors        []FieldError `json:"errors"`
+	Rule          string       `json:"rule"`
+	NextAllowedAt string       `json:"next_allowed_at"`
+}
+
+func decodeRefusal(t *testing.T, b []byte) refusal {
+	t.Helper()
+	var r refusal
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	return r
+}
+
+// A refusal is 422 naming the rule, in the usual error shape, and writes
+// nothing; calling hours come with next_allowed_at from the injected clock.
+func TestComplianceRefusesAtRequest(t *testing.T) {
+	// 03:00 in New York on a Tuesday.
+	ny, _ := time.LoadLocation("America/New_York")
+	var clock atomic.Pointer[time.Time]
+	night := time.Date(2026, 3, 10, 3, 0, 0, 0, ny)
+	clock.Store(&night)
+	env := newTestEnv(t, func(c *Config) {
+		c.Registry = strictRegistry(t)
+		c.Now = func() time.Time { return *clock.Load() }
+	})
+	body := func(to string) string { return `{"to":"` + to + `","call_agent_id":"` + demoAgent + `"}` }
+
+	for _, tc := range []struct{ name, to, rule, mention string }{
+		{"premium rate", "+19005550123", "destination_not_allowed", "PREMIUM"},
+		{"Cuba", "+5352123456", "destination_not_allowed", "CU"},
+		{"New York at 03:00", "+12124567890", "outside_calling_hours", "08:00-21:00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := env.do(t, req{body: body(tc.to)})
+			if w.Code != 422 {
+				t.Fatalf("code %d: %s", w.Code, w.Body)
+			}
+			r := decodeRefusal(t, w.Body.Bytes())
+			if r.Status != "error" || r.Rule != tc.rule || !strings.Contains(r.Message, tc.rule) ||
+				!strings.Contains(strings.ToUpper(r.Message), strings.ToUpper(tc.mention)) ||
+				len(r.Errors) != 1 || r.Errors[0].Field != "to" {
+				t.Fatalf("body %s", w.Body)
+			}
+			if tc.rule == "outside_calling_hours" {
+				want := time.Date(2026, 3, 10, 8, 0, 0, 0, ny).UTC().Format(time.RFC3339)
+				if r.NextAllowedAt != want {
+					t.Fatalf("next_allowed_at %q, want %q", r.NextAllowedAt, want)
+				}
+			} else if r.NextAllowedAt != "" {
+				t.Fatalf("next_allowed_at on %s: %s", tc.rule, w.Body)
+			}
+		})
+	}
+	if n := env.p.count(); n != 0 {
+		t.Fatalf("%d records produced for refused calls", n)
+	}
+	noon := time.Date(2026, 3, 10, 12, 0, 0, 0, ny)
+	clock.Store(&noon)
+	if w := env.do(t, req{body: body("+12124567890")}); w.Code != 202 {
+		t.Fatalf("New York at noon: code %d: %s", w.Code, w.Body)
+	}
+}
+
+// Until the do-not-call list has loaded, calls are 503 with Retry-After and
+// nothing is written.
+func TestComplianceNotReady(t *testing.T) {
+	env := newTestEnv(t, func(c *Config) { c.Suppressions = compliance.NewTable() })
+	w := env.do(t, req{body: validBody})
+	if w.Code != 503 || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("code %d, Retry-After %q: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	if r := decodeRefusal(t, w.Body.Bytes()); r.Status != "error" || !strings.Contains(r.Message, "do-not-call") {
+		t.Fatalf("body %s", w.Body)
+	}
+	if n := env.p.count(); n != 0 {
+		t.Fatalf("%d records produced", n)
+	}
+}
+
+// Run follows dialstream.suppressions: a listing written to the topic
+// refuses the next call to that number (naming the reason), a tombstone
+// allows it again, and another workspace's listing changes nothing for
+// ws_demo.
+func TestComponentSuppressionFollowed(t *testing.T) {
+	b := stateBroker(t)
+	in := startIngest(t, b.Addr())
+	in.waitReady(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const number = "+15550101234"
+	for _, ws := range []string{"ws_other", "ws_demo"} {
+		rec, err := compliance.SuppressionRecord(schemas.Suppression{WorkspaceID: ws, Number: number,
+			Reason: schemas.ReasonComplaint, Source: schemas.SourceAPI, AddedAt: time.Now().UTC()}, EventSource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last []byte
+	testutil.Eventually(t, 15*time.Second, "call refused as suppressed", func() bool {
+		code, _, body := post(t, in.url, "", validBody)
+		last = body
+		return code == 422
+	})
+	r := decodeRefusal(t, last)
+	if r.Rule != "suppressed" || !strings.Contains(r.Message, "complaint") {
+		t.Fatalf("body %s", last)
+	}
+	if err := cl.ProduceSync(ctx, compliance.RemovalRecord("ws_demo", number)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, "call accepted after removal", func() bool {
+		code, _, _ := post(t, in.url, "", validBody)
+		return code == 202
+	})
+}
