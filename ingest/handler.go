@@ -55,6 +55,9 @@ type handler struct {
 	// do-not-call list at request time (compliance.go); now is its clock.
 	comp *compliance.Checker
 	now  func() time.Time
+	// supWait, set by Run, waits for the suppression follower to apply a
+	// produced offset (read-your-writes); nil: writes apply locally.
+	supWait func(ctx context.Context, partition int32, offset int64) error
 }
 
 // NewHandler returns the HTTP API (a Gin engine): every route of the OpenAPI
@@ -165,6 +168,10 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeCallDeliveries), h.deliveries)
 	api.POST(rel(routeCallRedeliver), h.redeliver)
 	api.GET(rel(routeCalls), h.listCalls)
+	api.PUT(rel(routeSuppression), h.putSuppression)
+	api.DELETE(rel(routeSuppression), h.deleteSuppression)
+	api.GET(rel(routeSuppression), h.getSuppression)
+	api.GET(rel(routeSuppressions), h.listSuppressions)
 	e.GET(routeOpenAPI, serveOpenAPI)
 	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {

@@ -20,6 +20,8 @@ const (
 	routeCallDeliveries = apiPrefix + "/call/:callId/deliveries"
 	routeCallRedeliver  = apiPrefix + "/call/:callId/redeliver"
 	routeCalls          = apiPrefix + "/calls"
+	routeSuppression    = apiPrefix + "/suppressions/:number"
+	routeSuppressions   = apiPrefix + "/suppressions"
 	routeOpenAPI        = "/openapi.json"
 	routeHealthz        = "/healthz"
 	routeReadyz         = "/readyz"
@@ -36,6 +38,8 @@ var routeCodes = map[string][]int{
 	routeCallDeliveries: {200, 400, 401, 403, 404, 500, 503},
 	routeCallRedeliver:  {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeCalls:          {200, 400, 401, 403, 500, 503},
+	routeSuppression:    {200, 204, 400, 401, 403, 404, 413, 415, 422, 500, 503},
+	routeSuppressions:   {200, 400, 401, 403, 500, 503},
 	routeOpenAPI:        {200},
 	routeHealthz:        {200},
 	routeReadyz:         {200, 503},

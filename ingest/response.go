@@ -76,7 +76,7 @@ var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, 
 	reasonUnsupportedMedia, reasonBodyTooLarge, reasonInvalidField, reasonUnknownAgent, reasonIdempotencyBusy,
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
 	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonStateLoading, reasonUnknownEvent,
-	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading}
+	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression}
 
 // apiError is a refusal on its way to the client.
 type apiError struct {

@@ -69,6 +69,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	h.supWait = sf.WaitApplied
 	sdone := make(chan struct{})
 	go func() {
 		defer close(sdone)
