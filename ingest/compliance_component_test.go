@@ -3,11 +3,14 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/compliance"
@@ -162,4 +165,93 @@ func TestComponentSuppressionFollowed(t *testing.T) {
 		code, _, _ := post(t, in.url, "", validBody)
 		return code == 202
 	})
+}
+
+// send sends one authenticated request to a running ingest.
+func (r *runningIngest) send(t *testing.T, method, path, key, ws, body string) (int, []byte) {
+	t.Helper()
+	hr, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
+	hr.Header.Set("Authorization", "Bearer "+key)
+	hr.Header.Set("x-workspace-id", ws)
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// suppressionRecords counts the records of dialstream.suppressions now.
+func suppressionRecords(t *testing.T, addr string) int64 {
+	t.Helper()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, schemas.TopicSuppressions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// Through the API against the broker: a call right after a 2xx PUT is
+// refused (read-your-writes), removal allows it again, another workspace
+// neither sees nor removes the entry, and bad input writes nothing.
+func TestComponentSuppressionRoutes(t *testing.T) {
+	b := stateBroker(t)
+	in := startIngest(t, b.Addr())
+	in.waitReady(t)
+	const path = "/v1/api/suppressions/+15550101234"
+
+	code, body := in.send(t, "PUT", path, demoKey, "ws_demo", `{"reason":"opt_out"}`)
+	if code != 200 || !strings.Contains(string(body), `"reason":"opt_out"`) {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	code, _, body = post(t, in.url, "", validBody)
+	if r := decodeRefusal(t, body); code != 422 || r.Rule != "suppressed" || !strings.Contains(r.Message, "opt_out") {
+		t.Fatalf("call right after PUT: %d %s", code, body)
+	}
+	written := suppressionRecords(t, b.Addr())
+
+	for _, tc := range []struct {
+		name, method, path, key, ws, body string
+		code                              int
+		mention                           string
+	}{
+		{"other workspace GET", "GET", path, otherKey, "ws_other", "", 404, "not on this workspace's"},
+		{"other workspace DELETE", "DELETE", path, otherKey, "ws_other", "", 404, "not on this workspace's"},
+		{"malformed number", "PUT", "/v1/api/suppressions/12ab", demoKey, "ws_demo", `{"reason":"opt_out"}`, 422, `"field":"number"`},
+		{"unknown reason", "PUT", path, demoKey, "ws_demo", `{"reason":"bored"}`, 422, "opt_out, complaint"},
+		{"unknown field", "PUT", path, demoKey, "ws_demo", `{"reasons":"opt_out"}`, 400, "reasons"},
+	} {
+		code, body := in.send(t, tc.method, tc.path, tc.key, tc.ws, tc.body)
+		if code != tc.code || !strings.Contains(string(body), tc.mention) {
+			t.Errorf("%s: %d %s", tc.name, code, body)
+		}
+	}
+	if n := suppressionRecords(t, b.Addr()); n != written {
+		t.Fatalf("refused requests wrote %d records", n-written)
+	}
+	code, body = in.send(t, "GET", "/v1/api/suppressions?limit=10", demoKey, "ws_demo", "")
+	if code != 200 || !strings.Contains(string(body), "+15550101234") {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	if code, body = in.send(t, "GET", "/v1/api/suppressions", otherKey, "ws_other", ""); code != 200 || strings.Contains(string(body), "+1555") {
+		t.Fatalf("other workspace's list: %d %s", code, body)
+	}
+
+	if code, body = in.send(t, "DELETE", path, demoKey, "ws_demo", ""); code != 204 {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	if code, _, body = post(t, in.url, "", validBody); code != 202 {
+		t.Fatalf("call right after DELETE: %d %s", code, body)
+	}
 }
