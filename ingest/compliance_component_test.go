@@ -255,3 +255,56 @@ func TestComponentSuppressionRoutes(t *testing.T) {
 		t.Fatalf("call right after DELETE: %d %s", code, body)
 	}
 }
+
+// A CSV import is all or nothing: bad rows are reported by row number and
+// nothing is written; a good file lists every row, which the next call and
+// the export see.
+func TestComponentSuppressionImport(t *testing.T) {
+	b := stateBroker(t)
+	in := startIngest(t, b.Addr())
+	in.waitReady(t)
+	csvPost := func(body string) (int, []byte) {
+		t.Helper()
+		hr, _ := http.NewRequest("POST", in.url+"/v1/api/suppressions/import", strings.NewReader(body))
+		hr.Header.Set("Authorization", "Bearer "+demoKey)
+		hr.Header.Set("x-workspace-id", "ws_demo")
+		hr.Header.Set("Content-Type", "text/csv")
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, out
+	}
+	before := suppressionRecords(t, b.Addr())
+	code, body := csvPost("number,reason\n+15550101234,opt_out\n12ab,opt_out\n+15550101235,bored\n+15550101236,a,b\n")
+	r := decodeRefusal(t, body)
+	if code != 422 || len(r.Errors) != 3 || r.Errors[0].Field != "row 3" || r.Errors[1].Field != "row 4" ||
+		!strings.Contains(r.Errors[1].Message, "bored") || r.Errors[2].Field != "row 5" {
+		t.Fatalf("bad rows: %d %s", code, body)
+	}
+	if n := suppressionRecords(t, b.Addr()); n != before {
+		t.Fatalf("a refused import wrote %d records", n-before)
+	}
+	if code, _, body := post(t, in.url, "", validBody); code != 202 {
+		t.Fatalf("call after refused import: %d %s", code, body)
+	}
+
+	if code, body = csvPost("+15550101234,dnc_registry\n+1 555 010 1235,\n"); code != 200 || !strings.Contains(string(body), `"imported":2`) {
+		t.Fatalf("import: %d %s", code, body)
+	}
+	code, _, body = post(t, in.url, "", validBody)
+	if r := decodeRefusal(t, body); code != 422 || r.Rule != "suppressed" || !strings.Contains(r.Message, "dnc_registry") {
+		t.Fatalf("call right after import: %d %s", code, body)
+	}
+	code, body = in.send(t, "GET", "/v1/api/suppressions/export", demoKey, "ws_demo", "")
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if code != 200 || len(lines) != 3 || lines[0] != "number,reason,added_at" ||
+		!strings.HasPrefix(lines[1], "+15550101234,dnc_registry,") || !strings.HasPrefix(lines[2], "+15550101235,manual,") {
+		t.Fatalf("export: %d %q", code, body)
+	}
+	if code, body = in.send(t, "GET", "/v1/api/suppressions/export", otherKey, "ws_other", ""); code != 200 || strings.Contains(string(body), "+1555") {
+		t.Fatalf("other workspace's export: %d %s", code, body)
+	}
+}

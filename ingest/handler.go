@@ -172,6 +172,8 @@ func (h *handler) engine() *gin.Engine {
 	api.DELETE(rel(routeSuppression), h.deleteSuppression)
 	api.GET(rel(routeSuppression), h.getSuppression)
 	api.GET(rel(routeSuppressions), h.listSuppressions)
+	api.POST(rel(routeSuppressionsImport), h.importSuppressions)
+	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
 	e.GET(routeOpenAPI, serveOpenAPI)
 	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {

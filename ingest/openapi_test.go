@@ -332,11 +332,27 @@ func TestOpenAPIContract(t *testing.T) {
 	c.check(senv, pSup, noAuth(del(sup)), 401)
 	c.check(senv, pSup, wrongWS(del(sup)), 403)
 	c.check(senv, pSup, del(sup), 204)
+	const (
+		pImport = "/v1/api/suppressions/import"
+		pExport = "/v1/api/suppressions/export"
+	)
+	csvReq := func(body string) req { return req{path: pImport, body: body, contentType: "text/csv"} }
+	c.check(senv, pImport, csvReq("number,reason\n+15550104321,complaint\n+15550104322,\n"), 200)
+	c.check(senv, pImport, csvReq("+15550104321,complaint\n12ab,opt_out\n+15550104322,bored\n"), 422)
+	c.check(senv, pImport, ct(csvReq("+15550104321"), "application/json"), 415)
+	c.check(senv, pImport, csvReq(strings.Repeat("+15550104321,manual\n", 5<<20/20+1)), 413)
+	c.check(senv, pImport, noAuth(csvReq("+15550104321")), 401)
+	c.check(senv, pImport, wrongWS(csvReq("+15550104321")), 403)
+	c.check(senv, pExport, get(pExport), 200)
+	c.check(senv, pExport, noAuth(get(pExport)), 401)
+	c.check(senv, pExport, wrongWS(get(pExport)), 403)
 	loading := newTestEnv(t, func(c *Config) { c.Suppressions = compliance.NewTable() })
 	c.check(loading, pSup, put(sup, `{}`), 503)
 	c.check(loading, pSup, get(sup), 503)
 	c.check(loading, pSup, del(sup), 503)
 	c.check(loading, pSups, get(pSups), 503)
+	c.check(loading, pImport, csvReq("+15550104321"), 503)
+	c.check(loading, pExport, get(pExport), 503)
 	c.check(loading, pCall, req{body: createAccept}, 503)
 
 	// Every status code the document lists was seen, for every route (500
