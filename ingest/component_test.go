@@ -72,7 +72,7 @@ func (e *brokerEnv) serve(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	h, err := NewHandler(Config{Registry: testRegistry(t, true), Kafka: e.kcfg, Metrics: prometheus.NewRegistry(),
+	h, err := NewHandler(Config{Registry: testRegistry(t, true), Suppressions: readyTable(), Kafka: e.kcfg, Metrics: prometheus.NewRegistry(),
 		Logger: discardLogger(), TracerProvider: e.tp}, cl)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
@@ -61,6 +62,14 @@ type Config struct {
 	// Registry, when set, is used instead of loading RegistryPath (set by
 	// cmd/dialstream in dev mode, and by tests).
 	Registry *registry.Registry
+	// Suppressions is the do-not-call table POST /v1/api/call checks. Nil
+	// means a new, empty table that Run fills from dialstream.suppressions;
+	// until it has loaded, calls get 503 (fail closed). Code only: tests
+	// pass a table that is already ready.
+	Suppressions *compliance.Table
+	// Now is the clock calling hours are judged by; time.Now when nil.
+	// Code only (tests pin the hour).
+	Now func() time.Time
 
 	// MaxBodyBytes caps a request body; larger bodies get 413
 	// (INGEST_MAX_BODY_BYTES, default 65536, 1024 to 524288).

@@ -68,6 +68,7 @@ workspaces:
   - id: ws_demo
     api_key_sha256: ["`+registry.HashKey(demoKey)+`"]
     limits: {max_concurrent_calls: 10, calls_per_second: 100, burst: 100, requests_per_second: 1000}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
 agents:
   - id: `+demoAgent+`
     workspace: ws_demo

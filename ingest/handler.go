@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
+	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/schemas"
@@ -50,6 +51,13 @@ type handler struct {
 	f  *follower
 	// loaded reports whether st is complete enough to answer from.
 	loaded func() bool
+	// comp checks each call against the workspace's compliance policy and
+	// do-not-call list at request time (compliance.go); now is its clock.
+	comp *compliance.Checker
+	now  func() time.Time
+	// supWait, set by Run, waits for the suppression follower to apply a
+	// produced offset (read-your-writes); nil: writes apply locally.
+	supWait func(ctx context.Context, partition int32, offset int64) error
 }
 
 // NewHandler returns the HTTP API (a Gin engine): every route of the OpenAPI
@@ -98,6 +106,15 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 		},
 	}
 	h.st = newStore(cfg.CallsRetention, cfg.CallsMax)
+	if cfg.Suppressions == nil {
+		cfg.Suppressions = compliance.NewTable()
+		h.cfg.Suppressions = cfg.Suppressions
+	}
+	h.comp = &compliance.Checker{Policies: cfg.Registry, Suppressions: cfg.Suppressions}
+	h.now = cfg.Now
+	if h.now == nil {
+		h.now = time.Now
+	}
 	h.secret = []byte(cfg.IdempotencySecret)
 	if len(h.secret) == 0 {
 		h.secret = []byte(defaultIdemSecret)
@@ -151,6 +168,12 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeCallDeliveries), h.deliveries)
 	api.POST(rel(routeCallRedeliver), h.redeliver)
 	api.GET(rel(routeCalls), h.listCalls)
+	api.PUT(rel(routeSuppression), h.putSuppression)
+	api.DELETE(rel(routeSuppression), h.deleteSuppression)
+	api.GET(rel(routeSuppression), h.getSuppression)
+	api.GET(rel(routeSuppressions), h.listSuppressions)
+	api.POST(rel(routeSuppressionsImport), h.importSuppressions)
+	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
 	e.GET(routeOpenAPI, serveOpenAPI)
 	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {
@@ -223,6 +246,10 @@ func (h *handler) createCall(c *gin.Context) {
 		h.fail(c, &apiError{code: http.StatusNotFound, reason: reasonUnknownAgent,
 			message: fmt.Sprintf("agent %s not found", req.CallAgentID),
 			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
+		return
+	}
+	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil {
+		h.fail(c, aerr)
 		return
 	}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/registry"
 )
 
@@ -50,15 +51,19 @@ workspaces:
     api_key_sha256: ["` + registry.HashKey(demoKey) + `"]
     webhook_secrets: ["` + demoWebhookSecret + `"]
     limits: {requests_per_second: 1000000}
+    compliance: {home_country: US, allowed_countries: [US, GB], calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
   - id: ws_other
     api_key_sha256: ["` + registry.HashKey(otherKey) + `"]
     limits: {requests_per_second: 1000000}
+    compliance: {home_country: US, allowed_countries: [US, GB], calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
   - id: ws_slow
     api_key_sha256: ["` + registry.HashKey(slowKey) + `"]
     limits: {requests_per_second: 0.5}
+    compliance: {home_country: US, allowed_countries: [US, GB], calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
   - id: ws_masked
     api_key_sha256: ["` + registry.HashKey(maskedKey) + `"]
     limits: {requests_per_second: 1000000}
+    compliance: {home_country: US, allowed_countries: [US, GB], calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
     mask_phone_numbers: true
 agents:
   - {id: ` + demoAgent + `, workspace: ws_demo, livekit_agent_name: demo, sip_trunk_id: ST_x}
@@ -152,9 +157,10 @@ func newTestEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 	logs := &bytes.Buffer{}
 	env := &testEnv{p: &fakeProducer{}, reg: prometheus.NewRegistry(), logs: logs}
 	cfg := Config{
-		Registry: testRegistry(t, true),
-		Metrics:  env.reg,
-		Logger:   slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil)),
+		Registry:     testRegistry(t, true),
+		Suppressions: readyTable(),
+		Metrics:      env.reg,
+		Logger:       slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil)),
 	}
 	// The fakeProducer stands in for the cluster: its address is never dialed.
 	cfg.Kafka.Brokers = []string{"fake:9092"}
@@ -288,3 +294,11 @@ func successBody(t testing.TB, workspace, key, agent, to, jobID string) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// readyTable is an empty do-not-call table that has "loaded": for handlers
+// that run no suppression follower.
+func readyTable() *compliance.Table {
+	t := compliance.NewTable()
+	t.SetReady()
+	return t
+}

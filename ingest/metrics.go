@@ -13,34 +13,42 @@ import (
 // Routes, as Gin patterns: they label the request metrics (the pattern, never
 // the path, which carries a call id).
 const (
-	apiPrefix           = "/v1/api" // the authenticated group
-	routeCall           = apiPrefix + "/call"
-	routeCallState      = apiPrefix + "/call/:callId"
-	routeCallCancel     = apiPrefix + "/call/:callId/cancel"
-	routeCallDeliveries = apiPrefix + "/call/:callId/deliveries"
-	routeCallRedeliver  = apiPrefix + "/call/:callId/redeliver"
-	routeCalls          = apiPrefix + "/calls"
-	routeOpenAPI        = "/openapi.json"
-	routeHealthz        = "/healthz"
-	routeReadyz         = "/readyz"
-	routeMetrics        = "/metrics"
-	routeUnmatched      = "unmatched" // any path not served, so the label stays bounded
+	apiPrefix               = "/v1/api" // the authenticated group
+	routeCall               = apiPrefix + "/call"
+	routeCallState          = apiPrefix + "/call/:callId"
+	routeCallCancel         = apiPrefix + "/call/:callId/cancel"
+	routeCallDeliveries     = apiPrefix + "/call/:callId/deliveries"
+	routeCallRedeliver      = apiPrefix + "/call/:callId/redeliver"
+	routeCalls              = apiPrefix + "/calls"
+	routeSuppression        = apiPrefix + "/suppressions/:number"
+	routeSuppressions       = apiPrefix + "/suppressions"
+	routeSuppressionsImport = apiPrefix + "/suppressions/import"
+	routeSuppressionsExport = apiPrefix + "/suppressions/export"
+	routeOpenAPI            = "/openapi.json"
+	routeHealthz            = "/healthz"
+	routeReadyz             = "/readyz"
+	routeMetrics            = "/metrics"
+	routeUnmatched          = "unmatched" // any path not served, so the label stays bounded
 )
 
 // routeCodes are the status codes each route can answer, initialized at
 // zero.
 var routeCodes = map[string][]int{
-	routeCall:           {202, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503},
-	routeCallState:      {200, 400, 401, 403, 404, 500, 503},
-	routeCallCancel:     {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
-	routeCallDeliveries: {200, 400, 401, 403, 404, 500, 503},
-	routeCallRedeliver:  {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
-	routeCalls:          {200, 400, 401, 403, 500, 503},
-	routeOpenAPI:        {200},
-	routeHealthz:        {200},
-	routeReadyz:         {200, 503},
-	routeMetrics:        {200},
-	routeUnmatched:      {404, 405},
+	routeCall:               {202, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503},
+	routeCallState:          {200, 400, 401, 403, 404, 500, 503},
+	routeCallCancel:         {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCallDeliveries:     {200, 400, 401, 403, 404, 500, 503},
+	routeCallRedeliver:      {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCalls:              {200, 400, 401, 403, 500, 503},
+	routeSuppression:        {200, 204, 400, 401, 403, 404, 413, 415, 422, 500, 503},
+	routeSuppressions:       {200, 400, 401, 403, 500, 503},
+	routeSuppressionsImport: {200, 400, 401, 403, 413, 415, 422, 500, 503},
+	routeSuppressionsExport: {200, 401, 403, 500, 503},
+	routeOpenAPI:            {200},
+	routeHealthz:            {200},
+	routeReadyz:             {200, 503},
+	routeMetrics:            {200},
+	routeUnmatched:          {404, 405},
 }
 
 // produceResult labels dialstream_ingest_kafka_produce_duration_seconds.

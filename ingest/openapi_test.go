@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dialstream/dialstream/internal/compliance"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -117,6 +118,9 @@ func (c *contract) validate(template string, r req, code int, header http.Header
 	params := map[string]string{}
 	if strings.Contains(template, "{callId}") {
 		params["callId"] = strings.Split(strings.TrimPrefix(hr.URL.Path, "/v1/api/call/"), "/")[0]
+	}
+	if strings.Contains(template, "{number}") {
+		params["number"] = strings.TrimPrefix(hr.URL.Path, "/v1/api/suppressions/")
 	}
 	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
 		AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}
@@ -296,6 +300,60 @@ func TestOpenAPIContract(t *testing.T) {
 	c.check(busyEnv, pCall, req{idemKey: "in-flight", body: createAccept}, 409)
 	close(busyEnv.p.block)
 	<-first
+
+	// The do-not-call list routes, and the compliance refusal of a call.
+	const (
+		pSup  = "/v1/api/suppressions/{number}"
+		pSups = "/v1/api/suppressions"
+		sup   = "/v1/api/suppressions/+15550104321"
+	)
+	senv := newTestEnv(t)
+	put := func(path, body string) req { return req{method: "PUT", path: path, body: body} }
+	del := func(path string) req { return req{method: "DELETE", path: path} }
+	c.check(senv, pSup, put(sup, `{"reason":"opt_out"}`), 200)
+	c.check(senv, pCall, req{body: `{"to":"+15550104321","call_agent_id":"` + demoAgent + `"}`}, 422)
+	c.check(senv, pCall, req{body: `{"to":"+19005550123","call_agent_id":"` + demoAgent + `"}`}, 422)
+	c.check(senv, pSup, put(sup, `[]`), 400)
+	c.check(senv, pSup, noAuth(put(sup, `{}`)), 401)
+	c.check(senv, pSup, wrongWS(put(sup, `{}`)), 403)
+	c.check(senv, pSup, ct(put(sup, `{}`), "text/plain"), 415)
+	c.check(senv, pSup, put(sup, `{"reason":"bored"}`), 422)
+	c.check(senv, pSup, get(sup), 200)
+	c.check(senv, pSup, noAuth(get(sup)), 401)
+	c.check(senv, pSup, wrongWS(get(sup)), 403)
+	c.check(senv, pSup, as(get(sup), otherKey, "ws_other"), 404)
+	c.check(senv, pSup, get("/v1/api/suppressions/12ab"), 422)
+	c.check(senv, pSups, get(pSups+"?limit=1"), 200)
+	c.check(senv, pSups, get(pSups+"?limit=0"), 400)
+	c.check(senv, pSups, noAuth(get(pSups)), 401)
+	c.check(senv, pSups, wrongWS(get(pSups)), 403)
+	c.check(senv, pSup, as(del(sup), otherKey, "ws_other"), 404)
+	c.check(senv, pSup, del("/v1/api/suppressions/12ab"), 422)
+	c.check(senv, pSup, noAuth(del(sup)), 401)
+	c.check(senv, pSup, wrongWS(del(sup)), 403)
+	c.check(senv, pSup, del(sup), 204)
+	const (
+		pImport = "/v1/api/suppressions/import"
+		pExport = "/v1/api/suppressions/export"
+	)
+	csvReq := func(body string) req { return req{path: pImport, body: body, contentType: "text/csv"} }
+	c.check(senv, pImport, csvReq("number,reason\n+15550104321,complaint\n+15550104322,\n"), 200)
+	c.check(senv, pImport, csvReq("+15550104321,complaint\n12ab,opt_out\n+15550104322,bored\n"), 422)
+	c.check(senv, pImport, ct(csvReq("+15550104321"), "application/json"), 415)
+	c.check(senv, pImport, csvReq(strings.Repeat("+15550104321,manual\n", 5<<20/20+1)), 413)
+	c.check(senv, pImport, noAuth(csvReq("+15550104321")), 401)
+	c.check(senv, pImport, wrongWS(csvReq("+15550104321")), 403)
+	c.check(senv, pExport, get(pExport), 200)
+	c.check(senv, pExport, noAuth(get(pExport)), 401)
+	c.check(senv, pExport, wrongWS(get(pExport)), 403)
+	loading := newTestEnv(t, func(c *Config) { c.Suppressions = compliance.NewTable() })
+	c.check(loading, pSup, put(sup, `{}`), 503)
+	c.check(loading, pSup, get(sup), 503)
+	c.check(loading, pSup, del(sup), 503)
+	c.check(loading, pSups, get(pSups), 503)
+	c.check(loading, pImport, csvReq("+15550104321"), 503)
+	c.check(loading, pExport, get(pExport), 503)
+	c.check(loading, pCall, req{body: createAccept}, 503)
 
 	// Every status code the document lists was seen, for every route (500
 	// is a bug no input reaches).

@@ -20,7 +20,7 @@ import (
 // Gin routes, they are also counted in dialstream_ingest_requests_total like
 // any other route. The Ingress keeps them inside the cluster.
 func (h *handler) mountOps(e *gin.Engine) {
-	srv := &ops.Server{Metrics: h.cfg.Metrics, Ready: []ops.Check{h.ready.check, h.callStateLoaded}}
+	srv := &ops.Server{Metrics: h.cfg.Metrics, Ready: []ops.Check{h.ready.check, h.callStateLoaded, h.suppressionsLoaded}}
 	oh := gin.WrapH(srv.Handler())
 	for _, route := range []string{routeHealthz, routeReadyz, routeMetrics} {
 		e.GET(route, oh)
@@ -30,7 +30,18 @@ func (h *handler) mountOps(e *gin.Engine) {
 var (
 	errKafkaUnreachable = errors.New("kafka: not reachable")
 	errCallStateLoading = errors.New("call state: still loading from Kafka")
+	errSuppressLoading  = errors.New("do-not-call list: still loading from Kafka")
 )
+
+// suppressionsLoaded keeps /readyz at 503 until the do-not-call list has
+// loaded: until then every call is answered 503 (fail closed), so a load
+// balancer should not route to this replica yet.
+func (h *handler) suppressionsLoaded(context.Context) error {
+	if !h.cfg.Suppressions.Ready() {
+		return errSuppressLoading
+	}
+	return nil
+}
 
 // callStateLoaded keeps /readyz at 503 until the call state has loaded: a
 // replica still reading its topics would answer 404 for calls it has not

@@ -23,6 +23,12 @@ type ErrorResponse struct {
 	// Call is the call a refusal is about, where it explains the refusal:
 	// cancelling a call that already ended (409) shows it with its outcome.
 	Call *Call `json:"call,omitempty"`
+	// Rule is the compliance rule that refused a call (422): suppressed,
+	// destination_not_allowed, outside_calling_hours.
+	Rule string `json:"rule,omitempty"`
+	// NextAllowedAt is, for outside_calling_hours, the earliest instant
+	// (RFC 3339) at which the same call would pass.
+	NextAllowedAt string `json:"next_allowed_at,omitempty"`
 }
 
 // CallResponse is the body of an accepted POST /v1/api/call.
@@ -62,13 +68,15 @@ const (
 	reasonStateLoading       reason = "call_state_loading"
 	reasonUnknownEvent       reason = "unknown_event"
 	reasonNothingToRedeliver reason = "nothing_to_redeliver"
+	reasonComplianceRefused  reason = "compliance_refused"
+	reasonComplianceLoading  reason = "compliance_loading"
 )
 
 var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, reasonRateLimited,
 	reasonUnsupportedMedia, reasonBodyTooLarge, reasonInvalidField, reasonUnknownAgent, reasonIdempotencyBusy,
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
 	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonStateLoading, reasonUnknownEvent,
-	reasonNothingToRedeliver}
+	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression}
 
 // apiError is a refusal on its way to the client.
 type apiError struct {
@@ -79,6 +87,8 @@ type apiError struct {
 	retryAfter int // seconds; 0 = no Retry-After header
 	header     http.Header
 	call       *Call
+	rule       string
+	nextAt     string
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -101,6 +111,6 @@ func (h *handler) fail(c *gin.Context, e *apiError) {
 		c.Header("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	h.m.rejected.WithLabelValues(string(e.reason)).Inc()
-	writeJSON(c, e.code, ErrorResponse{Status: "error", Message: e.message, Errors: e.fields, Call: e.call})
+	writeJSON(c, e.code, ErrorResponse{Status: "error", Message: e.message, Errors: e.fields, Call: e.call, Rule: e.rule, NextAllowedAt: e.nextAt})
 	c.Abort()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -17,7 +18,7 @@ import (
 // topics are the topics ingest writes or follows: the call topics, the
 // notifier's delivery log (followed) and redelivery input (written by the
 // redeliver route).
-var topics = append(append([]string{}, kafkax.CallTopicNames...), schemas.TopicWebhookDeliveries, schemas.TopicWebhookRedeliver)
+var topics = append(append([]string{}, kafkax.CallTopicNames...), schemas.TopicWebhookDeliveries, schemas.TopicWebhookRedeliver, schemas.TopicSuppressions)
 
 // Run serves the API until ctx is done, then stops taking connections, lets
 // in-flight requests finish (bounded by cfg.ShutdownTimeout) and closes the
@@ -58,6 +59,25 @@ func Run(ctx context.Context, cfg Config) error {
 	f := h.follow(cl)
 	go f.run(fctx)
 	defer func() { stopFollow(); <-f.done }()
+	// The follower's own client goes without the kprom hooks: they would
+	// register the producer's metric names a second time.
+	fopts, err := kafkaOpts(cfg.Kafka, nil, cfg.TracerProvider)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	sf, err := compliance.FollowSuppressions(fopts, h.cfg.Suppressions, log)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	h.supWait = sf.WaitApplied
+	sdone := make(chan struct{})
+	go func() {
+		defer close(sdone)
+		if err := sf.Run(fctx); err != nil && fctx.Err() == nil {
+			log.Error("suppression follower stopped; calls get 503 until restart", "error", err)
+		}
+	}()
+	defer func() { stopFollow(); <-sdone }()
 
 	srv := &http.Server{
 		Handler:           h.engine(),
