@@ -108,6 +108,7 @@ workspaces:
   - id: ws_load
     api_key_sha256: ["`+registry.HashKey(loadKey)+`"]
     limits: {requests_per_second: 1000000000}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
 agents:
   - {id: `+loadAgent+`, workspace: ws_load, livekit_agent_name: load, sip_trunk_id: ST_load}
 `), func(string) string { return "" })
