@@ -79,6 +79,36 @@ func TestSuppressionEndToEnd(t *testing.T) {
 		t.Fatalf("phonesim saw %d dials to a suppressed number", n)
 	}
 
+	// A premium-rate number: refused at ingest, and ended without a dial
+	// when produced straight to Kafka (ws_demo may call the US only, no
+	// premium-rate numbers).
+	const premium = "+19005550123"
+	code, resp = post(t, base+"/call", "dsk_demo_local", "ws_demo", `{"to":"`+premium+`","call_agent_id":"`+agent+`"}`)
+	if code != http.StatusUnprocessableEntity || resp["rule"] != "destination_not_allowed" {
+		t.Fatalf("call to a premium-rate number: %d %v; want 422 destination_not_allowed", code, resp)
+	}
+	toll := "d1d2d3d4d5d6d7d8d9d0e1e3"
+	rec, err = schemas.NewRecord(schemas.TopicRequested, toll, schemas.Meta{Type: schemas.TypeCallRequested, Source: "/test/direct"},
+		schemas.CallRequested{CallID: toll, WorkspaceID: "ws_demo", CallAgentID: agent, To: premium, RequestedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.EventuallyWhy(t, 30*time.Second, "the premium-rate request to end", func() (bool, string) {
+		code, b := send(t, http.MethodGet, base+"/call/"+toll, "")
+		got.Call.Status = ""
+		_ = json.Unmarshal(b, &got)
+		return code == http.StatusOK && got.Call.Status == "ended", string(b)
+	})
+	if got.Call.Outcome != "destination_not_allowed" {
+		t.Errorf("premium-rate request ended %q (%q), want destination_not_allowed", got.Call.Outcome, got.Call.Reason)
+	}
+	if n := dialsTo(t, phonesim, premium); n != 0 {
+		t.Fatalf("phonesim saw %d dials to a premium-rate number", n)
+	}
+
 	// Off the list: the number is called again.
 	if code, b := send(t, http.MethodDelete, base+"/suppressions/"+number, ""); code != http.StatusNoContent {
 		t.Fatalf("DELETE suppression: %d %s", code, b)
