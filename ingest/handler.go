@@ -248,11 +248,6 @@ func (h *handler) createCall(c *gin.Context) {
 			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
 		return
 	}
-	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil {
-		h.fail(c, aerr)
-		return
-	}
-
 	var callID, suffix string
 	var entry *idemEntry
 	if idemKey != "" {
@@ -276,6 +271,18 @@ func (h *handler) createCall(c *gin.Context) {
 		callID, suffix = deriveIDs(h.secret, ws.ID, idemKey)
 	} else {
 		callID, suffix = randomIDs()
+	}
+	// Compliance is checked after the Idempotency-Key lookup: a retry of a
+	// request already accepted gets its stored answer even when the rules
+	// would refuse a new call now (the call was accepted when they allowed
+	// it; the dialer checks again at the dial). A refused key is released,
+	// so the same key can be sent again once the rules allow it.
+	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil {
+		if entry != nil {
+			h.idem.release(entry)
+		}
+		h.fail(c, aerr)
+		return
 	}
 
 	code, resp, aerr := h.schedule(c.Request.Context(), ws, req, callID, req.CallAgentID+"-"+suffix, idemKey, entry)
