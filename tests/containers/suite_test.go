@@ -209,16 +209,22 @@ func TestDialersScaled(t *testing.T) {
 			watch := tp.watchAssignment(ctx, dialerGroup, schemas.TopicRequested)
 			tp.add(ctx, tp.dialerSpec(2), tp.dialerSpec(3))
 			var up map[string][]int32
+			var upAt time.Time
 			tp.waitUntil(ctx, 30*time.Second, "dialer-2 and dialer-3 to own partitions", func() (bool, string) {
 				a, err := tp.assignment(ctx, dialerGroup, schemas.TopicRequested)
 				if err != nil {
 					return false, err.Error()
 				}
-				up = a
+				up, upAt = a, time.Now()
 				return len(a["dialer-2"]) > 0 && len(a["dialer-3"]) > 0, fmt.Sprintf("assignment %v", a)
 			})
 			moved := slices.Sorted(slices.Values(append(slices.Clone(up["dialer-2"]), up["dialer-3"]...)))
-			lastOld, firstNew, ok := handover(watch(), "dialer-1", moved)
+			// The wait's own observation of the new assignment is a snapshot
+			// too: the watch ticks every 100 ms and is stopped right after
+			// the wait, so its last tick may predate the group settling.
+			snaps := append(watch(), snapshot{at: upAt, owners: up})
+			slices.SortFunc(snaps, func(a, b snapshot) int { return a.at.Compare(b.at) })
+			lastOld, firstNew, ok := handover(snaps, "dialer-1", moved)
 			if !ok {
 				t.Fatalf("the group's snapshots do not show partitions %v moving from dialer-1", moved)
 			}
