@@ -28,7 +28,7 @@ const (
 
 // commandTypes are the types a record on schemas.TopicRequested may have.
 var commandTypes = map[string]bool{
-	schemas.TypeCallRequested: true, schemas.TypeCallCancel: true,
+	schemas.TypeCallRequested: true, schemas.TypeCallCancel: true, schemas.TypeAgentReportReceived: true,
 	TypeDialResult: true, TypeLiveKitEvent: true, TypeDecision: true,
 }
 
@@ -121,6 +121,12 @@ const (
 	// decideRefuse: the compliance check refused the call right before its
 	// dial (compliance.go); it ends with the refusal's outcome, never rung.
 	decideRefuse decisionKind = "refuse"
+	// decideTransferred: LiveKit moved the callee to the number the agent
+	// asked for (report.go); the call ends transferred.
+	decideTransferred decisionKind = "transferred"
+	// decideTransferFailed: LiveKit refused the transfer; the call goes on
+	// with the agent, and a later hang-up ends it as usual.
+	decideTransferFailed decisionKind = "transfer_failed"
 )
 
 // decision is the data of a dialstream.dialer.decision.v1 command: what a

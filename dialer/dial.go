@@ -43,14 +43,6 @@ type roomMetadata struct {
 	TraceState  string `json:"tracestate,omitempty"`
 }
 
-// dispatchMetadata is what the agent receives: the dynamic variables and its
-// settings, never the request's metadata (that is for webhooks only).
-type dispatchMetadata struct {
-	CallID           string            `json:"call_id"`
-	DynamicVariables map[string]string `json:"dynamic_variables"`
-	Settings         map[string]any    `json:"settings"`
-}
-
 // startDial places the call in the background. It runs only after the
 // call's dialing state is durable (and fenced). The dial is a span under
 // parent (the command that made the call dialing), and its result is
@@ -133,19 +125,11 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return fail("create room", err)
 	}
 
-	dvars := st.DynamicVariables
-	if dvars == nil {
-		dvars = map[string]string{}
-	}
-	settings := a.Settings
-	if settings == nil {
-		settings = map[string]any{}
-	}
-	dmeta, err := json.Marshal(dispatchMetadata{CallID: st.CallID, DynamicVariables: dvars, Settings: settings})
+	dmeta, err := d.agentDispatch(st, res.StartedAt)
 	if err != nil {
 		return fail("encode dispatch metadata", err)
 	}
-	if err := d.dispatchAgent(ctx, st.RoomName, a.LiveKitAgentName, string(dmeta)); err != nil {
+	if err := d.dispatchAgent(ctx, st.RoomName, a.LiveKitAgentName, dmeta); err != nil {
 		return fail("dispatch agent", err)
 	}
 
@@ -248,18 +232,27 @@ func (d *dialer) hangup(parent context.Context, st *callState) {
 	if st.RoomName == "" {
 		return
 	}
+	d.liveKitTask(parent, "hangup", st, func(ctx context.Context, span trace.Span) {
+		if err := retryLiveKit(ctx, func() error { return d.lk.DeleteRoom(ctx, st.RoomName) }); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			d.log.WarnContext(ctx, "dialer: delete room failed", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "err", err)
+		}
+	})
+}
+
+// liveKitTask runs fn in the background (shutdown waits for it) as a span
+// named name under parent, bounded by hangupTimeout: the LiveKit work of an
+// effect, after its transition is durable.
+func (d *dialer) liveKitTask(parent context.Context, name string, st *callState, fn func(ctx context.Context, span trace.Span)) {
 	d.bg.Add(1)
 	go func() {
 		defer d.bg.Done()
 		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
 		defer cancel()
-		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(parent)), "hangup",
+		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(parent)), name,
 			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
 		defer span.End()
-		if err := retryLiveKit(ctx, func() error { return d.lk.DeleteRoom(ctx, st.RoomName) }); err != nil {
-			span.SetStatus(codes.Error, err.Error())
-			d.log.WarnContext(ctx, "dialer: delete room failed", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "err", err)
-		}
+		fn(ctx, span)
 	}()
 }
 

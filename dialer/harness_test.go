@@ -393,12 +393,14 @@ type fakeLiveKit struct {
 	participants map[string][]*livekit.ParticipantInfo
 	ringFor      time.Duration
 	hangups      map[string]chan struct{}
+	transfers    map[string][]string // room -> transfer targets asked for
 }
 
 func newFakeLiveKit() *fakeLiveKit {
 	return &fakeLiveKit{rooms: map[string]*livekit.CreateRoomRequest{}, deleted: map[string]int{},
 		dispatches: map[string][]*livekit.CreateAgentDispatchRequest{}, dials: map[string]int{},
-		participants: map[string][]*livekit.ParticipantInfo{}, ringFor: 20 * time.Millisecond, hangups: map[string]chan struct{}{}}
+		participants: map[string][]*livekit.ParticipantInfo{}, ringFor: 20 * time.Millisecond, hangups: map[string]chan struct{}{},
+		transfers: map[string][]string{}}
 }
 
 var _ liveKit = (*fakeLiveKit)(nil)
@@ -501,6 +503,19 @@ func (f *fakeLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.Cre
 		Attributes: map[string]string{livekit.AttrSIPCallStatus: "active"}})
 	f.mu.Unlock()
 	return &livekit.SIPParticipantInfo{ParticipantIdentity: req.ParticipantIdentity, RoomName: req.RoomName, SipCallId: "SCL_" + req.RoomName}, nil
+}
+
+func (f *fakeLiveKit) TransferSIPParticipant(_ context.Context, req *livekit.TransferSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.transfers[req.RoomName] = append(f.transfers[req.RoomName], req.TransferTo)
+	return &livekit.SIPParticipantInfo{ParticipantIdentity: req.ParticipantIdentity, RoomName: req.RoomName}, nil
+}
+
+func (f *fakeLiveKit) transfersIn(room string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.transfers[room]...)
 }
 
 func (f *fakeLiveKit) dialsTo(room string) int {

@@ -25,6 +25,7 @@ const (
 	inDialResult
 	inLiveKit
 	inDecision
+	inReport
 )
 
 // input is one decoded command for one call.
@@ -46,6 +47,10 @@ type input struct {
 	dial   *dialResult
 	lk     *livekitEvent
 	dec    *decision
+	report *schemas.AgentReportReceived
+	// reportWindow is how long after its end a call takes agent reports
+	// (DIALER_AGENT_REPORT_WINDOW).
+	reportWindow time.Duration
 }
 
 // rejection describes a record that cannot become a call.
@@ -67,6 +72,12 @@ const (
 	// effHangup stops a dial in progress in this process and deletes the
 	// call's room, which disconnects the callee and the agent.
 	effHangup
+	// effTransfer asks LiveKit to move the callee to the state's TransferTo
+	// (a SIP REFER); the outcome comes back as a decision.
+	effTransfer
+	// effOptOut puts the callee's number on the workspace's do-not-call
+	// list: the agent reported that the callee asked not to be called.
+	effOptOut
 )
 
 // ignoreReason says why a command changed nothing (a bounded metric label).
@@ -80,10 +91,12 @@ const (
 	ignoreAfterEnd       ignoreReason = "after_end"
 	ignoreStale          ignoreReason = "stale"
 	ignoreNotCallee      ignoreReason = "not_callee"
+	ignoreReportReplay   ignoreReason = "report_replay"
+	ignoreTooManyReports ignoreReason = "too_many_reports"
 )
 
 var ignoreReasons = []ignoreReason{ignoreReplay, ignoreDuplicate, ignoreUnknownCall, ignoreWrongWorkspace,
-	ignoreAfterEnd, ignoreStale, ignoreNotCallee}
+	ignoreAfterEnd, ignoreStale, ignoreNotCallee, ignoreReportReplay, ignoreTooManyReports}
 
 type transition struct {
 	next    *callState // nil when nothing changed
@@ -109,6 +122,8 @@ func apply(st *callState, in input) transition {
 		return applyDialResult(st, in)
 	case inLiveKit:
 		return applyLiveKit(st, in)
+	case inReport:
+		return applyReport(st, in)
 	}
 	return transition{ignored: ignoreStale}
 }
@@ -195,6 +210,12 @@ func applyDecision(st *callState, in input) transition {
 	case d.Decision == decideRefuse && st.Phase == schemas.StatusQueued:
 		ev := next.end(d.DecidedAt, d.Outcome, schemas.EndedByDialer, d.Reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}}
+	case d.Decision == decideTransferred && st.Phase == schemas.StatusAnswered:
+		ev := next.end(d.DecidedAt, schemas.OutcomeTransferred, schemas.EndedByAgent, transferReason(st.TransferTo))
+		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}
+	case d.Decision == decideTransferFailed && st.Phase == schemas.StatusAnswered && st.TransferTo != "":
+		next.TransferTo = ""
+		return transition{next: next}
 	case d.Decision == decideExpire && st.Phase == schemas.StatusQueued:
 		ev := next.end(d.DecidedAt, schemas.OutcomeExpired, schemas.EndedBySystem, d.Reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}}
@@ -293,6 +314,12 @@ func applyLiveKit(st *callState, in input) transition {
 		}
 		outcome, by := schemas.OutcomeCompleted, endedByForDisconnect(e.DisconnectReason)
 		reason := "the callee left the call"
+		if st.TransferTo != "" {
+			// LiveKit's SIP bridge takes the callee out of the room once
+			// the REFER is accepted; the transfer's own decision may come
+			// after this and then changes nothing.
+			outcome, by, reason = schemas.OutcomeTransferred, schemas.EndedByAgent, transferReason(st.TransferTo)
+		}
 		// LiveKit's SIP bridge hangs up at max_call_duration counted from
 		// the dial (ringing included), with no reason of its own.
 		if st.Agent != nil && e.OccurredAt.Sub(st.DialingAt) >= st.Agent.maxCallDuration()-time.Second {
@@ -324,6 +351,7 @@ func (s *callState) end(at time.Time, o schemas.Outcome, by schemas.EndedBy, rea
 	s.Sequence++
 	ev := s.event(schemas.StatusEnded, at)
 	ev.Outcome, ev.EndedBy, ev.Reason = o, by, s.Reason
+	ev.AnsweredBy = s.AnsweredBy
 	ev.SIPStatusCode, ev.SIPStatus, ev.DisconnectReason = s.SIPStatusCode, schemas.Clip(s.SIPStatus, 256), s.DisconnectReason
 	if !s.DialingAt.IsZero() {
 		start := s.RingingAt

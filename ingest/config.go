@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"github.com/dialstream/dialstream/schemas"
+
 	"errors"
 	"log/slog"
 	"net"
@@ -118,6 +120,16 @@ type Config struct {
 	// the memory it takes.
 	CallsMax int
 
+	// AgentReportSecrets verify the report tokens agents send to POST
+	// /v1/agent/calls/:callId/reports (DIALSTREAM_AGENT_REPORT_SECRET,
+	// comma-separated, each at least 32 bytes; the dialer mints with the
+	// first of the same list). Empty: every report is refused (401).
+	AgentReportSecrets [][]byte
+	// AgentReportWindow is how long after its end a call takes its agent's
+	// reports; later ones are 409 (DIALSTREAM_AGENT_REPORT_WINDOW, default
+	// 15m; the dialer must use the same).
+	AgentReportWindow time.Duration
+
 	// Kafka is the shared KAFKA_* configuration (kafkax.LoadConfig; its
 	// defaults are kafkax's, client id dialstream-ingest). KAFKA_BROKERS is
 	// required.
@@ -153,6 +165,8 @@ func LoadConfig(l *envconfig.Loader) Config {
 		CallsRetention:     l.Duration("INGEST_CALLS_RETENTION", DefaultCallsRetention, time.Minute, 90*24*time.Hour),
 		CallsMax:           l.Int("INGEST_CALLS_MAX", DefaultCallsMax, 1, 100_000_000),
 		Kafka:              kafkax.LoadConfig(l, "ingest"),
+		AgentReportSecrets: schemas.ReportSecrets(l.List("DIALSTREAM_AGENT_REPORT_SECRET", nil)),
+		AgentReportWindow:  l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),
 	}
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		l.Fail("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
@@ -203,6 +217,9 @@ func (c Config) withDefaults() Config {
 	if c.CallsMax == 0 {
 		c.CallsMax = DefaultCallsMax
 	}
+	if c.AgentReportWindow == 0 {
+		c.AgentReportWindow = schemas.DefaultReportWindow
+	}
 	c.Kafka = c.Kafka.WithDefaults("ingest")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -243,6 +260,14 @@ func (c Config) Validate() error {
 	}
 	if c.CallsMax < 1 {
 		p.Add("INGEST_CALLS_MAX", "must be >= 1, got %d", c.CallsMax)
+	}
+	for i, s := range c.AgentReportSecrets {
+		if len(s) < schemas.MinReportSecretLen {
+			p.Add("DIALSTREAM_AGENT_REPORT_SECRET", "secret %d must be at least %d bytes, got %d", i+1, schemas.MinReportSecretLen, len(s))
+		}
+	}
+	if c.AgentReportWindow <= 0 {
+		p.Add("DIALSTREAM_AGENT_REPORT_WINDOW", "must be > 0, got %s", c.AgentReportWindow)
 	}
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		p.Add("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)

@@ -174,6 +174,9 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeSuppressions), h.listSuppressions)
 	api.POST(rel(routeSuppressionsImport), h.importSuppressions)
 	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
+	// Agents authenticate with their call's report token, never a
+	// workspace key: the route sits outside the API group (reports.go).
+	e.POST(routeAgentReports, h.agentReport)
 	e.GET(routeOpenAPI, serveOpenAPI)
 	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {
@@ -418,6 +421,11 @@ func (h *handler) admit(ws *registry.Workspace) *apiError {
 
 // readBody enforces the content type and the body cap.
 func (h *handler) readBody(c *gin.Context) ([]byte, *apiError) {
+	return h.readBodyUpTo(c, h.cfg.MaxBodyBytes)
+}
+
+// readBodyUpTo is readBody with a route's own cap.
+func (h *handler) readBodyUpTo(c *gin.Context, limit int64) ([]byte, *apiError) {
 	ct := c.GetHeader("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil || mt != "application/json" ||
@@ -431,11 +439,11 @@ func (h *handler) readBody(c *gin.Context) ([]byte, *apiError) {
 			header:  http.Header{"Accept-Post": {"application/json"}}}
 	}
 	tooLarge := &apiError{code: http.StatusRequestEntityTooLarge, reason: reasonBodyTooLarge,
-		message: fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes)}
-	if c.Request.ContentLength > h.cfg.MaxBodyBytes {
+		message: fmt.Sprintf("request body is larger than %d bytes", limit)}
+	if c.Request.ContentLength > limit {
 		return nil, tooLarge
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.cfg.MaxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

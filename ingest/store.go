@@ -158,7 +158,7 @@ type eventFacts struct {
 // string for every event.
 var eventTypes = func() map[schemas.Status]string {
 	m := map[schemas.Status]string{}
-	for _, s := range schemas.Statuses {
+	for _, s := range schemas.EventStatuses {
 		m[s] = s.Type()
 	}
 	return m
@@ -192,8 +192,10 @@ type callRec struct {
 func (c *callRec) visible() bool { return c.req != nil || len(c.events) > 0 }
 
 func (c *callRec) status() schemas.Status {
-	if n := len(c.events); n > 0 {
-		return c.events[n-1].status
+	for i := len(c.events) - 1; i >= 0; i-- {
+		if s := c.events[i].status; s.Lifecycle() {
+			return s
+		}
 	}
 	return schemas.StatusQueued
 }

@@ -22,15 +22,22 @@ import (
 )
 
 func init() {
-	commands["dev"] = command{"run the whole pipeline locally: embedded broker, livekit-server, phone simulator and every service", runDev}
+	commands["dev"] = command{"run the whole pipeline locally: embedded broker, livekit-server, phone simulator, the reference agent and every service", runDev}
 }
 
 // Dev mode's fixed local addresses; each can be overridden by its service's
 // own variable (INGEST_HTTP_ADDR, ...).
 const (
-	devIngestAddr    = "127.0.0.1:8080"
-	devDialerAddr    = "127.0.0.1:8081"
-	devNotifierAddr  = "127.0.0.1:8082"
+	devIngestAddr   = "127.0.0.1:8080"
+	devDialerAddr   = "127.0.0.1:8081"
+	devNotifierAddr = "127.0.0.1:8082"
+	devAgentAddr    = "127.0.0.1:8085"
+	// devReportSecret keys the dev agents' report tokens. Dev only: a
+	// deployment sets its own DIALSTREAM_AGENT_REPORT_SECRET.
+	devReportSecret = "dialstream-dev-agent-report-secret-not-for-production"
+	// devAgentNames are the LiveKit agent names of deploy/dev/registry.yaml,
+	// which the reference agent plays in dev mode.
+	devAgentNames    = "dialstream-demo-agent,dialstream-other-agent"
 	devInspectorAddr = "127.0.0.1:8090"
 	devPhonesimAddr  = "127.0.0.1:7890"
 	devLiveKitPort   = 7880
@@ -88,6 +95,11 @@ func runDev(ctx context.Context, _ []string) error {
 	setDefault("INGEST_HTTP_ADDR", devIngestAddr)
 	setDefault("DIALER_HTTP_ADDR", devDialerAddr)
 	setDefault("NOTIFIER_HTTP_ADDR", devNotifierAddr)
+	// The reference agent takes every dev call and reports to ingest.
+	setDefault("AGENT_HTTP_ADDR", devAgentAddr)
+	setDefault("AGENT_NAMES", devAgentNames)
+	setDefault("DIALER_AGENT_REPORT_URL", "http://"+os.Getenv("INGEST_HTTP_ADDR"))
+	setDefault("DIALSTREAM_AGENT_REPORT_SECRET", devReportSecret)
 	// Dev callbacks go to the local inspector, so loopback must be allowed.
 	setDefault("NOTIFIER_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
 

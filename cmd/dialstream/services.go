@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/dialstream/dialstream/agent"
 	"github.com/dialstream/dialstream/dialer"
 	"github.com/dialstream/dialstream/ingest"
 	"github.com/dialstream/dialstream/internal/envconfig"
@@ -36,6 +37,10 @@ var services = []service{
 	define("notifier", "deliver call events to callback_url (KAFKA_BROKERS, DIALSTREAM_REGISTRY)",
 		notifier.LoadConfig, notifier.Run, func(c *notifier.Config, p shared) {
 			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
+		}),
+	define("agent", "the reference AI agent: a LiveKit agent worker that takes dispatched calls (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, AGENT_NAMES)",
+		agent.LoadConfig, agent.Run, func(c *agent.Config, p shared) {
+			c.Logger, c.Metrics, c.TracerProvider = p.log, p.metrics, p.tracer
 		}),
 }
 

@@ -36,6 +36,7 @@ func TestServiceTopicsMatchTheSpec(t *testing.T) {
 		"NOTIFIER_RETRY_SCHEDULE": "0s,1s,1s,90s,2h30m", "DIALSTREAM_REGISTRY": reg, "LOG_LEVEL": "error",
 		"INGEST_HTTP_ADDR": "127.0.0.1:0", "DIALER_HTTP_ADDR": "127.0.0.1:0", "NOTIFIER_HTTP_ADDR": "127.0.0.1:0",
 		"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "key", "LIVEKIT_API_SECRET": "secret",
+		"AGENT_NAMES": "test-agent", "AGENT_HTTP_ADDR": "127.0.0.1:0",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan error, len(services))
