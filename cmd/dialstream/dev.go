@@ -185,13 +185,14 @@ func envOr(k, def string) string {
 func printBanner() {
 	inspector := envOr("DEV_INSPECTOR_ADDR", devInspectorAddr)
 	fmt.Fprintf(os.Stderr, `
-Dialstream is running. Place a call (the phone simulator answers +15550100001):
+Dialstream is running. Place a call (the phone simulator answers +15550100200 as
+a person; the reference agent greets Ada by name):
 
   curl -sS -X POST http://%s/v1/api/call \
     -H 'Content-Type: application/json' \
     -H 'x-workspace-id: ws_demo' \
     -H 'Authorization: Bearer dsk_demo_local' \
-    -d '{"to":"+15550100001","call_agent_id":"a1b2c3d4e5f6a7b8c9d0e1f2","callback_url":"http://%s/hooks/ws_demo","dynamic_variables":{"firstName":"Ada","lastName":"Lovelace"},"metadata":{"crm_id":"42"}}'
+    -d '{"to":"+15550100200","call_agent_id":"a1b2c3d4e5f6a7b8c9d0e1f2","callback_url":"http://%s/hooks/ws_demo","dynamic_variables":{"firstName":"Ada","lastName":"Lovelace"},"metadata":{"crm_id":"42"}}'
 
 Webhooks it sends arrive at http://%s/ ; dials at http://%s/dials .
 `, os.Getenv("INGEST_HTTP_ADDR"), inspector, inspector, envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr))
