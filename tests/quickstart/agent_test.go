@@ -232,19 +232,38 @@ func TestAgentEndToEnd(t *testing.T) {
 	// Post-call: a report after the end is one more event, with the next
 	// sequence; sent again with the same id it is still one event.
 	tok := schemas.MintReportToken([]byte(reportSecret), callID, "ws_demo", time.Now().Add(10*time.Minute))
-	post := `{"id":"post-call-1","type":"result","at":"` + time.Now().UTC().Format(time.RFC3339) + `","result":{"disposition":"callback_requested","summary":"Grace asked to be called on Friday.","data":{"when":"friday"}}}`
+	postCall := `{"id":"post-call-1","type":"result","at":"` + time.Now().UTC().Format(time.RFC3339) + `","result":{"disposition":"callback_requested","summary":"Grace asked to be called on Friday.","data":{"when":"friday"}}}`
 	for range 2 {
-		if code, b := reportPOST(t, d.Ingest, callID, tok, post); code != http.StatusAccepted {
+		if code, b := reportPOST(t, d.Ingest, callID, tok, postCall); code != http.StatusAccepted {
 			t.Fatalf("post-call report: %d %s", code, b)
 		}
 	}
+	// The person asked not to be called again: the agent's opt-out puts
+	// the number on the do-not-call list, and the next call to it is
+	// refused at ingest, naming the reason.
+	optOut := `{"id":"opt-out","type":"result","at":"` + time.Now().UTC().Format(time.RFC3339) + `","result":{"disposition":"do_not_call","opt_out":true}}`
+	if code, b := reportPOST(t, d.Ingest, callID, tok, optOut); code != http.StatusAccepted {
+		t.Fatalf("opt-out report: %d %s", code, b)
+	}
+	testutil.EventuallyWhy(t, 20*time.Second, "the number on the do-not-call list", func() (bool, string) {
+		code, b := send(t, http.MethodGet, "http://"+d.Ingest+"/v1/api/suppressions/+15550100200", "")
+		return code == http.StatusOK && strings.Contains(string(b), `"reason":"opt_out"`), fmt.Sprintf("%d %s", code, b)
+	})
+	code, resp := post(t, "http://"+d.Ingest+"/v1/api/call", "dsk_demo_local", "ws_demo", `{"to":"+15550100200","call_agent_id":"`+demoAgentID+`"}`)
+	if code != http.StatusUnprocessableEntity || resp["rule"] != "suppressed" || !strings.Contains(fmt.Sprint(resp["message"]), "opt_out") {
+		t.Fatalf("call to the opted-out number: %d %v", code, resp)
+	}
+	if n := dialsTo(t, d.phonesim, "+15550100200"); n != 1 {
+		t.Errorf("phonesim saw %d dials to the opted-out number, want the first call's 1", n)
+	}
+
 	for _, bad := range []struct {
 		name, token, body string
 		code              int
 	}{
-		{"no token", "", post, 401},
-		{"workspace API key", "dsk_demo_local", post, 401},
-		{"another call's token", schemas.MintReportToken([]byte(reportSecret), "0123456789abcdef01234567", "ws_demo", time.Now().Add(time.Hour)), post, 401},
+		{"no token", "", postCall, 401},
+		{"workspace API key", "dsk_demo_local", postCall, 401},
+		{"another call's token", schemas.MintReportToken([]byte(reportSecret), "0123456789abcdef01234567", "ws_demo", time.Now().Add(time.Hour)), postCall, 401},
 		{"schema-invalid", tok, `{"id":"x","type":"answered_by","at":"2026-01-01T00:00:00Z","answered_by":"robot"}`, 422},
 	} {
 		if code, b := reportPOST(t, d.Ingest, callID, bad.token, bad.body); code != bad.code {
@@ -343,7 +362,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		return time.Now().After(first.EndedAt.Add(reportWindow + time.Second))
 	})
 	before := d.call(t, callID).Sequence
-	late := bytes.Replace([]byte(post), []byte("post-call-1"), []byte("too-late"), 1)
+	late := bytes.Replace([]byte(postCall), []byte("post-call-1"), []byte("too-late"), 1)
 	if code, b := reportPOST(t, d.Ingest, callID, tok, string(late)); code != http.StatusConflict {
 		t.Errorf("report after the window: %d %s, want 409", code, b)
 	}
