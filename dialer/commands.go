@@ -58,6 +58,15 @@ const (
 	// dialer is waiting on and whose callee is not in the room: the dialer
 	// that placed it died, so nobody knows how it ended.
 	dialInDoubt dialResultKind = "in_doubt"
+	// dialSending is the dial's own record, acknowledged by Kafka before
+	// CreateSIPParticipant is sent: from here on the dial may ring. A
+	// claim without it was never sent (see recovery.go).
+	dialSending dialResultKind = "sending"
+	// dialNotSent says a claimed dial never sent its SIP request: written by
+	// the dial itself when it could not record dialSending in time, or by
+	// the watchdog when the claim's window passed without dialSending. The
+	// call is dialed again, under a new claim.
+	dialNotSent dialResultKind = "not_sent"
 )
 
 type dialSource string
@@ -79,8 +88,12 @@ type dialResult struct {
 	ParticipantIdentity string         `json:"participant_identity,omitempty"`
 	SIPCallID           string         `json:"sip_call_id,omitempty"`
 	StartedAt           time.Time      `json:"started_at,omitzero"`
-	AnsweredAt          time.Time      `json:"answered_at,omitzero"`
-	FinishedAt          time.Time      `json:"finished_at"`
+	// ClaimedAt names the claim (the call's dialing_at) a sending or
+	// not_sent record is about, so a record of an older claim changes
+	// nothing.
+	ClaimedAt  time.Time `json:"claimed_at,omitzero"`
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
 // LiveKit webhook events the dialer acts on, plus roomGone, which the

@@ -103,6 +103,12 @@ type Config struct {
 
 	// liveKit replaces the LiveKit API in component tests.
 	liveKit liveKit
+	// dialOverhead is added to the ringing timeout to bound a whole dial
+	// (room, dispatch, then CreateSIPParticipant) and so the claim's window
+	// (recovery.go); clockMargin is recovery.go's. Zero: the defaults;
+	// component tests shorten them.
+	dialOverhead time.Duration
+	clockMargin  time.Duration
 	// complianceClock replaces the clock of the compliance check in
 	// component tests (calling hours at a chosen instant); nil: time.Now.
 	complianceClock func() time.Time
@@ -176,6 +182,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AgentReportWindow == 0 {
 		c.AgentReportWindow = schemas.DefaultReportWindow
+	}
+	if c.dialOverhead == 0 {
+		c.dialOverhead = dialOverhead
+	}
+	if c.clockMargin == 0 {
+		c.clockMargin = clockMargin
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

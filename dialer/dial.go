@@ -49,8 +49,11 @@ type roomMetadata struct {
 // written in it, so the result comes back to the partition in the call's
 // trace.
 func (d *dialer) startDial(parent context.Context, p int32, st *callState) {
-	ctx, cancel := context.WithTimeout(d.dialCtx, st.Agent.ringingTimeout()+dialOverhead)
-	if !d.dials.add(st.CallID, cancel) {
+	// The whole dial, the SIP request's sending included, ends by the
+	// claim's window (dialWindow): the watchdog counts on that to tell a
+	// claim that never sent its request from one that may have rung.
+	ctx, cancel := context.WithDeadline(d.dialCtx, st.DialingAt.Add(d.dialWindow(st)))
+	if !d.dials.add(st.CallID, st.DialingAt, cancel) {
 		cancel()
 		return
 	}
@@ -133,6 +136,16 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return fail("dispatch agent", err)
 	}
 
+	// From here the phone may ring: say so in the log first, acknowledged,
+	// so that whoever resolves this claim later knows (recovery.go). If it
+	// cannot be said within the claim's window, nothing is sent and the
+	// call is dialed again under a new claim.
+	if err := d.recordSending(ctx, p, st); err != nil {
+		log.WarnContext(ctx, "dialer: the dial's start could not be recorded; not sent, dialed again", "err", err)
+		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
+		res.Error = schemas.Clip("record sending: "+err.Error(), 2048)
+		return res
+	}
 	log.InfoContext(ctx, "dialer: dialing", "to", obs.MaskPhone(st.To), "trunk", a.SIPTrunkID)
 	info, err := d.lk.CreateSIPParticipant(ctx, &livekit.CreateSIPParticipantRequest{
 		SipTrunkId:          a.SIPTrunkID,
@@ -267,16 +280,21 @@ type dialSet struct {
 
 type dialEntry struct {
 	cancel   context.CancelFunc
+	claim    time.Time
 	finished time.Time
 }
 
-func (s *dialSet) add(id string, cancel context.CancelFunc) bool {
+// add registers the dial of claim, unless a dial of the call is running
+// here, or one of the same claim finished recently: one call is never dialed
+// twice at once by this process, and a claim at most once. A finished dial
+// of an older claim gives way (the call is dialed again after a not_sent).
+func (s *dialSet) add(id string, claim time.Time, cancel context.CancelFunc) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.m[id]; ok && (e.finished.IsZero() || time.Since(e.finished) < s.linger) {
+	if e, ok := s.m[id]; ok && (e.finished.IsZero() || (e.claim.Equal(claim) && time.Since(e.finished) < s.linger)) {
 		return false
 	}
-	s.m[id] = &dialEntry{cancel: cancel}
+	s.m[id] = &dialEntry{cancel: cancel, claim: claim}
 	return true
 }
 

@@ -394,6 +394,28 @@ type fakeLiveKit struct {
 	ringFor      time.Duration
 	hangups      map[string]chan struct{}
 	transfers    map[string][]string // room -> transfer targets asked for
+	// hold, when set, keeps CreateRoom waiting until it is closed or the
+	// caller's context ends; held counts the waits.
+	hold chan struct{}
+	held int
+}
+
+func (f *fakeLiveKit) holdRooms(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on && f.hold == nil {
+		f.hold = make(chan struct{})
+	}
+	if !on && f.hold != nil {
+		close(f.hold)
+		f.hold = nil
+	}
+}
+
+func (f *fakeLiveKit) roomsHeld() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held
 }
 
 func newFakeLiveKit() *fakeLiveKit {
@@ -405,8 +427,18 @@ func newFakeLiveKit() *fakeLiveKit {
 
 var _ liveKit = (*fakeLiveKit)(nil)
 
-func (f *fakeLiveKit) CreateRoom(_ context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
+func (f *fakeLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
 	f.mu.Lock()
+	if hold := f.hold; hold != nil {
+		f.held++
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		f.mu.Lock()
+	}
 	defer f.mu.Unlock()
 	f.rooms[req.Name] = req
 	return &livekit.Room{Name: req.Name, Metadata: req.Metadata}, nil

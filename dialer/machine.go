@@ -230,6 +230,9 @@ func applyDialResult(st *callState, in input) transition {
 		return transition{ignored: ignoreUnknownCall}
 	}
 	d := in.dial
+	if d.Result == dialSending || d.Result == dialNotSent {
+		return applyDialStart(st, in)
+	}
 	switch st.Phase {
 	case schemas.StatusEnded:
 		// The call ended while it was being dialed (a cancel won the race):
@@ -371,4 +374,42 @@ func (s *callState) end(at time.Time, o schemas.Outcome, by schemas.EndedBy, rea
 	}
 	s.strip()
 	return ev
+}
+
+// maxRedials bounds the claims of one call that never send their SIP
+// request: past it the call ends failed, never rung, instead of waiting on a
+// LiveKit or a broker that cannot start a dial.
+const maxRedials = 3
+
+// applyDialStart applies a claim's sending and not_sent records (recovery.go).
+// Both name their claim: a record of an older claim changes nothing.
+func applyDialStart(st *callState, in input) transition {
+	d := in.dial
+	if !d.ClaimedAt.Equal(st.DialingAt) || (st.Phase != schemas.StatusDialing && st.Phase != schemas.StatusRinging) {
+		return transition{ignored: ignoreStale}
+	}
+	next := st.clone()
+	next.AppliedOffset = in.offset
+	if d.Result == dialSending {
+		if !st.SIPSendingAt.IsZero() {
+			return transition{ignored: ignoreReplay}
+		}
+		next.SIPSendingAt = d.StartedAt
+		return transition{next: next}
+	}
+	// not_sent. From the dial itself it is certain. From the watchdog it
+	// holds only if no sending record of the claim came first in the log:
+	// the dial writes its sending record before the claim's window ends and
+	// the watchdog its not_sent after, so the log orders them.
+	if st.Phase != schemas.StatusDialing || (d.Source == sourceRecovery && !st.SIPSendingAt.IsZero()) {
+		return transition{ignored: ignoreStale}
+	}
+	if st.Redials >= maxRedials {
+		ev := next.end(d.FinishedAt, schemas.OutcomeFailed, schemas.EndedByDialer, fmt.Sprintf(
+			"the dial could not be started %d times (LiveKit or Kafka unavailable); never rung", st.Redials+1))
+		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}
+	}
+	next.DialingAt, next.SIPSendingAt = d.FinishedAt, time.Time{}
+	next.Redials++
+	return transition{next: next, effects: effDial}
 }

@@ -113,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "livekit_webhooks_total",
 			Help: "LiveKit webhooks received, by result."}, []string{"result"}),
 		inDoubt: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "in_doubt_dials_total",
-			Help: "Dials found with no dialer waiting on them, by how the recovery check resolved them."}, []string{"resolution"}),
+			Help: "Dials found with no dialer waiting on them, by how the recovery check resolved them (redialed: the claim never sent its SIP request)."}, []string{"resolution"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "compliance_refusals_total",
 			Help: "Calls refused right before their dial by a compliance rule (never rung), by outcome."}, []string{"outcome"}),
 		notReady: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "compliance_not_ready_total",
@@ -178,7 +178,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []decisionKind{decideTransferred, decideTransferFailed} {
 		m.transfers.WithLabelValues(string(r))
 	}
-	for _, r := range []string{"adopted", "failed"} {
+	for _, r := range []string{"adopted", "failed", "redialed"} {
 		m.inDoubt.WithLabelValues(r)
 	}
 	return m, nil

@@ -43,6 +43,11 @@ type callState struct {
 	RingingAt  time.Time `json:"ringing_at,omitzero"`
 	AnsweredAt time.Time `json:"answered_at,omitzero"`
 	EndedAt    time.Time `json:"ended_at,omitzero"`
+	// SIPSendingAt is set once the current claim's dial recorded that its
+	// SIP request was about to be sent (dialSending): without it, the claim
+	// never rang anything. Redials counts the claims that never sent theirs.
+	SIPSendingAt time.Time `json:"sip_sending_at,omitzero"`
+	Redials      int       `json:"redials,omitempty"`
 
 	Outcome             schemas.Outcome `json:"outcome,omitempty"`
 	EndedBy             schemas.EndedBy `json:"ended_by,omitempty"`

@@ -86,8 +86,9 @@ func TestDialerKilled(t *testing.T) {
 // Stop the broker (SIGTERM) and start it again on its data volume. While it
 // is down ingest answers 503 and the client retries with its
 // Idempotency-Key; nothing accepted may be lost, nothing dialed twice. A
-// claim written just before the outage may end in doubt (issue 16 is to
-// settle those with LiveKit), so in-doubt ends are allowed and counted.
+// claim written just before the outage that never sent its dial is dialed
+// again after its window; one that may have rung can still end in doubt, so
+// in-doubt ends are allowed and counted.
 func TestBrokerRestarted(t *testing.T) {
 	runScenario(t, scenario{opts: topoOptions{dialers: 2, notifiers: 2}, allowed: []invariants.FaultEnd{invariants.InDoubt},
 		fault: func(ctx context.Context, tp *topology, rec *invariants.Recorder) proof {
