@@ -522,6 +522,27 @@ func TestStopBetweenClaimAndDialDialsOnce(t *testing.T) {
 	}
 }
 
+// LiveKit unreachable before the SIP request rang nothing: the call waits,
+// is dialed once LiveKit is back, and ends as the phone answers.
+func TestLiveKitDownBeforeTheDialWaits(t *testing.T) {
+	c := newComponent(t, shortWindow)
+	c.lk.setDown(true)
+	id := c.request("ws_b", "agent_quick", "+15550100486")
+	c.waitStatus(id, schemas.StatusDialing)
+	testutil.Eventually(t, 10*time.Second, "a second claim while LiveKit is down", func() bool {
+		return c.d.metric("dialstream_dialer_in_doubt_dials_total", "resolution", "redialed") >= 1
+	})
+	if ev := c.log.ended(t, id); ev != nil {
+		t.Fatalf("the call ended while LiveKit was down: %+v", ev)
+	}
+	c.lk.setDown(false)
+	c.waitEnded(id)
+	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
+	if n := c.lk.totalDials(); n != 1 {
+		t.Fatalf("dialed %d times, want once", n)
+	}
+}
+
 // Calls move cleanly between dialers when the group rebalances: a second
 // dialer joins mid-burst and the first leaves; every call is dialed once
 // and ends once.

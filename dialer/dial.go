@@ -113,6 +113,18 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return res
 	}
 
+	// Before the SIP request nothing can have rung: if LiveKit cannot be
+	// reached, the call waits for it (not_sent: dialed again under a new
+	// claim once that claim's window has passed) instead of failing.
+	unsent := func(what string, err error) dialResult {
+		if !retryable(err) || ctx.Err() != nil {
+			return fail(what, err)
+		}
+		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
+		res.Error = schemas.Clip(what+": LiveKit unreachable, the call waits to be dialed again: "+err.Error(), 2048)
+		log.WarnContext(ctx, "dialer: LiveKit unreachable before the SIP request; the call waits", "step", what, "err", err)
+		return res
+	}
 	part := p
 	meta, _ := json.Marshal(roomMetadata{CallID: st.CallID, WorkspaceID: st.WorkspaceID, CallAgentID: st.CallAgentID, Partition: &part,
 		TraceParent: st.TraceParent, TraceState: st.TraceState})
@@ -125,7 +137,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return err
 	})
 	if err != nil {
-		return fail("create room", err)
+		return unsent("create room", err)
 	}
 
 	dmeta, err := d.agentDispatch(st, res.StartedAt)
@@ -133,7 +145,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return fail("encode dispatch metadata", err)
 	}
 	if err := d.dispatchAgent(ctx, st.RoomName, a.LiveKitAgentName, dmeta); err != nil {
-		return fail("dispatch agent", err)
+		return unsent("dispatch agent", err)
 	}
 
 	// From here the phone may ring: say so in the log first, acknowledged,

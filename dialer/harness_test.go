@@ -18,6 +18,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twitchtv/twirp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -398,6 +399,14 @@ type fakeLiveKit struct {
 	// caller's context ends; held counts the waits.
 	hold chan struct{}
 	held int
+	// down makes CreateRoom fail as an unreachable server does.
+	down bool
+}
+
+func (f *fakeLiveKit) setDown(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = on
 }
 
 func (f *fakeLiveKit) holdRooms(on bool) {
@@ -429,6 +438,10 @@ var _ liveKit = (*fakeLiveKit)(nil)
 
 func (f *fakeLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
 	f.mu.Lock()
+	if f.down {
+		f.mu.Unlock()
+		return nil, twirp.NewError(twirp.Unavailable, "livekit is down (fake)")
+	}
 	if hold := f.hold; hold != nil {
 		f.held++
 		f.mu.Unlock()

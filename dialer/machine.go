@@ -379,7 +379,7 @@ func (s *callState) end(at time.Time, o schemas.Outcome, by schemas.EndedBy, rea
 // maxRedials bounds the claims of one call that never send their SIP
 // request: past it the call ends failed, never rung, instead of waiting on a
 // LiveKit or a broker that cannot start a dial.
-const maxRedials = 3
+const maxRedials = 5
 
 // applyDialStart applies a claim's sending and not_sent records (recovery.go).
 // Both name their claim: a record of an older claim changes nothing.
@@ -411,5 +411,11 @@ func applyDialStart(st *callState, in input) transition {
 	}
 	next.DialingAt, next.SIPSendingAt = d.FinishedAt, time.Time{}
 	next.Redials++
+	if d.Source == sourceDial {
+		// The dial could not start (LiveKit unreachable, Kafka too slow):
+		// dialing again at once would fail the same way. The new claim
+		// sends nothing; past its window the watchdog's not_sent dials it.
+		return transition{next: next}
+	}
 	return transition{next: next, effects: effDial}
 }
