@@ -166,7 +166,8 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	icfg := ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, Logger: logger("ingest"), TracerProvider: provider("dialstream-ingest")}
+	icfg := ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, Logger: logger("ingest"), TracerProvider: provider("dialstream-ingest"),
+		DatabaseURL: "sqlite://" + t.TempDir() + "/records.db"}
 	icfg.Kafka.ClientID = "ingest-trace-test"
 	run("ingest", func(ctx context.Context) error { return ingest.Run(ctx, icfg) })
 	p.ingestURL = "http://" + ln.Addr().String()

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -40,8 +41,7 @@ const (
 	DefaultIdempotencyMaxKeys = 50_000
 	DefaultRegion             = "US"
 	DefaultShutdownTimeout    = 15 * time.Second
-	DefaultCallsRetention     = 24 * time.Hour
-	DefaultCallsMax           = 20_000
+	DefaultCallsRetention     = callrecords.DefaultRetention
 )
 
 // Config is everything ingest needs. LoadConfig fills it from the
@@ -108,15 +108,17 @@ type Config struct {
 	// (INGEST_SHUTDOWN_TIMEOUT, default 15s).
 	ShutdownTimeout time.Duration
 
-	// CallsRetention is how far back the call state reaches: on start each
-	// replica reads its topics from this long ago, and calls requested
-	// longer ago are dropped (INGEST_CALLS_RETENTION, default 24h). Keep it
-	// within the topics' retention (KAFKA_TOPIC_RETENTION).
+	// DatabaseURL is the call records database every call-state route reads
+	// (DATABASE_URL, required unless Store is set): postgres://... or
+	// sqlite://path, the one the recorder writes.
+	DatabaseURL string
+	// Store, when set, is used instead of opening DatabaseURL (dev mode
+	// shares one with the recorder; tests); Run does not close it. Code only.
+	Store *callrecords.Store
+	// CallsRetention is how long call records are kept
+	// (CALL_RECORDS_RETENTION, default 400d): ingest's own writes never
+	// create a call requested longer ago. The recorder deletes older ones.
 	CallsRetention time.Duration
-	// CallsMax bounds the calls held; past it the oldest (by requested_at)
-	// are dropped first (INGEST_CALLS_MAX, default 20000). See store.go for
-	// the memory it takes.
-	CallsMax int
 
 	// Kafka is the shared KAFKA_* configuration (kafkax.LoadConfig; its
 	// defaults are kafkax's, client id dialstream-ingest). KAFKA_BROKERS is
@@ -150,10 +152,10 @@ func LoadConfig(l *envconfig.Loader) Config {
 		DefaultRegion:      strings.ToUpper(l.String("INGEST_DEFAULT_REGION", DefaultRegion)),
 		RejectTestNumbers:  !l.Bool("INGEST_ALLOW_TEST_NUMBERS", true),
 		ShutdownTimeout:    l.Duration("INGEST_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second, 10*time.Minute),
-		CallsRetention:     l.Duration("INGEST_CALLS_RETENTION", DefaultCallsRetention, time.Minute, 90*24*time.Hour),
-		CallsMax:           l.Int("INGEST_CALLS_MAX", DefaultCallsMax, 1, 100_000_000),
 		Kafka:              kafkax.LoadConfig(l, "ingest"),
 	}
+	records := callrecords.LoadConfig(l)
+	c.DatabaseURL, c.CallsRetention = records.URL, records.Retention
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		l.Fail("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
 	}
@@ -200,9 +202,6 @@ func (c Config) withDefaults() Config {
 	if c.CallsRetention == 0 {
 		c.CallsRetention = DefaultCallsRetention
 	}
-	if c.CallsMax == 0 {
-		c.CallsMax = DefaultCallsMax
-	}
 	c.Kafka = c.Kafka.WithDefaults("ingest")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -238,11 +237,11 @@ func (c Config) Validate() error {
 	if c.IdempotencyMaxKeys < 1 {
 		p.Add("INGEST_IDEMPOTENCY_MAX_KEYS", "must be >= 1, got %d", c.IdempotencyMaxKeys)
 	}
-	if c.CallsRetention < time.Second {
-		p.Add("INGEST_CALLS_RETENTION", "must be >= 1s, got %s", c.CallsRetention)
+	if c.Store == nil && c.DatabaseURL == "" {
+		p.Add("DATABASE_URL", "required (the call records database: postgres://user:pass@host/db or sqlite://path)")
 	}
-	if c.CallsMax < 1 {
-		p.Add("INGEST_CALLS_MAX", "must be >= 1, got %d", c.CallsMax)
+	if c.CallsRetention < time.Hour || c.CallsRetention > callrecords.MaxRetention {
+		p.Add("CALL_RECORDS_RETENTION", "must be between 1h and %dd, got %s", callrecords.MaxRetention/(24*time.Hour), c.CallsRetention)
 	}
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		p.Add("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
