@@ -31,6 +31,7 @@ const (
 	devIngestAddr    = "127.0.0.1:8080"
 	devDialerAddr    = "127.0.0.1:8081"
 	devNotifierAddr  = "127.0.0.1:8082"
+	devRecorderAddr  = "127.0.0.1:8084"
 	devInspectorAddr = "127.0.0.1:8090"
 	devPhonesimAddr  = "127.0.0.1:7890"
 	devLiveKitPort   = 7880
@@ -88,6 +89,9 @@ func runDev(ctx context.Context, _ []string) error {
 	setDefault("INGEST_HTTP_ADDR", devIngestAddr)
 	setDefault("DIALER_HTTP_ADDR", devDialerAddr)
 	setDefault("NOTIFIER_HTTP_ADDR", devNotifierAddr)
+	// The call records: one SQLite file the recorder writes and ingest reads.
+	setDefault("DATABASE_URL", "sqlite://"+filepath.Join(dataDir, "records.db"))
+	setDefault("RECORDER_HTTP_ADDR", devRecorderAddr)
 	// Dev callbacks go to the local inspector, so loopback must be allowed.
 	setDefault("NOTIFIER_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
 
