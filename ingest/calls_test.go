@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -746,4 +747,40 @@ func TestCallStateMetrics(t *testing.T) {
 	if strings.Contains(m, f.id) {
 		t.Error("a call id is a label value")
 	}
+}
+
+// Read-your-writes holds for concurrent requests too, whose own writes
+// share group commits (ownwrites.go): every call answered 202 is there,
+// queued, the moment its client reads it.
+func TestReadYourWritesConcurrent(t *testing.T) {
+	forEngines(t, func(t *testing.T, env *testEnv) {
+		const n = 64
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				w := env.do(t, req{idemKey: fmt.Sprintf("ryw-%d", i), body: validBody})
+				if w.Code != 202 {
+					errs <- fmt.Errorf("POST %d: %d %s", i, w.Code, w.Body)
+					return
+				}
+				var acc CallResponse
+				_ = json.Unmarshal(w.Body.Bytes(), &acc)
+				code, body := env.get(t, "/v1/api/call/"+acc.CallID)
+				var got CallEnvelope
+				_ = json.Unmarshal([]byte(body), &got)
+				if code != 200 || got.Call.Status != schemas.StatusQueued || got.Call.JobID != acc.JobID {
+					errs <- fmt.Errorf("GET right after the 202 of call %d: %d %s", i, code, body)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if l := env.list(t, "limit=200"); len(l.Calls) != n {
+			t.Fatalf("%d calls listed, want %d", len(l.Calls), n)
+		}
+	})
 }

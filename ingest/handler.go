@@ -49,6 +49,8 @@ type handler struct {
 	// (records.go); ingest writes its own acknowledged requests and
 	// cancels into it, for read-your-writes.
 	st *callrecords.Store
+	// own writes this replica's acknowledged requests into st (ownwrites.go).
+	own *ownWrites
 	// comp checks each call against the workspace's compliance policy and
 	// do-not-call list at request time (compliance.go); now is its clock.
 	comp *compliance.Checker
@@ -123,6 +125,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 		},
 	}
 	h.st = cfg.Store
+	h.own = &ownWrites{st: cfg.Store}
 	if cfg.Suppressions == nil {
 		cfg.Suppressions = compliance.NewTable()
 		h.cfg.Suppressions = cfg.Suppressions
@@ -394,7 +397,8 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 }
 
 // putOwnRequest writes this replica's acknowledged request into the call
-// records (local: the recorder's read of the same record replaces it). A
+// records (local: the recorder's read of the same record replaces it), in
+// the next group commit (ownwrites.go). A
 // database that fails here costs read-your-writes, not the call: the
 // record is durable in Kafka and the recorder writes it, so the client
 // still gets its 202; a 503 would make a client without an
@@ -402,7 +406,7 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 func (h *handler) putOwnRequest(ctx context.Context, data *schemas.CallRequested, rec *kgo.Record, logAttrs []any) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordsTimeout)
 	defer cancel()
-	if _, err := h.st.PutRequest(wctx, data, rec.Value, rec.Partition, rec.Offset, true); err != nil {
+	if err := h.own.put(wctx, data, rec.Value, rec.Partition, rec.Offset); err != nil {
 		h.log.WarnContext(ctx, "call written to Kafka but not to the call records yet; the recorder adds it", append(logAttrs, "error", err.Error())...)
 	}
 }
