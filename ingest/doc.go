@@ -34,6 +34,7 @@
 //	produce.go      the Producer, waiting for the acknowledgement, the client's options
 //	calls.go        the call-state and control routes: get, list, cancel, deliveries, redeliver
 //	records.go      the call records database behind them: a stored call back to what the view renders
+//	ownwrites.go    this replica's accepted requests into the records, by group commit (read-your-writes)
 //	export.go       GET /v1/api/calls/export: a time range streamed as CSV or NDJSON
 //	view.go         the bodies of the call-state routes
 //	response.go     the error envelope and the closed set of refusal reasons
