@@ -16,7 +16,7 @@ import (
 
 // Defaults of the AGENT_* variables.
 const (
-	DefaultHTTPAddr       = "127.0.0.1:8083"
+	DefaultHTTPAddr       = ":8085"
 	DefaultMaxJobs        = 50
 	DefaultAnswerTimeout  = 2 * time.Minute
 	DefaultListenTimeout  = 4 * time.Second
@@ -45,7 +45,7 @@ type Config struct {
 
 	// HTTPAddr serves /healthz, /readyz (ready once every name is
 	// registered with LiveKit) and /metrics (AGENT_HTTP_ADDR, default
-	// 127.0.0.1:8083). Listener, when set, is served instead (tests).
+	// :8085). Listener, when set, is served instead (tests).
 	HTTPAddr string
 	Listener net.Listener
 

@@ -36,7 +36,7 @@ const (
 
 // composeSecrets are the settings .env.example leaves empty for the user to
 // fill in; the tests give them placeholders.
-var composeSecrets = []string{"LIVEKIT_API_SECRET", "INGEST_IDEMPOTENCY_SECRET", "DIALSTREAM_DEMO_WEBHOOK_SECRETS",
+var composeSecrets = []string{"LIVEKIT_API_SECRET", "INGEST_IDEMPOTENCY_SECRET", "DIALSTREAM_AGENT_REPORT_SECRET", "DIALSTREAM_DEMO_WEBHOOK_SECRETS",
 	"GRAFANA_ADMIN_PASSWORD", "DIALSTREAM_SIP_TRUNK_ID", "POSTGRES_PASSWORD"}
 
 func composePlaceholders() []string {

@@ -28,7 +28,7 @@ const (
 
 // commandTypes are the types a record on schemas.TopicRequested may have.
 var commandTypes = map[string]bool{
-	schemas.TypeCallRequested: true, schemas.TypeCallCancel: true,
+	schemas.TypeCallRequested: true, schemas.TypeCallCancel: true, schemas.TypeAgentReportReceived: true,
 	TypeDialResult: true, TypeLiveKitEvent: true, TypeDecision: true,
 }
 
@@ -58,6 +58,15 @@ const (
 	// dialer is waiting on and whose callee is not in the room: the dialer
 	// that placed it died, so nobody knows how it ended.
 	dialInDoubt dialResultKind = "in_doubt"
+	// dialSending is the dial's own record, acknowledged by Kafka before
+	// CreateSIPParticipant is sent: from here on the dial may ring. A
+	// claim without it was never sent (see recovery.go).
+	dialSending dialResultKind = "sending"
+	// dialNotSent says a claimed dial never sent its SIP request: written by
+	// the dial itself when it could not record dialSending in time, or by
+	// the watchdog when the claim's window passed without dialSending. The
+	// call is dialed again, under a new claim.
+	dialNotSent dialResultKind = "not_sent"
 )
 
 type dialSource string
@@ -79,8 +88,12 @@ type dialResult struct {
 	ParticipantIdentity string         `json:"participant_identity,omitempty"`
 	SIPCallID           string         `json:"sip_call_id,omitempty"`
 	StartedAt           time.Time      `json:"started_at,omitzero"`
-	AnsweredAt          time.Time      `json:"answered_at,omitzero"`
-	FinishedAt          time.Time      `json:"finished_at"`
+	// ClaimedAt names the claim (the call's dialing_at) a sending or
+	// not_sent record is about, so a record of an older claim changes
+	// nothing.
+	ClaimedAt  time.Time `json:"claimed_at,omitzero"`
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
 // LiveKit webhook events the dialer acts on, plus roomGone, which the
@@ -121,6 +134,12 @@ const (
 	// decideRefuse: the compliance check refused the call right before its
 	// dial (compliance.go); it ends with the refusal's outcome, never rung.
 	decideRefuse decisionKind = "refuse"
+	// decideTransferred: LiveKit moved the callee to the number the agent
+	// asked for (report.go); the call ends transferred.
+	decideTransferred decisionKind = "transferred"
+	// decideTransferFailed: LiveKit refused the transfer; the call goes on
+	// with the agent, and a later hang-up ends it as usual.
+	decideTransferFailed decisionKind = "transfer_failed"
 )
 
 // decision is the data of a dialstream.dialer.decision.v1 command: what a

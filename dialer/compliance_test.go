@@ -195,7 +195,10 @@ func TestComplianceFailsClosedUntilLoaded(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, "the calls put off by the check", func() bool {
 		return r.metric("dialstream_dialer_compliance_not_ready_total") >= 2
 	})
-	time.Sleep(time.Second) // retries come every 250 ms: several more must not dial either
+	// Retries come every 250 ms: several rounds more must not dial either.
+	testutil.Eventually(t, 20*time.Second, "several rounds of put-off checks", func() bool {
+		return r.metric("dialstream_dialer_compliance_not_ready_total") >= 8
+	})
 	if n := c.lk.totalDials(); n != 0 {
 		t.Fatalf("%d dials before the do-not-call list was loaded", n)
 	}

@@ -448,11 +448,20 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// shortWindow makes a claim's window (ringing + dial overhead + clock
+// margin) a couple of seconds, so a claim that never sent its dial is
+// dialed again within a test.
+func shortWindow(cfg *Config) {
+	cfg.dialOverhead, cfg.clockMargin = 500*time.Millisecond, 300*time.Millisecond
+}
+
 // A dial starts only after the group confirms this process still owns the
-// partition. When the coordinator refuses (the member's session is gone), the
-// call keeps its durable claim, is never dialed, and the watchdog ends it.
-func TestFenceRefusalPreventsDial(t *testing.T) {
-	c := newComponent(t, nil)
+// partition. When the coordinator refuses (the member's session is gone),
+// the call keeps its durable claim and is not dialed. That claim rang
+// nothing: it is not ended in doubt, it is dialed once under a new claim
+// when its window has passed, and ends as the phone answers.
+func TestFenceRefusalDialsOnceUnderANewClaim(t *testing.T) {
+	c := newComponent(t, shortWindow)
 	var refuse atomic.Bool
 	refuse.Store(true)
 	c.b.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -474,18 +483,42 @@ func TestFenceRefusalPreventsDial(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	id := c.request("ws_b", "agent_quick", "+15550100001")
+	id := c.request("ws_b", "agent_quick", "+15550100486")
 	c.waitStatus(id, schemas.StatusDialing)
 	testutil.Eventually(t, 5*time.Second, "the fence refusal", func() bool { return c.d.metric("dialstream_dialer_fence_failures_total") == 1 })
+	if n := c.lk.totalDials(); n != 0 {
+		t.Fatalf("dialed %d times without the fence", n)
+	}
 	refuse.Store(false)
 	c.waitEnded(id)
 	evs := c.log.callEvents(t, id)
-	checkLifecycle(t, evs, schemas.OutcomeFailed)
-	if evs[len(evs)-1].Reason != inDoubtReason {
-		t.Fatalf("ended %+v", evs[len(evs)-1])
+	checkLifecycle(t, evs, schemas.OutcomeBusy)
+	if n := c.lk.totalDials(); n != 1 {
+		t.Fatalf("dialed %d times, want once", n)
 	}
-	if n := c.lk.totalDials(); n != 0 {
-		t.Fatalf("dialed %d times without the fence", n)
+	if got := c.d.metric("dialstream_dialer_in_doubt_dials_total", "resolution", "redialed"); got != 1 {
+		t.Fatalf("in_doubt_dials_total{redialed} = %v, want 1", got)
+	}
+}
+
+// The crash variant: the dialer stops for good between the durable claim
+// and the dial (here, while LiveKit holds its room creation). The next
+// dialer finds a claim with no sending record and dials the call once.
+func TestStopBetweenClaimAndDialDialsOnce(t *testing.T) {
+	c := newComponent(t, func(cfg *Config) { shortWindow(cfg); cfg.DrainTimeout = 0 })
+	c.lk.holdRooms(true)
+	id := c.request("ws_b", "agent_quick", "+15550100486")
+	c.waitStatus(id, schemas.StatusDialing)
+	testutil.Eventually(t, 5*time.Second, "the dial held at CreateRoom", func() bool { return c.lk.roomsHeld() == 1 })
+	c.d.stop(t)
+	c.lk.holdRooms(false)
+	cfg := c.cfg
+	cfg.HTTPAddr = freeAddr(t)
+	c.d = startDialer(t, cfg)
+	c.waitEnded(id)
+	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
+	if n := c.lk.totalDials(); n != 1 {
+		t.Fatalf("dialed %d times, want once", n)
 	}
 }
 

@@ -3,6 +3,8 @@ package dialer
 import (
 	"errors"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +15,7 @@ import (
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
+	"github.com/dialstream/dialstream/schemas"
 )
 
 // Config configures the dialer. LoadConfig fills it from the environment;
@@ -71,6 +74,21 @@ type Config struct {
 	// them to the next owner's recovery).
 	DrainTimeout time.Duration
 
+	// AgentReportURL is the base URL of the report endpoint an agent
+	// reaches (ingest's, e.g. http://ingest:8080): each dispatch names
+	// <AgentReportURL>/v1/agent/calls/<call id>/reports and a token for it
+	// (DIALER_AGENT_REPORT_URL; empty: dispatches carry no report channel).
+	AgentReportURL string
+	// AgentReportSecrets key the per-call report tokens: the first mints,
+	// every one verifies, so a secret can rotate (DIALSTREAM_AGENT_REPORT_SECRET,
+	// comma-separated, each at least 32 bytes; required with
+	// AgentReportURL; ingest must hold the same).
+	AgentReportSecrets [][]byte
+	// AgentReportWindow is how long after its end a call takes its agent's
+	// reports (DIALSTREAM_AGENT_REPORT_WINDOW, default 15m; ingest must use
+	// the same).
+	AgentReportWindow time.Duration
+
 	// Logger is the dialer's log; nil discards.
 	Logger *slog.Logger
 	// Metrics is the process registry; nil makes a new one.
@@ -85,6 +103,12 @@ type Config struct {
 
 	// liveKit replaces the LiveKit API in component tests.
 	liveKit liveKit
+	// dialOverhead is added to the ringing timeout to bound a whole dial
+	// (room, dispatch, then CreateSIPParticipant) and so the claim's window
+	// (recovery.go); clockMargin is recovery.go's. Zero: the defaults;
+	// component tests shorten them.
+	dialOverhead time.Duration
+	clockMargin  time.Duration
 	// complianceClock replaces the clock of the compliance check in
 	// component tests (calling hours at a chosen instant); nil: time.Now.
 	complianceClock func() time.Time
@@ -125,6 +149,9 @@ func LoadConfig(l *envconfig.Loader) Config {
 		MaxQueueWait:          l.Duration("DIALER_MAX_QUEUE_WAIT", DefaultMaxQueueWait, time.Second, 30*24*time.Hour),
 		EndedRetention:        l.Duration("DIALER_ENDED_RETENTION", DefaultEndedRetention, time.Second, 30*24*time.Hour),
 		DrainTimeout:          l.Duration("DIALER_DRAIN_TIMEOUT", DefaultDrainTimeout, 0, time.Hour),
+		AgentReportURL:        strings.TrimSuffix(l.String("DIALER_AGENT_REPORT_URL", ""), "/"),
+		AgentReportSecrets:    schemas.ReportSecrets(l.List("DIALSTREAM_AGENT_REPORT_SECRET", nil)),
+		AgentReportWindow:     l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),
 	}
 }
 
@@ -152,6 +179,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EndedRetention == 0 {
 		c.EndedRetention = DefaultEndedRetention
+	}
+	if c.AgentReportWindow == 0 {
+		c.AgentReportWindow = schemas.DefaultReportWindow
+	}
+	if c.dialOverhead == 0 {
+		c.dialOverhead = dialOverhead
+	}
+	if c.clockMargin == 0 {
+		c.clockMargin = clockMargin
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -205,6 +241,22 @@ func (c Config) Validate() error {
 	}
 	if c.WatchdogGrace < 0 {
 		p.Add("DIALER_WATCHDOG_GRACE", "must be >= 0, got %s", c.WatchdogGrace)
+	}
+	if c.AgentReportURL != "" {
+		if u, err := url.Parse(c.AgentReportURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.Add("DIALER_AGENT_REPORT_URL", "must be an absolute http(s) URL, got %q", c.AgentReportURL)
+		}
+		if len(c.AgentReportSecrets) == 0 {
+			p.Add("DIALSTREAM_AGENT_REPORT_SECRET", "required with DIALER_AGENT_REPORT_URL (the same secret as ingest's)")
+		}
+	}
+	for i, s := range c.AgentReportSecrets {
+		if len(s) < schemas.MinReportSecretLen {
+			p.Add("DIALSTREAM_AGENT_REPORT_SECRET", "secret %d must be at least %d bytes, got %d", i+1, schemas.MinReportSecretLen, len(s))
+		}
+	}
+	if c.AgentReportWindow <= 0 {
+		p.Add("DIALSTREAM_AGENT_REPORT_WINDOW", "must be > 0, got %s", c.AgentReportWindow)
 	}
 	if c.DrainTimeout < 0 {
 		p.Add("DIALER_DRAIN_TIMEOUT", "must be >= 0, got %s", c.DrainTimeout)

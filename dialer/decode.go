@@ -32,7 +32,7 @@ func (o *partitionOwner) decode(rec *kgo.Record) (*input, *kgo.Record) {
 		if errors.As(err, &de) {
 			class, fields = de.Class, de.Fields
 		}
-		if typ == schemas.TypeCallCancel || internal {
+		if typ == schemas.TypeCallCancel || typ == schemas.TypeAgentReportReceived || internal {
 			return nil, o.dlq(rec, class, err.Error())
 		}
 		return o.reject(rec, class, err.Error(), fields)
@@ -46,6 +46,10 @@ func (o *partitionOwner) decode(rec *kgo.Record) (*input, *kgo.Record) {
 	case schemas.TypeCallCancel:
 		c := &schemas.CallCancel{}
 		in.kind, in.cancel, data = inCancel, c, c
+	case schemas.TypeAgentReportReceived:
+		x := &schemas.AgentReportReceived{}
+		in.kind, in.report, data = inReport, x, x
+		in.reportWindow = o.d.cfg.AgentReportWindow
 	case TypeDialResult:
 		x := &dialResult{}
 		in.kind, in.dial, data = inDialResult, x, x
@@ -70,6 +74,8 @@ func (o *partitionOwner) decode(rec *kgo.Record) (*input, *kgo.Record) {
 		in.callID = in.req.CallID
 	case inCancel:
 		in.callID = in.cancel.CallID
+	case inReport:
+		in.callID = in.report.CallID
 	case inDialResult:
 		in.callID = in.dial.CallID
 	case inLiveKit:

@@ -43,22 +43,17 @@ type roomMetadata struct {
 	TraceState  string `json:"tracestate,omitempty"`
 }
 
-// dispatchMetadata is what the agent receives: the dynamic variables and its
-// settings, never the request's metadata (that is for webhooks only).
-type dispatchMetadata struct {
-	CallID           string            `json:"call_id"`
-	DynamicVariables map[string]string `json:"dynamic_variables"`
-	Settings         map[string]any    `json:"settings"`
-}
-
 // startDial places the call in the background. It runs only after the
 // call's dialing state is durable (and fenced). The dial is a span under
 // parent (the command that made the call dialing), and its result is
 // written in it, so the result comes back to the partition in the call's
 // trace.
 func (d *dialer) startDial(parent context.Context, p int32, st *callState) {
-	ctx, cancel := context.WithTimeout(d.dialCtx, st.Agent.ringingTimeout()+dialOverhead)
-	if !d.dials.add(st.CallID, cancel) {
+	// The whole dial, the SIP request's sending included, ends by the
+	// claim's window (dialWindow): the watchdog counts on that to tell a
+	// claim that never sent its request from one that may have rung.
+	ctx, cancel := context.WithDeadline(d.dialCtx, st.DialingAt.Add(d.dialWindow(st)))
+	if !d.dials.add(st.CallID, st.DialingAt, cancel) {
 		cancel()
 		return
 	}
@@ -133,22 +128,24 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return fail("create room", err)
 	}
 
-	dvars := st.DynamicVariables
-	if dvars == nil {
-		dvars = map[string]string{}
-	}
-	settings := a.Settings
-	if settings == nil {
-		settings = map[string]any{}
-	}
-	dmeta, err := json.Marshal(dispatchMetadata{CallID: st.CallID, DynamicVariables: dvars, Settings: settings})
+	dmeta, err := d.agentDispatch(st, res.StartedAt)
 	if err != nil {
 		return fail("encode dispatch metadata", err)
 	}
-	if err := d.dispatchAgent(ctx, st.RoomName, a.LiveKitAgentName, string(dmeta)); err != nil {
+	if err := d.dispatchAgent(ctx, st.RoomName, a.LiveKitAgentName, dmeta); err != nil {
 		return fail("dispatch agent", err)
 	}
 
+	// From here the phone may ring: say so in the log first, acknowledged,
+	// so that whoever resolves this claim later knows (recovery.go). If it
+	// cannot be said within the claim's window, nothing is sent and the
+	// call is dialed again under a new claim.
+	if err := d.recordSending(ctx, p, st); err != nil {
+		log.WarnContext(ctx, "dialer: the dial's start could not be recorded; not sent, dialed again", "err", err)
+		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
+		res.Error = schemas.Clip("record sending: "+err.Error(), 2048)
+		return res
+	}
 	log.InfoContext(ctx, "dialer: dialing", "to", obs.MaskPhone(st.To), "trunk", a.SIPTrunkID)
 	info, err := d.lk.CreateSIPParticipant(ctx, &livekit.CreateSIPParticipantRequest{
 		SipTrunkId:          a.SIPTrunkID,
@@ -248,18 +245,27 @@ func (d *dialer) hangup(parent context.Context, st *callState) {
 	if st.RoomName == "" {
 		return
 	}
+	d.liveKitTask(parent, "hangup", st, func(ctx context.Context, span trace.Span) {
+		if err := retryLiveKit(ctx, func() error { return d.lk.DeleteRoom(ctx, st.RoomName) }); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			d.log.WarnContext(ctx, "dialer: delete room failed", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "err", err)
+		}
+	})
+}
+
+// liveKitTask runs fn in the background (shutdown waits for it) as a span
+// named name under parent, bounded by hangupTimeout: the LiveKit work of an
+// effect, after its transition is durable.
+func (d *dialer) liveKitTask(parent context.Context, name string, st *callState, fn func(ctx context.Context, span trace.Span)) {
 	d.bg.Add(1)
 	go func() {
 		defer d.bg.Done()
 		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
 		defer cancel()
-		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(parent)), "hangup",
+		ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(parent)), name,
 			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
 		defer span.End()
-		if err := retryLiveKit(ctx, func() error { return d.lk.DeleteRoom(ctx, st.RoomName) }); err != nil {
-			span.SetStatus(codes.Error, err.Error())
-			d.log.WarnContext(ctx, "dialer: delete room failed", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "err", err)
-		}
+		fn(ctx, span)
 	}()
 }
 
@@ -274,16 +280,21 @@ type dialSet struct {
 
 type dialEntry struct {
 	cancel   context.CancelFunc
+	claim    time.Time
 	finished time.Time
 }
 
-func (s *dialSet) add(id string, cancel context.CancelFunc) bool {
+// add registers the dial of claim, unless a dial of the call is running
+// here, or one of the same claim finished recently: one call is never dialed
+// twice at once by this process, and a claim at most once. A finished dial
+// of an older claim gives way (the call is dialed again after a not_sent).
+func (s *dialSet) add(id string, claim time.Time, cancel context.CancelFunc) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.m[id]; ok && (e.finished.IsZero() || time.Since(e.finished) < s.linger) {
+	if e, ok := s.m[id]; ok && (e.finished.IsZero() || (e.claim.Equal(claim) && time.Since(e.finished) < s.linger)) {
 		return false
 	}
-	s.m[id] = &dialEntry{cancel: cancel}
+	s.m[id] = &dialEntry{cancel: cancel, claim: claim}
 	return true
 }
 

@@ -113,7 +113,7 @@ func (e *liveEnv) request(t *testing.T, ws, agent, to string) string {
 	id := newCallID()
 	produce(t, e.prod, requestRecord(t, schemas.CallRequested{CallID: id, WorkspaceID: ws, CallAgentID: agent, To: to,
 		DynamicVariables: map[string]string{"firstName": "Ada", "lastName": "Lovelace", "Zipcode": "94107"},
-		Metadata:         json.RawMessage(`{"crm_secret":"do-not-give-to-agent"}`)}))
+		Metadata:         json.RawMessage(`{"crm_id":"c-42","tags":["<vip>"]}`)}))
 	return id
 }
 
@@ -203,15 +203,19 @@ func TestEndToEnd(t *testing.T) {
 			continue
 		}
 		found = true
-		var md dispatchMetadata
-		if err := json.Unmarshal([]byte(dsp.GetMetadata()), &md); err != nil {
+		// The dispatch is the agent.dispatch.v1 contract: the variables
+		// for the agent's context, and the request's metadata apart from
+		// them, byte for byte, for the agent to hand back.
+		md, err := schemas.DecodeAgentDispatch(dsp.GetMetadata())
+		if err != nil {
 			t.Fatalf("dispatch metadata %q: %v", dsp.GetMetadata(), err)
 		}
-		if md.CallID != held || md.DynamicVariables["firstName"] != "Ada" || md.DynamicVariables["Zipcode"] != "94107" || md.Settings["voice"] != "alloy" {
+		if md.CallID != held || md.WorkspaceID != "ws_e2e" || md.Room != room || md.DynamicVariables["firstName"] != "Ada" ||
+			md.DynamicVariables["Zipcode"] != "94107" || md.Settings["voice"] != "alloy" {
 			t.Fatalf("dispatch metadata %+v", md)
 		}
-		if strings.Contains(dsp.GetMetadata(), "crm_secret") {
-			t.Fatalf("the request's metadata reached the agent: %s", dsp.GetMetadata())
+		if string(md.Metadata) != `{"crm_id":"c-42","tags":["<vip>"]}` {
+			t.Fatalf("dispatch metadata field %s, want the request's metadata as sent", md.Metadata)
 		}
 	}
 	if !found {
@@ -248,7 +252,7 @@ func TestEndToEnd(t *testing.T) {
 		if n := dials[roomNameFor(agent, id)]; n != wantDials {
 			t.Errorf("call %s (%s): %d dials at the phone network, want %d", id, w.outcome, n, wantDials)
 		}
-		if string(end.Metadata) != `{"crm_secret":"do-not-give-to-agent"}` {
+		if string(end.Metadata) != `{"crm_id":"c-42","tags":["<vip>"]}` {
 			t.Errorf("call %s: ended event metadata %s", id, end.Metadata)
 		}
 	}

@@ -393,18 +393,52 @@ type fakeLiveKit struct {
 	participants map[string][]*livekit.ParticipantInfo
 	ringFor      time.Duration
 	hangups      map[string]chan struct{}
+	transfers    map[string][]string // room -> transfer targets asked for
+	// hold, when set, keeps CreateRoom waiting until it is closed or the
+	// caller's context ends; held counts the waits.
+	hold chan struct{}
+	held int
+}
+
+func (f *fakeLiveKit) holdRooms(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on && f.hold == nil {
+		f.hold = make(chan struct{})
+	}
+	if !on && f.hold != nil {
+		close(f.hold)
+		f.hold = nil
+	}
+}
+
+func (f *fakeLiveKit) roomsHeld() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held
 }
 
 func newFakeLiveKit() *fakeLiveKit {
 	return &fakeLiveKit{rooms: map[string]*livekit.CreateRoomRequest{}, deleted: map[string]int{},
 		dispatches: map[string][]*livekit.CreateAgentDispatchRequest{}, dials: map[string]int{},
-		participants: map[string][]*livekit.ParticipantInfo{}, ringFor: 20 * time.Millisecond, hangups: map[string]chan struct{}{}}
+		participants: map[string][]*livekit.ParticipantInfo{}, ringFor: 20 * time.Millisecond, hangups: map[string]chan struct{}{},
+		transfers: map[string][]string{}}
 }
 
 var _ liveKit = (*fakeLiveKit)(nil)
 
-func (f *fakeLiveKit) CreateRoom(_ context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
+func (f *fakeLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
 	f.mu.Lock()
+	if hold := f.hold; hold != nil {
+		f.held++
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		f.mu.Lock()
+	}
 	defer f.mu.Unlock()
 	f.rooms[req.Name] = req
 	return &livekit.Room{Name: req.Name, Metadata: req.Metadata}, nil
@@ -501,6 +535,19 @@ func (f *fakeLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.Cre
 		Attributes: map[string]string{livekit.AttrSIPCallStatus: "active"}})
 	f.mu.Unlock()
 	return &livekit.SIPParticipantInfo{ParticipantIdentity: req.ParticipantIdentity, RoomName: req.RoomName, SipCallId: "SCL_" + req.RoomName}, nil
+}
+
+func (f *fakeLiveKit) TransferSIPParticipant(_ context.Context, req *livekit.TransferSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.transfers[req.RoomName] = append(f.transfers[req.RoomName], req.TransferTo)
+	return &livekit.SIPParticipantInfo{ParticipantIdentity: req.ParticipantIdentity, RoomName: req.RoomName}, nil
+}
+
+func (f *fakeLiveKit) transfersIn(room string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.transfers[room]...)
 }
 
 func (f *fakeLiveKit) dialsTo(room string) int {

@@ -17,19 +17,21 @@ type liveKit interface {
 	CreateDispatch(ctx context.Context, req *livekit.CreateAgentDispatchRequest) (*livekit.AgentDispatch, error)
 	ListDispatch(ctx context.Context, room string) ([]*livekit.AgentDispatch, error)
 	CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error)
+	TransferSIPParticipant(ctx context.Context, req *livekit.TransferSIPParticipantRequest) (*livekit.SIPParticipantInfo, error)
 }
 
 // LiveKit API methods, the bounded `method` label of the API metrics.
 const (
-	mCreateRoom           = "CreateRoom"
-	mDeleteRoom           = "DeleteRoom"
-	mListParticipants     = "ListParticipants"
-	mCreateDispatch       = "CreateDispatch"
-	mListDispatch         = "ListDispatch"
-	mCreateSIPParticipant = "CreateSIPParticipant"
+	mCreateRoom             = "CreateRoom"
+	mDeleteRoom             = "DeleteRoom"
+	mListParticipants       = "ListParticipants"
+	mCreateDispatch         = "CreateDispatch"
+	mListDispatch           = "ListDispatch"
+	mCreateSIPParticipant   = "CreateSIPParticipant"
+	mTransferSIPParticipant = "TransferSIPParticipant"
 )
 
-var liveKitMethods = []string{mCreateRoom, mDeleteRoom, mListParticipants, mCreateDispatch, mListDispatch, mCreateSIPParticipant}
+var liveKitMethods = []string{mCreateRoom, mDeleteRoom, mListParticipants, mCreateDispatch, mListDispatch, mCreateSIPParticipant, mTransferSIPParticipant}
 
 type sdkLiveKit struct {
 	rooms    *lksdk.RoomServiceClient
@@ -86,6 +88,13 @@ func (l *sdkLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.Crea
 	return l.sip.CreateSIPParticipant(ctx, req)
 }
 
+func (l *sdkLiveKit) TransferSIPParticipant(ctx context.Context, req *livekit.TransferSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
+	if _, err := l.sip.TransferSIPParticipant(ctx, req); err != nil {
+		return nil, err
+	}
+	return &livekit.SIPParticipantInfo{ParticipantIdentity: req.ParticipantIdentity, RoomName: req.RoomName}, nil
+}
+
 // meteredLiveKit counts every API call by method and result and times it.
 type meteredLiveKit struct {
 	lk liveKit
@@ -124,4 +133,8 @@ func (l meteredLiveKit) ListDispatch(ctx context.Context, room string) ([]*livek
 
 func (l meteredLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
 	return observe(l.m, mCreateSIPParticipant, func() (*livekit.SIPParticipantInfo, error) { return l.lk.CreateSIPParticipant(ctx, req) })
+}
+
+func (l meteredLiveKit) TransferSIPParticipant(ctx context.Context, req *livekit.TransferSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
+	return observe(l.m, mTransferSIPParticipant, func() (*livekit.SIPParticipantInfo, error) { return l.lk.TransferSIPParticipant(ctx, req) })
 }

@@ -25,6 +25,7 @@ const (
 	inDialResult
 	inLiveKit
 	inDecision
+	inReport
 )
 
 // input is one decoded command for one call.
@@ -46,6 +47,10 @@ type input struct {
 	dial   *dialResult
 	lk     *livekitEvent
 	dec    *decision
+	report *schemas.AgentReportReceived
+	// reportWindow is how long after its end a call takes agent reports
+	// (DIALER_AGENT_REPORT_WINDOW).
+	reportWindow time.Duration
 }
 
 // rejection describes a record that cannot become a call.
@@ -67,6 +72,12 @@ const (
 	// effHangup stops a dial in progress in this process and deletes the
 	// call's room, which disconnects the callee and the agent.
 	effHangup
+	// effTransfer asks LiveKit to move the callee to the state's TransferTo
+	// (a SIP REFER); the outcome comes back as a decision.
+	effTransfer
+	// effOptOut puts the callee's number on the workspace's do-not-call
+	// list: the agent reported that the callee asked not to be called.
+	effOptOut
 )
 
 // ignoreReason says why a command changed nothing (a bounded metric label).
@@ -80,10 +91,12 @@ const (
 	ignoreAfterEnd       ignoreReason = "after_end"
 	ignoreStale          ignoreReason = "stale"
 	ignoreNotCallee      ignoreReason = "not_callee"
+	ignoreReportReplay   ignoreReason = "report_replay"
+	ignoreTooManyReports ignoreReason = "too_many_reports"
 )
 
 var ignoreReasons = []ignoreReason{ignoreReplay, ignoreDuplicate, ignoreUnknownCall, ignoreWrongWorkspace,
-	ignoreAfterEnd, ignoreStale, ignoreNotCallee}
+	ignoreAfterEnd, ignoreStale, ignoreNotCallee, ignoreReportReplay, ignoreTooManyReports}
 
 type transition struct {
 	next    *callState // nil when nothing changed
@@ -109,6 +122,8 @@ func apply(st *callState, in input) transition {
 		return applyDialResult(st, in)
 	case inLiveKit:
 		return applyLiveKit(st, in)
+	case inReport:
+		return applyReport(st, in)
 	}
 	return transition{ignored: ignoreStale}
 }
@@ -195,6 +210,12 @@ func applyDecision(st *callState, in input) transition {
 	case d.Decision == decideRefuse && st.Phase == schemas.StatusQueued:
 		ev := next.end(d.DecidedAt, d.Outcome, schemas.EndedByDialer, d.Reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}}
+	case d.Decision == decideTransferred && st.Phase == schemas.StatusAnswered:
+		ev := next.end(d.DecidedAt, schemas.OutcomeTransferred, schemas.EndedByAgent, transferReason(st.TransferTo))
+		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}
+	case d.Decision == decideTransferFailed && st.Phase == schemas.StatusAnswered && st.TransferTo != "":
+		next.TransferTo = ""
+		return transition{next: next}
 	case d.Decision == decideExpire && st.Phase == schemas.StatusQueued:
 		ev := next.end(d.DecidedAt, schemas.OutcomeExpired, schemas.EndedBySystem, d.Reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}}
@@ -209,6 +230,9 @@ func applyDialResult(st *callState, in input) transition {
 		return transition{ignored: ignoreUnknownCall}
 	}
 	d := in.dial
+	if d.Result == dialSending || d.Result == dialNotSent {
+		return applyDialStart(st, in)
+	}
 	switch st.Phase {
 	case schemas.StatusEnded:
 		// The call ended while it was being dialed (a cancel won the race):
@@ -293,6 +317,12 @@ func applyLiveKit(st *callState, in input) transition {
 		}
 		outcome, by := schemas.OutcomeCompleted, endedByForDisconnect(e.DisconnectReason)
 		reason := "the callee left the call"
+		if st.TransferTo != "" {
+			// LiveKit's SIP bridge takes the callee out of the room once
+			// the REFER is accepted; the transfer's own decision may come
+			// after this and then changes nothing.
+			outcome, by, reason = schemas.OutcomeTransferred, schemas.EndedByAgent, transferReason(st.TransferTo)
+		}
 		// LiveKit's SIP bridge hangs up at max_call_duration counted from
 		// the dial (ringing included), with no reason of its own.
 		if st.Agent != nil && e.OccurredAt.Sub(st.DialingAt) >= st.Agent.maxCallDuration()-time.Second {
@@ -324,6 +354,7 @@ func (s *callState) end(at time.Time, o schemas.Outcome, by schemas.EndedBy, rea
 	s.Sequence++
 	ev := s.event(schemas.StatusEnded, at)
 	ev.Outcome, ev.EndedBy, ev.Reason = o, by, s.Reason
+	ev.AnsweredBy = s.AnsweredBy
 	ev.SIPStatusCode, ev.SIPStatus, ev.DisconnectReason = s.SIPStatusCode, schemas.Clip(s.SIPStatus, 256), s.DisconnectReason
 	if !s.DialingAt.IsZero() {
 		start := s.RingingAt
@@ -343,4 +374,42 @@ func (s *callState) end(at time.Time, o schemas.Outcome, by schemas.EndedBy, rea
 	}
 	s.strip()
 	return ev
+}
+
+// maxRedials bounds the claims of one call that never send their SIP
+// request: past it the call ends failed, never rung, instead of waiting on a
+// LiveKit or a broker that cannot start a dial.
+const maxRedials = 3
+
+// applyDialStart applies a claim's sending and not_sent records (recovery.go).
+// Both name their claim: a record of an older claim changes nothing.
+func applyDialStart(st *callState, in input) transition {
+	d := in.dial
+	if !d.ClaimedAt.Equal(st.DialingAt) || (st.Phase != schemas.StatusDialing && st.Phase != schemas.StatusRinging) {
+		return transition{ignored: ignoreStale}
+	}
+	next := st.clone()
+	next.AppliedOffset = in.offset
+	if d.Result == dialSending {
+		if !st.SIPSendingAt.IsZero() {
+			return transition{ignored: ignoreReplay}
+		}
+		next.SIPSendingAt = d.StartedAt
+		return transition{next: next}
+	}
+	// not_sent. From the dial itself it is certain. From the watchdog it
+	// holds only if no sending record of the claim came first in the log:
+	// the dial writes its sending record before the claim's window ends and
+	// the watchdog its not_sent after, so the log orders them.
+	if st.Phase != schemas.StatusDialing || (d.Source == sourceRecovery && !st.SIPSendingAt.IsZero()) {
+		return transition{ignored: ignoreStale}
+	}
+	if st.Redials >= maxRedials {
+		ev := next.end(d.FinishedAt, schemas.OutcomeFailed, schemas.EndedByDialer, fmt.Sprintf(
+			"the dial could not be started %d times (LiveKit or Kafka unavailable); never rung", st.Redials+1))
+		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}
+	}
+	next.DialingAt, next.SIPSendingAt = d.FinishedAt, time.Time{}
+	next.Redials++
+	return transition{next: next, effects: effDial}
 }

@@ -123,7 +123,10 @@ func TestCompletedCallLifecycle(t *testing.T) {
 	if string(end.Metadata) != `{"crm":1}` || end.CallbackURL == "" {
 		t.Fatalf("ended event lost its routing facts: %+v", end)
 	}
-	if st.Phase != schemas.StatusEnded || st.AppliedOffset != 14 || st.Metadata != nil || st.Agent != nil {
+	// A dialed call keeps its metadata and callback URL after it ends:
+	// its agent's post-call reports carry them.
+	if st.Phase != schemas.StatusEnded || st.AppliedOffset != 14 || string(st.Metadata) != `{"crm":1}` || st.CallbackURL == "" ||
+		st.DynamicVariables != nil || st.Agent != nil {
 		t.Fatalf("final state %+v", st)
 	}
 }
@@ -355,5 +358,50 @@ func TestStaleRequestIsNotDialed(t *testing.T) {
 	in.at = t0.Add(59 * time.Minute)
 	if tr := apply(nil, in); tr.next.Phase != schemas.StatusQueued {
 		t.Fatalf("fresh request not queued: %+v", tr.next)
+	}
+}
+
+func startInput(off int64, kind dialResultKind, src dialSource, claim, at time.Time) input {
+	return dialInput(off, dialResult{Result: kind, Source: src, ClaimedAt: claim, StartedAt: at, FinishedAt: at})
+}
+
+// A claim that never sent its SIP request is dialed again under a new
+// claim; one that recorded sending is not (it may have rung), unless the
+// dial itself says it did not send; records of an older claim change
+// nothing; past maxRedials the call ends failed, never rung.
+func TestClaimsThatNeverSent(t *testing.T) {
+	claim := t0.Add(time.Second)
+	base := []input{requestInput(10), admitInput(11, claim)}
+
+	st, _, trs := run(t, append(base, startInput(12, dialNotSent, sourceRecovery, claim, t0.Add(time.Minute)))...)
+	if trs[2].effects != effDial || !st.DialingAt.Equal(t0.Add(time.Minute)) || st.Redials != 1 || st.Phase != schemas.StatusDialing {
+		t.Fatalf("unsent claim: effects %b, state %+v", trs[2].effects, st)
+	}
+
+	_, _, trs = run(t, append(base, startInput(12, dialSending, sourceDial, claim, claim),
+		startInput(13, dialNotSent, sourceRecovery, claim, t0.Add(time.Minute)))...)
+	if trs[3].ignored != ignoreStale || trs[3].effects != 0 {
+		t.Fatalf("recovery not_sent after sending: %+v", trs[3])
+	}
+	_, _, trs = run(t, append(base, startInput(12, dialSending, sourceDial, claim, claim),
+		startInput(13, dialNotSent, sourceDial, claim, t0.Add(time.Minute)))...)
+	if trs[3].effects != effDial {
+		t.Fatalf("the dial's own not_sent after its late sending: %+v", trs[3])
+	}
+	_, _, trs = run(t, append(base, startInput(12, dialNotSent, sourceRecovery, t0, t0.Add(time.Minute)))...)
+	if trs[2].ignored != ignoreStale {
+		t.Fatalf("not_sent of another claim: %+v", trs[2])
+	}
+
+	ins := base
+	at := claim
+	for i := range maxRedials + 1 {
+		next := at.Add(time.Minute)
+		ins = append(ins, startInput(int64(12+i), dialNotSent, sourceRecovery, at, next))
+		at = next
+	}
+	st, evs, _ := run(t, ins...)
+	if st.Phase != schemas.StatusEnded || st.Outcome != schemas.OutcomeFailed || evs[len(evs)-1].EndedBy != schemas.EndedByDialer {
+		t.Fatalf("after %d unsent claims: %+v", maxRedials+1, st)
 	}
 }

@@ -68,6 +68,9 @@ type metrics struct {
 	fenceFailures   prometheus.Counter
 	stateLoad       prometheus.Histogram
 	partitionsOwned prometheus.Gauge
+	reports         *prometheus.CounterVec
+	transfers       *prometheus.CounterVec
+	optOuts         prometheus.Counter
 	consumerLag     *prometheus.GaugeVec
 	ages            *callAges
 }
@@ -110,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "livekit_webhooks_total",
 			Help: "LiveKit webhooks received, by result."}, []string{"result"}),
 		inDoubt: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "in_doubt_dials_total",
-			Help: "Dials found with no dialer waiting on them, by how the recovery check resolved them."}, []string{"resolution"}),
+			Help: "Dials found with no dialer waiting on them, by how the recovery check resolved them (redialed: the claim never sent its SIP request)."}, []string{"resolution"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "compliance_refusals_total",
 			Help: "Calls refused right before their dial by a compliance rule (never rung), by outcome."}, []string{"outcome"}),
 		notReady: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "compliance_not_ready_total",
@@ -129,11 +132,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Records of the topic not yet committed by the consumer group (high watermark - committed offset, summed over partitions). " +
 				"Every member reports the whole group: aggregate with max by (group, topic), not sum."}, []string{"group", "topic"}),
 		ages: newCallAges(ns + "_" + sub),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "agent_reports_total",
+			Help: "Agent reports applied to their call (each one event), by report type."}, []string{"type"}),
+		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "transfers_total",
+			Help: "Transfers asked for by agents, by how LiveKit answered (transferred, transfer_failed)."}, []string{"result"}),
+		optOuts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "agent_opt_outs_total",
+			Help: "Numbers put on the do-not-call list because the agent reported the callee opted out."}),
 	}
 	for _, c := range []prometheus.Collector{m.accepted, m.admitted, m.rejected, m.queued, m.live, m.ended, m.sipResponses,
 		m.requestToDial, m.dialToAnswer, m.talk, m.lkCalls, m.lkLatency, m.duplicates, m.ignored, m.dlq,
 		m.webhooks, m.inDoubt, m.refusals, m.notReady, m.overflows, m.flushRetries, m.fenceFailures, m.stateLoad, m.partitionsOwned,
-		m.consumerLag, m.ages} {
+		m.consumerLag, m.ages, m.reports, m.transfers, m.optOuts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -163,7 +172,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, o := range compliance.Outcomes {
 		m.refusals.WithLabelValues(string(o))
 	}
-	for _, r := range []string{"adopted", "failed"} {
+	for _, t := range schemas.ReportTypes {
+		m.reports.WithLabelValues(string(t))
+	}
+	for _, r := range []decisionKind{decideTransferred, decideTransferFailed} {
+		m.transfers.WithLabelValues(string(r))
+	}
+	for _, r := range []string{"adopted", "failed", "redialed"} {
 		m.inDoubt.WithLabelValues(r)
 	}
 	return m, nil
@@ -196,6 +211,8 @@ func (m *metrics) transitionApplied(prev, next *callState, events []schemas.Call
 			if !next.DialingAt.IsZero() {
 				m.dialToAnswer.Observe(max(0, ev.OccurredAt.Sub(next.DialingAt).Seconds()))
 			}
+		case schemas.StatusAgentReport:
+			m.reports.WithLabelValues(string(ev.Report.Type)).Inc()
 		case schemas.StatusEnded:
 			m.ended.WithLabelValues(string(ev.Outcome)).Inc()
 			if ev.TalkDurationSeconds != nil {

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dialstream/dialstream/internal/obs"
+	"github.com/dialstream/dialstream/schemas"
 )
 
 // In-doubt recovery: what becomes of a call whose dial nobody waits on any
@@ -31,20 +32,86 @@ import (
 //     like any dial result: answered moves the call on; in_doubt ends it
 //     failed with inDoubtReason and hangs up.
 //
-// The call is never dialed again: the first dial may have rung, and a second
-// could ring the phone twice. A LiveKit error leaves the call as it is for
-// the next watchdog round.
+// The call is never dialed again once its dial may have rung: a second could
+// ring the phone twice. A LiveKit error leaves the call as it is for the next
+// watchdog round.
+//
+// But a claim is not a dial. Between the durable claim and CreateSIPParticipant
+// lie the fence, the room and the dispatch, and a crash, a broker outage or a
+// lost partition there leaves a claim that rang nothing. So the dial records,
+// acknowledged, that it is about to send its SIP request (dialSending), and
+// sends nothing once the claim's window (dialWindow from dialing_at) has
+// passed. A claim with no sending record past its window plus clockMargin
+// never sent its request: the watchdog writes not_sent, and the state machine
+// (applyDialStart) dials the call again under a new claim, unless a sending
+// record of that claim came first in the partition. The dial writes its
+// record before the window ends and the watchdog its not_sent after it, so the
+// log orders the two correctly as long as the clocks of the two processes
+// differ by less than clockMargin. What stays in doubt: a dial that recorded
+// sending and then died before CreateSIPParticipant returned (it may have
+// rung), and one whose sending record was acknowledged too late to be used.
 
 // inDoubtReason is the end reason of a call whose dialer died while
 // CreateSIPParticipant was in flight and whose callee LiveKit does not have:
 // it may or may not have rung, so it is not dialed again.
 const inDoubtReason = "dialer restarted during the dial; not redialed to avoid a duplicate call"
 
+// clockMargin is how far apart the clocks of two dialers may be for a
+// not_sent to be safe (see above). It delays only the redial of a claim that
+// never sent its request.
+const clockMargin = 10 * time.Second
+
+// dialWindow is how long after its claim a dial may still send its SIP
+// request: the ringing timeout plus the room and the dispatch.
+func (d *dialer) dialWindow(st *callState) time.Duration {
+	return st.Agent.ringingTimeout() + d.cfg.dialOverhead
+}
+
 // inDoubt reports a dialing or ringing call that no dial of this process
 // stands behind, past the time its dial would have ended (the agent's
-// ringing timeout + DIALER_WATCHDOG_GRACE).
+// ringing timeout + DIALER_WATCHDOG_GRACE; for a claim that never recorded
+// sending, past its window + clockMargin).
 func (o *partitionOwner) inDoubt(st *callState, now time.Time) bool {
-	return st.Agent != nil && !o.d.dials.has(st.CallID) && now.Sub(st.DialingAt) > st.Agent.ringingTimeout()+o.d.cfg.WatchdogGrace
+	if st.Agent == nil || o.d.dials.has(st.CallID) {
+		return false
+	}
+	if st.Phase == schemas.StatusDialing && st.SIPSendingAt.IsZero() {
+		return now.Sub(st.DialingAt) > o.d.dialWindow(st)+o.d.cfg.clockMargin
+	}
+	return now.Sub(st.DialingAt) > st.Agent.ringingTimeout()+o.d.cfg.WatchdogGrace
+}
+
+// recordSending writes, and waits for Kafka to acknowledge, that st's dial
+// is about to send its SIP request. ctx ends with the claim's window.
+func (d *dialer) recordSending(ctx context.Context, p int32, st *callState) error {
+	now := time.Now().UTC()
+	rec, err := commandRecord(TypeDialResult, st.CallID, p, now, dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID,
+		Result: dialSending, Source: sourceDial, ClaimedAt: st.DialingAt, StartedAt: now, FinishedAt: now})
+	if err != nil {
+		return err
+	}
+	rec.Context = obs.SpanContextOnly(ctx)
+	return d.writeCommand(ctx, rec, st)
+}
+
+// redialUnsent writes not_sent for a claim that never recorded sending.
+func (d *dialer) redialUnsent(p int32, st *callState) {
+	d.checkOnce("unsent:"+st.CallID, func() {
+		now := time.Now().UTC()
+		rec, err := commandRecord(TypeDialResult, st.CallID, p, now, dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID,
+			Result: dialNotSent, Source: sourceRecovery, ClaimedAt: st.DialingAt, FinishedAt: now,
+			Error: "the claim's dial never recorded sending its SIP request"})
+		if err == nil {
+			rec.Context = callContext(st)
+			err = d.writeCommand(d.prodCtx, rec, st)
+		}
+		if err != nil {
+			d.log.ErrorContext(callContext(st), "dialer: not_sent not written; retried by the next watchdog round", "call_id", st.CallID, "workspace_id", st.WorkspaceID, "err", err)
+			return
+		}
+		d.m.inDoubt.WithLabelValues("redialed").Inc()
+		d.log.WarnContext(callContext(st), "dialer: a claim that never sent its dial is dialed again", "call_id", st.CallID, "workspace_id", st.WorkspaceID)
+	})
 }
 
 // recoverDial resolves a dial nobody is waiting on any more (its dialer

@@ -3,6 +3,7 @@ package dialer
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,6 +43,11 @@ type callState struct {
 	RingingAt  time.Time `json:"ringing_at,omitzero"`
 	AnsweredAt time.Time `json:"answered_at,omitzero"`
 	EndedAt    time.Time `json:"ended_at,omitzero"`
+	// SIPSendingAt is set once the current claim's dial recorded that its
+	// SIP request was about to be sent (dialSending): without it, the claim
+	// never rang anything. Redials counts the claims that never sent theirs.
+	SIPSendingAt time.Time `json:"sip_sending_at,omitzero"`
+	Redials      int       `json:"redials,omitempty"`
 
 	Outcome             schemas.Outcome `json:"outcome,omitempty"`
 	EndedBy             schemas.EndedBy `json:"ended_by,omitempty"`
@@ -50,6 +56,13 @@ type callState struct {
 	SIPStatus           string          `json:"sip_status,omitempty"`
 	DisconnectReason    string          `json:"disconnect_reason,omitempty"`
 	ParticipantIdentity string          `json:"participant_identity,omitempty"`
+
+	// The agent's reports (report.go): who answered, the ids of the reports
+	// applied (a retried report is one event), and the number the agent
+	// asked to transfer the callee to.
+	AnsweredBy schemas.AnsweredBy `json:"answered_by,omitempty"`
+	ReportIDs  []string           `json:"report_ids,omitempty"`
+	TransferTo string             `json:"transfer_to,omitempty"`
 
 	// TraceParent and TraceState are the call's W3C trace context: that of
 	// the span that applied its request. No Kafka header outlives the
@@ -90,6 +103,7 @@ func (a *agentSnapshot) maxCallDuration() time.Duration {
 
 func (s *callState) clone() *callState {
 	c := *s
+	c.ReportIDs = slices.Clone(s.ReportIDs)
 	return &c
 }
 
@@ -100,9 +114,17 @@ func (s *callState) live() bool {
 }
 
 // strip drops what an ended call no longer needs, so the thousands of ended
-// calls kept for duplicate detection cost little memory and state.
+// calls kept for duplicate detection cost little memory and state. A call
+// that was dialed keeps its callback URL and metadata: its agent may still
+// report within the post-call window, and those events carry them. (Weighed
+// and not taken: a second trim when the window closes. It would need a
+// timer command per call to stay replayable, for memory the
+// DIALER_ENDED_RETENTION bound already caps.)
 func (s *callState) strip() {
-	s.Metadata, s.DynamicVariables, s.Agent, s.CallbackURL = nil, nil, nil, ""
+	s.DynamicVariables, s.Agent = nil, nil
+	if s.DialingAt.IsZero() {
+		s.Metadata, s.CallbackURL = nil, ""
+	}
 }
 
 // event builds the next lifecycle event of the call (the caller bumps the

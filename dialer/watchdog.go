@@ -41,7 +41,11 @@ func (o *partitionOwner) watchdog(now time.Time) {
 			}
 		case schemas.StatusDialing, schemas.StatusRinging:
 			if o.inDoubt(st, now) {
-				o.d.recoverDial(o.p, st.clone())
+				if st.Phase == schemas.StatusDialing && st.SIPSendingAt.IsZero() {
+					o.d.redialUnsent(o.p, st.clone())
+				} else {
+					o.d.recoverDial(o.p, st.clone())
+				}
 			}
 		case schemas.StatusAnswered:
 			if st.Agent != nil && now.Sub(st.AnsweredAt) > st.Agent.maxCallDuration()+cfg.WatchdogGrace {

@@ -95,6 +95,12 @@ func (o *partitionOwner) flush(b *batchOut) bool {
 		if e.eff&effHangup != 0 {
 			o.d.hangup(e.ctx, e.st)
 		}
+		if e.eff&effTransfer != 0 {
+			o.d.transfer(e.ctx, o.p, e.st)
+		}
+		if e.eff&effOptOut != 0 {
+			o.d.optOut(e.ctx, e.st)
+		}
 	}
 	return true
 }

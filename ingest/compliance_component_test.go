@@ -106,6 +106,44 @@ func TestComplianceRefusesAtRequest(t *testing.T) {
 	}
 }
 
+// The Idempotency-Key is looked up before the rules: a retry of an accepted
+// request gets its stored answer even after the calling hours have closed
+// (nothing new is written), a new key is refused, and a key refused by the
+// rules is not kept, so it is accepted once they allow the call.
+func TestComplianceAfterIdempotencyReplay(t *testing.T) {
+	ny, _ := time.LoadLocation("America/New_York")
+	var clock atomic.Pointer[time.Time]
+	set := func(tm time.Time) { clock.Store(&tm) }
+	set(time.Date(2026, 3, 10, 12, 0, 0, 0, ny))
+	env := newTestEnv(t, func(c *Config) {
+		c.Registry = strictRegistry(t)
+		c.Now = func() time.Time { return *clock.Load() }
+	})
+	body := `{"to":"+12124567890","call_agent_id":"` + demoAgent + `"}`
+
+	first := env.do(t, req{body: body, idemKey: "noon-call"})
+	if first.Code != 202 {
+		t.Fatalf("at noon: code %d: %s", first.Code, first.Body)
+	}
+	set(time.Date(2026, 3, 10, 23, 0, 0, 0, ny))
+	retry := env.do(t, req{body: body, idemKey: "noon-call"})
+	if retry.Code != 202 || retry.Header().Get(HeaderReplayed) != "true" || retry.Body.String() != first.Body.String() {
+		t.Fatalf("retry at 23:00: code %d, replayed %q: %s (first %s)", retry.Code, retry.Header().Get(HeaderReplayed), retry.Body, first.Body)
+	}
+	late := env.do(t, req{body: body, idemKey: "late-call"})
+	if late.Code != 422 || decodeRefusal(t, late.Body.Bytes()).Rule != "outside_calling_hours" {
+		t.Fatalf("new key at 23:00: code %d: %s", late.Code, late.Body)
+	}
+	set(time.Date(2026, 3, 11, 9, 0, 0, 0, ny))
+	morning := env.do(t, req{body: body, idemKey: "late-call"})
+	if morning.Code != 202 || morning.Header().Get(HeaderReplayed) != "" {
+		t.Fatalf("refused key next morning: code %d, replayed %q: %s", morning.Code, morning.Header().Get(HeaderReplayed), morning.Body)
+	}
+	if n := env.p.count(); n != 2 {
+		t.Fatalf("%d records produced, want 2 (noon and next morning)", n)
+	}
+}
+
 // Until the do-not-call list has loaded, calls are 503 with Retry-After and
 // nothing is written.
 func TestComplianceNotReady(t *testing.T) {

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"github.com/dialstream/dialstream/schemas"
+
 	"errors"
 	"log/slog"
 	"net"
@@ -120,6 +122,16 @@ type Config struct {
 	// create a call requested longer ago. The recorder deletes older ones.
 	CallsRetention time.Duration
 
+	// AgentReportSecrets verify the report tokens agents send to POST
+	// /v1/agent/calls/:callId/reports (DIALSTREAM_AGENT_REPORT_SECRET,
+	// comma-separated, each at least 32 bytes; the dialer mints with the
+	// first of the same list). Empty: every report is refused (401).
+	AgentReportSecrets [][]byte
+	// AgentReportWindow is how long after its end a call takes its agent's
+	// reports; later ones are 409 (DIALSTREAM_AGENT_REPORT_WINDOW, default
+	// 15m; the dialer must use the same).
+	AgentReportWindow time.Duration
+
 	// Kafka is the shared KAFKA_* configuration (kafkax.LoadConfig; its
 	// defaults are kafkax's, client id dialstream-ingest). KAFKA_BROKERS is
 	// required.
@@ -153,6 +165,8 @@ func LoadConfig(l *envconfig.Loader) Config {
 		RejectTestNumbers:  !l.Bool("INGEST_ALLOW_TEST_NUMBERS", true),
 		ShutdownTimeout:    l.Duration("INGEST_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second, 10*time.Minute),
 		Kafka:              kafkax.LoadConfig(l, "ingest"),
+		AgentReportSecrets: schemas.ReportSecrets(l.List("DIALSTREAM_AGENT_REPORT_SECRET", nil)),
+		AgentReportWindow:  l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),
 	}
 	records := callrecords.LoadConfig(l)
 	c.DatabaseURL, c.CallsRetention = records.URL, records.Retention
@@ -202,6 +216,9 @@ func (c Config) withDefaults() Config {
 	if c.CallsRetention == 0 {
 		c.CallsRetention = DefaultCallsRetention
 	}
+	if c.AgentReportWindow == 0 {
+		c.AgentReportWindow = schemas.DefaultReportWindow
+	}
 	c.Kafka = c.Kafka.WithDefaults("ingest")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -242,6 +259,14 @@ func (c Config) Validate() error {
 	}
 	if c.CallsRetention < time.Hour || c.CallsRetention > callrecords.MaxRetention {
 		p.Add("CALL_RECORDS_RETENTION", "must be between 1h and %dd, got %s", callrecords.MaxRetention/(24*time.Hour), c.CallsRetention)
+	}
+	for i, s := range c.AgentReportSecrets {
+		if len(s) < schemas.MinReportSecretLen {
+			p.Add("DIALSTREAM_AGENT_REPORT_SECRET", "secret %d must be at least %d bytes, got %d", i+1, schemas.MinReportSecretLen, len(s))
+		}
+	}
+	if c.AgentReportWindow <= 0 {
+		p.Add("DIALSTREAM_AGENT_REPORT_WINDOW", "must be > 0, got %s", c.AgentReportWindow)
 	}
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		p.Add("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)

@@ -179,6 +179,9 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeSuppressions), h.listSuppressions)
 	api.POST(rel(routeSuppressionsImport), h.importSuppressions)
 	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
+	// Agents authenticate with their call's report token, never a
+	// workspace key: the route sits outside the API group (reports.go).
+	e.POST(routeAgentReports, h.agentReport)
 	e.GET(routeOpenAPI, serveOpenAPI)
 	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {
@@ -253,11 +256,6 @@ func (h *handler) createCall(c *gin.Context) {
 			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
 		return
 	}
-	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil {
-		h.fail(c, aerr)
-		return
-	}
-
 	var callID, suffix string
 	var entry *idemEntry
 	if idemKey != "" {
@@ -281,6 +279,18 @@ func (h *handler) createCall(c *gin.Context) {
 		callID, suffix = deriveIDs(h.secret, ws.ID, idemKey)
 	} else {
 		callID, suffix = randomIDs()
+	}
+	// Compliance is checked after the Idempotency-Key lookup: a retry of a
+	// request already accepted gets its stored answer even when the rules
+	// would refuse a new call now (the call was accepted when they allowed
+	// it; the dialer checks again at the dial). A refused key is released,
+	// so the same key can be sent again once the rules allow it.
+	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil {
+		if entry != nil {
+			h.idem.release(entry)
+		}
+		h.fail(c, aerr)
+		return
 	}
 
 	code, resp, aerr := h.schedule(c.Request.Context(), ws, req, callID, req.CallAgentID+"-"+suffix, idemKey, entry)
@@ -431,6 +441,11 @@ func (h *handler) admit(ws *registry.Workspace) *apiError {
 
 // readBody enforces the content type and the body cap.
 func (h *handler) readBody(c *gin.Context) ([]byte, *apiError) {
+	return h.readBodyUpTo(c, h.cfg.MaxBodyBytes)
+}
+
+// readBodyUpTo is readBody with a route's own cap.
+func (h *handler) readBodyUpTo(c *gin.Context, limit int64) ([]byte, *apiError) {
 	ct := c.GetHeader("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil || mt != "application/json" ||
@@ -444,11 +459,11 @@ func (h *handler) readBody(c *gin.Context) ([]byte, *apiError) {
 			header:  http.Header{"Accept-Post": {"application/json"}}}
 	}
 	tooLarge := &apiError{code: http.StatusRequestEntityTooLarge, reason: reasonBodyTooLarge,
-		message: fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes)}
-	if c.Request.ContentLength > h.cfg.MaxBodyBytes {
+		message: fmt.Sprintf("request body is larger than %d bytes", limit)}
+	if c.Request.ContentLength > limit {
 		return nil, tooLarge
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.cfg.MaxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"github.com/dialstream/dialstream/schemas"
+
 	"context"
 	"errors"
 	"strconv"
@@ -46,6 +48,7 @@ var routeCodes = map[string][]int{
 	routeSuppressions:       {200, 400, 401, 403, 500, 503},
 	routeSuppressionsImport: {200, 400, 401, 403, 413, 415, 422, 500, 503},
 	routeSuppressionsExport: {200, 401, 403, 500, 503},
+	routeAgentReports:       {202, 400, 401, 404, 409, 413, 415, 422, 500, 503},
 	routeOpenAPI:            {200},
 	routeHealthz:            {200},
 	routeReadyz:             {200, 503},
@@ -70,6 +73,7 @@ type metrics struct {
 	rejected        *prometheus.CounterVec
 	produceDuration *prometheus.HistogramVec
 	idemKeys        prometheus.GaugeFunc
+	agentReports    *prometheus.CounterVec
 }
 
 // gauges are read when metrics are gathered.
@@ -112,7 +116,14 @@ func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 			Help: "Idempotency keys remembered by this replica.",
 		}, g.idemKeys),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys} {
+	m.agentReports = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dialstream_ingest_agent_reports_total",
+		Help: "Agent reports accepted and written for the dialer, by report type.",
+	}, []string{"type"})
+	for _, t := range schemas.ReportTypes {
+		m.agentReports.WithLabelValues(string(t))
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys, m.agentReports} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

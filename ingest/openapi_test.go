@@ -118,7 +118,8 @@ func (c *contract) validate(template string, r req, code int, header http.Header
 	}
 	params := map[string]string{}
 	if strings.Contains(template, "{callId}") {
-		params["callId"] = strings.Split(strings.TrimPrefix(hr.URL.Path, "/v1/api/call/"), "/")[0]
+		rest := strings.TrimPrefix(strings.TrimPrefix(hr.URL.Path, "/v1/api/call/"), "/v1/agent/calls/")
+		params["callId"] = strings.Split(rest, "/")[0]
 	}
 	if strings.Contains(template, "{number}") {
 		params["number"] = strings.TrimPrefix(hr.URL.Path, "/v1/api/suppressions/")
@@ -365,6 +366,38 @@ func TestOpenAPIContract(t *testing.T) {
 	c.check(loading, pImport, csvReq("+15550104321"), 503)
 	c.check(loading, pExport, get(pExport), 503)
 	c.check(loading, pCall, req{body: createAccept}, 503)
+
+	// The agent's report route: a report event also shows on the call.
+	const pReports = "/v1/agent/calls/{callId}/reports"
+	renv := reportEnv(t, t0.Add(time.Hour))
+	rlive := demoCall(1, t0.Add(50*time.Minute))
+	rdone := demoCall(2, t0)
+	for _, f := range []fixture{rlive, rdone} {
+		renv.feed(t, f.request(t, 3, 0))
+	}
+	renv.feed(t, eventRecords(t, rlive.dialing())...)
+	renv.feed(t, eventRecords(t, rdone.completed())...)
+	at := t0.Add(6 * time.Second)
+	amd := rdone.event(6, schemas.StatusAgentReport, at)
+	amd.Report = &schemas.AgentReport{ID: "amd", Type: schemas.ReportTypeAnsweredBy, At: at, AnsweredBy: schemas.AnsweredByHuman}
+	amd.ReportReceivedAt, amd.AnsweredBy = &at, schemas.AnsweredByHuman
+	renv.feed(t, eventRecord(t, amd))
+	c.check(renv, pState, get(call(rdone.id, "")), 200)
+	rtok := tokenFor(rlive, t0.Add(2*time.Hour))
+	reportReq := func(id, auth, body string) req { return req{path: reportPath(id), auth: auth, body: body} }
+	c.check(renv, pReports, reportReq(rlive.id, rtok, resultBody), 202)
+	c.check(renv, pReports, reportReq(rlive.id, rtok, `{"id":`), 400)
+	c.check(renv, pReports, reportReq(rlive.id, "Bearer "+demoKey, resultBody), 401)
+	unknown := demoCall(7, t0)
+	c.check(renv, pReports, reportReq(unknown.id, tokenFor(unknown, t0.Add(2*time.Hour)), resultBody), 404)
+	c.check(renv, pReports, reportReq(rdone.id, tokenFor(rdone, t0.Add(2*time.Hour)), resultBody), 409)
+	c.check(renv, pReports, reportReq(rlive.id, rtok, `{"id":"x","type":"result","at":"2026-03-01T10:00:04Z","result":{"summary":"`+strings.Repeat("x", maxReportBytes)+`"}}`), 413)
+	c.check(renv, pReports, ct(reportReq(rlive.id, rtok, resultBody), "text/plain"), 415)
+	c.check(renv, pReports, reportReq(rlive.id, rtok, `{"id":"x","type":"transfer","at":"2026-03-01T10:00:04Z","transfer":{"to":"5"}}`), 422)
+	renv.p.mu.Lock()
+	renv.p.err = errors.New("kafka: NOT_ENOUGH_REPLICAS")
+	renv.p.mu.Unlock()
+	c.check(renv, pReports, reportReq(rlive.id, rtok, resultBody), 503)
 
 	// Every status code the document lists was seen, for every route (500
 	// is a bug no input reaches).

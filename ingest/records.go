@@ -54,9 +54,13 @@ type storedEvent struct {
 	rec callrecords.Event
 }
 
+// status is the status of the latest lifecycle event, the agent's reports
+// passed over.
 func (c *callRec) status() schemas.Status {
-	if n := len(c.events); n > 0 {
-		return c.events[n-1].status
+	for i := len(c.events) - 1; i >= 0; i-- {
+		if s := c.events[i].status; s.Lifecycle() {
+			return s
+		}
 	}
 	return schemas.StatusQueued
 }
@@ -72,7 +76,7 @@ func (e *storedEvent) decode() (schemas.CallEvent, error) {
 // string for every event.
 var eventTypes = func() map[schemas.Status]string {
 	m := map[schemas.Status]string{}
-	for _, s := range schemas.Statuses {
+	for _, s := range schemas.EventStatuses {
 		m[s] = s.Type()
 	}
 	return m

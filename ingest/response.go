@@ -76,7 +76,8 @@ var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, 
 	reasonUnsupportedMedia, reasonBodyTooLarge, reasonInvalidField, reasonUnknownAgent, reasonIdempotencyBusy,
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
 	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonRecordsUnavailable, reasonUnknownEvent,
-	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression}
+	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression,
+	reasonBadReportToken, reasonReportTooLate}
 
 // apiError is a refusal on its way to the client.
 type apiError struct {

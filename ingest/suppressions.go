@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,7 +91,7 @@ func (h *handler) putSuppression(c *gin.Context) {
 		Reason string `json:"reason"`
 	}
 	if len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
 			h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonMalformed,
@@ -106,7 +107,7 @@ func (h *handler) putSuppression(c *gin.Context) {
 			return
 		}
 	}
-	s := schemas.Suppression{WorkspaceID: ws.ID, Number: number, Reason: r, Source: schemas.SourceAPI, AddedAt: time.Now().UTC().Truncate(time.Second)}
+	s := schemas.Suppression{WorkspaceID: ws.ID, Number: number, Reason: r, Source: schemas.SourceAPI, AddedAt: h.now().UTC().Truncate(time.Second)}
 	rec, err := compliance.SuppressionRecord(s, EventSource)
 	if err != nil {
 		h.log.ErrorContext(c.Request.Context(), "build suppression record", "workspace_id", ws.ID, "error", err)

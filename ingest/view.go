@@ -34,9 +34,12 @@ type CallSummary struct {
 	// retention.
 	JobID       string `json:"jobId,omitempty"`
 	CallbackURL string `json:"callback_url,omitempty"`
-	// Sequence is the sequence number of the latest lifecycle event (0:
-	// none yet).
+	// Sequence is the sequence number of the latest event, the agent's
+	// reports included (0: none yet).
 	Sequence int `json:"sequence"`
+	// AnsweredBy is who answered, as the call's agent reported it
+	// (human, machine, ivr, unknown), once it did.
+	AnsweredBy schemas.AnsweredBy `json:"answered_by,omitempty"`
 
 	RequestedAt time.Time `json:"requested_at,omitzero"`
 	QueuedAt    time.Time `json:"queued_at,omitzero"`
@@ -86,6 +89,12 @@ type CallEventView struct {
 	DisconnectReason    string               `json:"disconnect_reason,omitempty"`
 	RingDurationSeconds *float64             `json:"ring_duration_seconds,omitempty"`
 	TalkDurationSeconds *float64             `json:"talk_duration_seconds,omitempty"`
+
+	// On agent_report events (and answered_by on ended): what the agent
+	// reported, as it sent it, and when Dialstream accepted it.
+	AnsweredBy       schemas.AnsweredBy   `json:"answered_by,omitempty"`
+	Report           *schemas.AgentReport `json:"report,omitempty"`
+	ReportReceivedAt *time.Time           `json:"report_received_at,omitempty"`
 }
 
 // CallEnvelope is the body of GET /v1/api/call/:callId.
@@ -159,16 +168,20 @@ type RedeliverResponse struct {
 // (a call whose request is older than the retention bound on start).
 func (c *callRec) summary(mask bool) CallSummary {
 	var latest *schemas.CallEvent
-	if n := len(c.events); n > 0 {
-		if ev, err := c.events[n-1].decode(); err == nil {
-			latest = &ev
+	for i := len(c.events) - 1; i >= 0; i-- {
+		if c.events[i].status.Lifecycle() {
+			if ev, err := c.events[i].decode(); err == nil {
+				latest = &ev
+			}
+			break
 		}
 	}
 	return c.summaryWith(mask, latest)
 }
 
-// summaryWith is summary for a caller that already decoded the latest event
-// (nil when there is none or it does not decode).
+// summaryWith is summary for a caller that already decoded the latest
+// lifecycle event, the agent's reports passed over (nil when there is none
+// or it does not decode).
 func (c *callRec) summaryWith(mask bool, latest *schemas.CallEvent) CallSummary {
 	s := CallSummary{CallID: c.id, Status: c.status(), Outcome: c.outcome, CancelRequestedAt: c.cancelAt}
 	for i := range c.events {
@@ -198,6 +211,7 @@ func (c *callRec) summaryWith(mask bool, latest *schemas.CallEvent) CallSummary 
 		}
 	}
 	if latest != nil && latest.Status == schemas.StatusEnded {
+		s.AnsweredBy = latest.AnsweredBy
 		s.EndedBy, s.Reason, s.Errors = latest.EndedBy, latest.Reason, latest.Errors
 		s.SIPStatusCode, s.SIPStatus, s.DisconnectReason = latest.SIPStatusCode, latest.SIPStatus, latest.DisconnectReason
 		s.RingDurationSeconds, s.TalkDurationSeconds = latest.RingDurationSeconds, latest.TalkDurationSeconds
@@ -215,13 +229,22 @@ func (c *callRec) full(mask bool) Call {
 		out.DynamicVariables, out.Metadata = r.req.DynamicVariables, r.req.Metadata
 	}
 	var latest *schemas.CallEvent
+	var answeredBy schemas.AnsweredBy
 	for i := range c.events {
 		e := &c.events[i]
 		v := CallEventView{ID: e.id, Type: eventTypes[e.status], Sequence: e.seq, Status: e.status, OccurredAt: e.at.UTC()}
 		ev, err := e.decode()
-		latest = nil
-		if err == nil {
+		if e.status.Lifecycle() {
+			latest = nil
+		}
+		if err == nil && e.status == schemas.StatusAgentReport {
+			v.AnsweredBy, v.Report, v.ReportReceivedAt = ev.AnsweredBy, ev.Report, ev.ReportReceivedAt
+			if ev.AnsweredBy != "" {
+				answeredBy = ev.AnsweredBy
+			}
+		} else if err == nil {
 			latest = &ev
+			v.AnsweredBy = ev.AnsweredBy
 			if c.req == nil && len(ev.Metadata) > 0 {
 				out.Metadata = ev.Metadata
 			}
@@ -232,6 +255,9 @@ func (c *callRec) full(mask bool) Call {
 		out.Events = append(out.Events, v)
 	}
 	out.CallSummary = c.summaryWith(mask, latest)
+	if out.AnsweredBy == "" {
+		out.AnsweredBy = answeredBy
+	}
 	return out
 }
 

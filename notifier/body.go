@@ -36,7 +36,10 @@ import (
 //	  }
 //	}
 //
-// type is "call." + the status (queued, dialing, ringing, answered, ended);
+// type is "call." + the status (queued, dialing, ringing, answered, ended),
+// or "call.agent_report" for a report the call's agent sent (the webhook
+// triggered by the agent: data.report is the report as the agent sent it,
+// data.metadata the request's, as on every event);
 // timestamp is when the lifecycle event happened, not when this attempt was
 // made (that is the webhook-timestamp header). data.event_id equals the
 // webhook-id header. The end-only fields (outcome, reason, errors,
@@ -75,6 +78,12 @@ type PayloadData struct {
 	RingDurationSeconds *float64             `json:"ring_duration_seconds,omitempty"`
 	TalkDurationSeconds *float64             `json:"talk_duration_seconds,omitempty"`
 
+	// On call.agent_report (and answered_by on call.ended): what the call's
+	// agent reported, as it sent it, and when Dialstream accepted it.
+	AnsweredBy       schemas.AnsweredBy   `json:"answered_by,omitempty"`
+	Report           *schemas.AgentReport `json:"report,omitempty"`
+	ReportReceivedAt *time.Time           `json:"report_received_at,omitempty"`
+
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
@@ -104,6 +113,7 @@ func buildBody(eventID, ceType string, ev *schemas.CallEvent, maskPhone bool) ([
 			Outcome: ev.Outcome, Reason: ev.Reason, Errors: ev.Errors, SIPStatusCode: ev.SIPStatusCode,
 			SIPStatus: ev.SIPStatus, DisconnectReason: ev.DisconnectReason, EndedBy: ev.EndedBy,
 			RingDurationSeconds: ev.RingDurationSeconds, TalkDurationSeconds: ev.TalkDurationSeconds,
+			AnsweredBy: ev.AnsweredBy, Report: ev.Report, ReportReceivedAt: ev.ReportReceivedAt,
 			Metadata: ev.Metadata,
 		},
 	}

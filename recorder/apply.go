@@ -29,7 +29,7 @@ var callIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
 // eventTypes maps a lifecycle event's CloudEvent type to its status.
 var eventTypes = func() map[string]schemas.Status {
 	m := map[string]schemas.Status{}
-	for _, s := range schemas.Statuses {
+	for _, s := range schemas.EventStatuses {
 		m[s.Type()] = s
 	}
 	return m

@@ -168,11 +168,13 @@ type AgentReport struct {
 	Transfer   *ReportTransfer `json:"transfer,omitempty"`
 }
 
-// ReportResult is the conversation's result.
+// ReportResult is the conversation's result. Data (here and in
+// ReportEvent) stays raw JSON, so numbers and key order arrive at the webhook
+// as the agent sent them.
 type ReportResult struct {
 	Disposition string           `json:"disposition,omitempty"`
 	Summary     string           `json:"summary,omitempty"`
-	Data        map[string]any   `json:"data,omitempty"`
+	Data        json.RawMessage  `json:"data,omitempty"`
 	Transcript  []TranscriptLine `json:"transcript,omitempty"`
 	OptOut      bool             `json:"opt_out,omitempty"`
 }
@@ -192,8 +194,8 @@ const (
 
 // ReportEvent is a custom event ("appointment_booked").
 type ReportEvent struct {
-	Name string         `json:"name"`
-	Data map[string]any `json:"data,omitempty"`
+	Name string          `json:"name"`
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // ReportHangup says why the agent hung up.

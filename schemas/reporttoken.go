@@ -88,3 +88,31 @@ func reportMAC(secret []byte, callID, workspaceID, exp string) string {
 	m.Write([]byte("dialstream agent report token v1\x00" + callID + "\x00" + workspaceID + "\x00" + exp))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
+
+// DefaultReportWindow is how long after its end a call still takes its
+// agent's reports (post-call analysis), unless DIALSTREAM_AGENT_REPORT_WINDOW
+// says otherwise. Ingest and the dialer must agree on it: ingest answers 409
+// after it, and the dialer ignores a report that reaches it later.
+const DefaultReportWindow = 15 * time.Minute
+
+// MinReportSecretLen is the shortest report secret the services accept.
+const MinReportSecretLen = 32
+
+// ReportTokenExpiry is when the report token of a call dispatched at
+// dispatched expires: after the longest the call can ring and last, plus
+// the post-call window.
+func ReportTokenExpiry(dispatched time.Time, ringing, maxDuration, window time.Duration) time.Time {
+	return dispatched.Add(ringing + maxDuration + window).Truncate(time.Second)
+}
+
+// ReportSecrets turns DIALSTREAM_AGENT_REPORT_SECRET's comma-separated list
+// into keys, the minting one first.
+func ReportSecrets(list []string) [][]byte {
+	var out [][]byte
+	for _, s := range list {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, []byte(s))
+		}
+	}
+	return out
+}

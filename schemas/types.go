@@ -21,7 +21,16 @@ const (
 	TypeCallRinging   = "dialstream.call.ringing.v1"
 	TypeCallAnswered  = "dialstream.call.answered.v1"
 	TypeCallEnded     = "dialstream.call.ended.v1"
+	// TypeCallAgentReport is an agent's report on the call (status
+	// agent_report): the webhook triggered by the agent.
+	TypeCallAgentReport = "dialstream.call.agent_report.v1"
+	// TypeAgentReportReceived is the command ingest's report endpoint writes
+	// for the dialer (agent.report.received.v1).
+	TypeAgentReportReceived = "dialstream.agent.report.received.v1"
 )
+
+// SchemaAgentReportReceived is the schema of TypeAgentReportReceived.
+const SchemaAgentReportReceived = "agent.report.received.v1"
 
 // schemaForType maps a CloudEvent type to the schema its data must satisfy.
 // Packages that add event types register them with RegisterType.
@@ -33,6 +42,9 @@ var schemaForType = map[string]string{
 	TypeCallRinging:   SchemaCallEvent,
 	TypeCallAnswered:  SchemaCallEvent,
 	TypeCallEnded:     SchemaCallEvent,
+
+	TypeCallAgentReport:     SchemaCallEvent,
+	TypeAgentReportReceived: SchemaAgentReportReceived,
 }
 
 // RegisterType binds a CloudEvent type to a schema file. Call it from an init
@@ -85,8 +97,22 @@ const (
 	StatusEnded    Status = "ended"
 )
 
+// StatusAgentReport is not a stage of the call: it is the status of the
+// events that carry an agent's reports (TypeCallAgentReport). They take the
+// call's next sequence like any event, but never change the call's status,
+// and may follow ended (within the post-call window). Code that asks "what
+// status is the call in" must pass over them (LifecycleStatus).
+const StatusAgentReport Status = "agent_report"
+
 // Statuses lists every status in lifecycle order (for metrics initialization).
 var Statuses = []Status{StatusQueued, StatusDialing, StatusRinging, StatusAnswered, StatusEnded}
+
+// EventStatuses is Statuses and StatusAgentReport: every status an event on
+// dialstream.calls.events can have.
+var EventStatuses = append(append([]Status(nil), Statuses...), StatusAgentReport)
+
+// Lifecycle reports whether s is a stage of the call (not a report).
+func (s Status) Lifecycle() bool { return s != StatusAgentReport }
 
 // Type returns the CloudEvent type of a lifecycle event with this status.
 func (s Status) Type() string { return "dialstream.call." + string(s) + ".v1" }
@@ -161,6 +187,23 @@ type CallEvent struct {
 	EndedBy             EndedBy      `json:"ended_by,omitempty"`
 	RingDurationSeconds *float64     `json:"ring_duration_seconds,omitempty"`
 	TalkDurationSeconds *float64     `json:"talk_duration_seconds,omitempty"`
+
+	// AnsweredBy is set on ended when the agent reported it, and on an
+	// answered_by report.
+	AnsweredBy AnsweredBy `json:"answered_by,omitempty"`
+	// Set on agent_report only: the report as the agent sent it, and when
+	// Dialstream accepted it.
+	Report           *AgentReport `json:"report,omitempty"`
+	ReportReceivedAt *time.Time   `json:"report_received_at,omitempty"`
+}
+
+// AgentReportReceived is the data of a TypeAgentReportReceived command: a
+// report that the report endpoint accepted for the call.
+type AgentReportReceived struct {
+	CallID      string      `json:"call_id"`
+	WorkspaceID string      `json:"workspace_id"`
+	ReceivedAt  time.Time   `json:"received_at"`
+	Report      AgentReport `json:"report"`
 }
 
 // EventID is the CloudEvent id of a call's lifecycle event: stable for a given

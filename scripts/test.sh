@@ -27,7 +27,7 @@ go test -count=1 -timeout 25m $(go list ./... | grep -v '/tests/containers$')
 
 # ...which runs on its own: it starts ~10 containers per test and injects
 # faults on a timetable, so it should not share the CPU with other packages.
-# About 4 minutes here (5 tests of ~40 s, plus 20-70 s of image builds); it
+# About 5 minutes here (6 tests of ~50 s, plus 20-70 s of image builds); it
 # prints one SKIP line without Docker, and fails instead under CI=true.
 go test -count=1 -timeout 20m -v ./tests/containers
 

@@ -22,16 +22,23 @@ import (
 )
 
 func init() {
-	commands["dev"] = command{"run the whole pipeline locally: embedded broker, livekit-server, phone simulator and every service", runDev}
+	commands["dev"] = command{"run the whole pipeline locally: embedded broker, livekit-server, phone simulator, the reference agent and every service", runDev}
 }
 
 // Dev mode's fixed local addresses; each can be overridden by its service's
 // own variable (INGEST_HTTP_ADDR, ...).
 const (
-	devIngestAddr    = "127.0.0.1:8080"
-	devDialerAddr    = "127.0.0.1:8081"
-	devNotifierAddr  = "127.0.0.1:8082"
-	devRecorderAddr  = "127.0.0.1:8084"
+	devIngestAddr   = "127.0.0.1:8080"
+	devDialerAddr   = "127.0.0.1:8081"
+	devNotifierAddr = "127.0.0.1:8082"
+	devRecorderAddr = "127.0.0.1:8084"
+	devAgentAddr    = "127.0.0.1:8085"
+	// devReportSecret keys the dev agents' report tokens. Dev only: a
+	// deployment sets its own DIALSTREAM_AGENT_REPORT_SECRET.
+	devReportSecret = "dialstream-dev-agent-report-secret-not-for-production"
+	// devAgentNames are the LiveKit agent names of deploy/dev/registry.yaml,
+	// which the reference agent plays in dev mode.
+	devAgentNames    = "dialstream-demo-agent,dialstream-other-agent"
 	devInspectorAddr = "127.0.0.1:8090"
 	devPhonesimAddr  = "127.0.0.1:7890"
 	devLiveKitPort   = 7880
@@ -92,6 +99,11 @@ func runDev(ctx context.Context, _ []string) error {
 	// The call records: one SQLite file the recorder writes and ingest reads.
 	setDefault("DATABASE_URL", "sqlite://"+filepath.Join(dataDir, "records.db"))
 	setDefault("RECORDER_HTTP_ADDR", devRecorderAddr)
+	// The reference agent takes every dev call and reports to ingest.
+	setDefault("AGENT_HTTP_ADDR", devAgentAddr)
+	setDefault("AGENT_NAMES", devAgentNames)
+	setDefault("DIALER_AGENT_REPORT_URL", "http://"+os.Getenv("INGEST_HTTP_ADDR"))
+	setDefault("DIALSTREAM_AGENT_REPORT_SECRET", devReportSecret)
 	// Dev callbacks go to the local inspector, so loopback must be allowed.
 	setDefault("NOTIFIER_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
 
@@ -177,13 +189,14 @@ func envOr(k, def string) string {
 func printBanner() {
 	inspector := envOr("DEV_INSPECTOR_ADDR", devInspectorAddr)
 	fmt.Fprintf(os.Stderr, `
-Dialstream is running. Place a call (the phone simulator answers +15550100001):
+Dialstream is running. Place a call (the phone simulator answers +15550100200 as
+a person; the reference agent greets Ada by name):
 
   curl -sS -X POST http://%s/v1/api/call \
     -H 'Content-Type: application/json' \
     -H 'x-workspace-id: ws_demo' \
     -H 'Authorization: Bearer dsk_demo_local' \
-    -d '{"to":"+15550100001","call_agent_id":"a1b2c3d4e5f6a7b8c9d0e1f2","callback_url":"http://%s/hooks/ws_demo","dynamic_variables":{"firstName":"Ada","lastName":"Lovelace"},"metadata":{"crm_id":"42"}}'
+    -d '{"to":"+15550100200","call_agent_id":"a1b2c3d4e5f6a7b8c9d0e1f2","callback_url":"http://%s/hooks/ws_demo","dynamic_variables":{"firstName":"Ada","lastName":"Lovelace"},"metadata":{"crm_id":"42"}}'
 
 Webhooks it sends arrive at http://%s/ ; dials at http://%s/dials .
 `, os.Getenv("INGEST_HTTP_ADDR"), inspector, inspector, envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr))

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/dialstream/dialstream/agent"
 	"github.com/dialstream/dialstream/dialer"
 	"github.com/dialstream/dialstream/ingest"
 	"github.com/dialstream/dialstream/internal/envconfig"
@@ -41,6 +42,10 @@ var services = []service{
 	define("recorder", "keep the call records the API reads (KAFKA_BROKERS, DATABASE_URL, DIALSTREAM_REGISTRY)",
 		recorder.LoadConfig, recorder.Run, func(c *recorder.Config, p shared) {
 			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
+		}),
+	define("agent", "the reference AI agent: a LiveKit agent worker that takes dispatched calls (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, AGENT_NAMES)",
+		agent.LoadConfig, agent.Run, func(c *agent.Config, p shared) {
+			c.Logger, c.Metrics, c.TracerProvider = p.log, p.metrics, p.tracer
 		}),
 }
 

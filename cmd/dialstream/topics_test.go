@@ -37,6 +37,7 @@ func TestServiceTopicsMatchTheSpec(t *testing.T) {
 		"INGEST_HTTP_ADDR": "127.0.0.1:0", "DIALER_HTTP_ADDR": "127.0.0.1:0", "NOTIFIER_HTTP_ADDR": "127.0.0.1:0",
 		"RECORDER_HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": "sqlite://" + filepath.Join(t.TempDir(), "records.db"),
 		"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "key", "LIVEKIT_API_SECRET": "secret",
+		"AGENT_NAMES": "test-agent", "AGENT_HTTP_ADDR": "127.0.0.1:0",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan error, len(services))

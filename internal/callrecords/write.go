@@ -103,7 +103,7 @@ var (
 	// sequence, the outcome and end facts of the ended event, the agent and
 	// number when the request did not give them.
 	sqlEventSummary = `UPDATE calls SET
-			status = CASE WHEN CAST($3 AS INTEGER) > last_sequence THEN $4 ELSE status END,
+			status = CASE WHEN CAST($3 AS INTEGER) > last_sequence AND $4 <> 'agent_report' THEN $4 ELSE status END,
 			last_sequence = CASE WHEN CAST($3 AS INTEGER) > last_sequence THEN CAST($3 AS INTEGER) ELSE last_sequence END,
 			visible = 1,
 			outcome = CASE WHEN $4 = 'ended' THEN $5 ELSE outcome END,

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dialstream/dialstream/internal/compliance"
+	"github.com/dialstream/dialstream/schemas"
 )
 
 // Limits are a workspace's admission limits.
@@ -247,6 +248,10 @@ func Parse(b []byte, getenv func(string) string) (*Registry, error) {
 		}
 		if _, err := json.Marshal(a.Settings); err != nil {
 			fail("%s: settings: not representable as JSON: %v", where, err)
+		} else {
+			for _, e := range dispatchProblems(a) {
+				fail("%s: %s", where, e)
+			}
 		}
 		if a.CallingHours != nil {
 			h, err := a.CallingHours.Parse()
@@ -349,3 +354,26 @@ func (r *Registry) Policy(workspaceID, agentID string) (compliance.Policy, bool)
 }
 
 var _ compliance.Policies = (*Registry)(nil)
+
+// dispatchProblems checks what of an agent goes into every dispatch of its
+// calls (agent.dispatch.v1): its settings (greeting, on_machine,
+// transfer_to) and its caller id. Checked here, a typo fails the registry at
+// start instead of every dial of the agent.
+func dispatchProblems(a *Agent) []string {
+	d := schemas.AgentDispatch{CallID: "000000000000000000000000", WorkspaceID: "ws", CallAgentID: "agent", Room: "room",
+		To: "+15550100001", From: a.CallerID, Settings: a.Settings}
+	_, err := d.Encode()
+	var ve *schemas.ValidationError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	var out []string
+	for _, f := range ve.Fields {
+		field := strings.ReplaceAll(strings.TrimPrefix(f.Field, "/"), "/", ".")
+		if field == "from" {
+			field = "caller_id"
+		}
+		out = append(out, field+": "+f.Message)
+	}
+	return out
+}

@@ -87,6 +87,34 @@ agents:
 	}
 }
 
+// The settings every dispatch of an agent carries are checked against the
+// agent.dispatch.v1 contract at load, naming the key.
+func TestParseChecksAgentSettings(t *testing.T) {
+	y := `
+workspaces:
+  - id: ws_a
+agents:
+  - id: a1
+    workspace: ws_a
+    livekit_agent_name: n
+    sip_trunk_id: ST_x
+    settings: {on_machine: sometimes, transfer_to: "555", greeting: ""}
+`
+	_, err := Parse([]byte(y), func(string) string { return "" })
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"settings.on_machine", "settings.transfer_to", "settings.greeting"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+	ok := strings.Replace(y, "{on_machine: sometimes, transfer_to: \"555\", greeting: \"\"}", "{on_machine: continue, transfer_to: \"+15550100777\", greeting: \"Hi {firstName}\", voice: alloy}", 1)
+	if _, err := Parse([]byte(ok), func(string) string { return "" }); err != nil {
+		t.Fatalf("valid settings refused: %v", err)
+	}
+}
+
 func TestParseRejectsUnknownKeys(t *testing.T) {
 	_, err := Parse([]byte("workspaces:\n  - id: ws\n    colour: red\n"), func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "colour") {

@@ -22,6 +22,9 @@ type Dev struct {
 	Dir string
 	// Loopback host:port of each service's HTTP server and of the inspector.
 	Ingest, Dialer, Notifier, Inspector string
+	// Agent is the reference agent's ops address, LiveKit its server's URL
+	// (http://127.0.0.1:<port>; dev mode's key pair is livekitdev's default).
+	Agent, LiveKit string
 }
 
 // inherited are the only variables of the test's environment the child
@@ -60,13 +63,17 @@ func StartDev(t testing.TB, env map[string]string) *Dev {
 		"DEV_INSPECTOR_ADDR": FreeAddr(t),
 		"PHONESIM_HTTP_ADDR": FreeAddr(t),
 		"BROKER_LISTEN":      FreeAddr(t),
+		"AGENT_HTTP_ADDR":    FreeAddr(t),
 		"DEV_LIVEKIT_PORT":   "0",
 		"LIVEKIT_SERVER_BIN": lk,
 		"LOG_FORMAT":         "text",
 	}
 	maps.Copy(settings, env)
-	d.Ingest, d.Dialer, d.Notifier, d.Inspector = settings["INGEST_HTTP_ADDR"], settings["DIALER_HTTP_ADDR"],
-		settings["NOTIFIER_HTTP_ADDR"], settings["DEV_INSPECTOR_ADDR"]
+	d.Ingest, d.Dialer, d.Notifier, d.Inspector, d.Agent = settings["INGEST_HTTP_ADDR"], settings["DIALER_HTTP_ADDR"],
+		settings["NOTIFIER_HTTP_ADDR"], settings["DEV_INSPECTOR_ADDR"], settings["AGENT_HTTP_ADDR"]
+	if p := settings["DEV_LIVEKIT_PORT"]; p != "0" {
+		d.LiveKit = "http://127.0.0.1:" + p
+	}
 	for _, k := range inherited {
 		if v, ok := os.LookupEnv(k); ok {
 			settings[k] = v
@@ -79,6 +86,6 @@ func StartDev(t testing.TB, env map[string]string) *Dev {
 		cmd.Env = append(cmd.Env, k+"="+settings[k])
 	}
 	StartProcess(t, "dialstream-dev", cmd).WaitReady(t, 2*time.Minute,
-		"http://"+d.Ingest+"/readyz", "http://"+d.Dialer+"/readyz", "http://"+d.Notifier+"/readyz")
+		"http://"+d.Ingest+"/readyz", "http://"+d.Dialer+"/readyz", "http://"+d.Notifier+"/readyz", "http://"+d.Agent+"/readyz")
 	return d
 }
