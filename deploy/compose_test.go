@@ -37,7 +37,7 @@ const (
 // composeSecrets are the settings .env.example leaves empty for the user to
 // fill in; the tests give them placeholders.
 var composeSecrets = []string{"LIVEKIT_API_SECRET", "INGEST_IDEMPOTENCY_SECRET", "DIALSTREAM_AGENT_REPORT_SECRET", "DIALSTREAM_DEMO_WEBHOOK_SECRETS",
-	"GRAFANA_ADMIN_PASSWORD", "DIALSTREAM_SIP_TRUNK_ID"}
+	"GRAFANA_ADMIN_PASSWORD", "DIALSTREAM_SIP_TRUNK_ID", "POSTGRES_PASSWORD"}
 
 func composePlaceholders() []string {
 	var env []string
@@ -212,7 +212,7 @@ func TestComposeStack(t *testing.T) {
 			t.Errorf("no compose service runs %s", r)
 		}
 	}
-	if err := checkRetention(allFacts); err != nil {
+	if err := checkRecords(allFacts); err != nil {
 		t.Error(err)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/notifier"
+	"github.com/dialstream/dialstream/recorder"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -36,17 +38,18 @@ const (
 	roleIngest   role = "ingest"
 	roleDialer   role = "dialer"
 	roleNotifier role = "notifier"
+	roleRecorder role = "recorder"
 	roleTopics   role = "topics"
 )
 
-var allRoles = []role{roleIngest, roleDialer, roleNotifier, roleTopics}
+var allRoles = []role{roleIngest, roleDialer, roleNotifier, roleRecorder, roleTopics}
 
 func roleOf(args []string) (role, error) {
 	if len(args) == 0 {
 		return "", errors.New("no arguments: the image's default is help, not a service")
 	}
 	switch r := role(args[0]); r {
-	case roleIngest, roleDialer, roleNotifier:
+	case roleIngest, roleDialer, roleNotifier, roleRecorder:
 		if len(args) != 1 {
 			return "", fmt.Errorf("%s takes no arguments, got %q", r, args[1:])
 		}
@@ -74,15 +77,31 @@ type roleFacts struct {
 	topic      string        // the topic whose lag measures the group's work
 	partitions int           // KAFKA_TOPIC_PARTITIONS
 	stopBound  time.Duration // longest clean shutdown
-	// retention is how long the topics keep records (topics job); reach is
-	// how far back ingest reads them (INGEST_CALLS_RETENTION).
-	retention, reach time.Duration
+	// retention is how long the topics keep records (topics job).
+	retention time.Duration
+	// databaseURL and recordsRetention are DATABASE_URL and
+	// CALL_RECORDS_RETENTION of the services that use the call records
+	// (ingest reads them, the recorder writes them).
+	databaseURL      string
+	recordsRetention time.Duration
 }
 
 // placeholderSecret stands for a value that comes from a Secret: the manifest
 // provides it, its value is not known here. It is a valid webhook secret, so
 // the registry's checks pass on it.
 const placeholderSecret = "whsec_cGxhY2Vob2xkZXItc2VjcmV0LXZhbHVlIQ=="
+
+// placeholderDatabaseURL stands for DATABASE_URL from a Secret: a URL of
+// the form the services accept, its real value not known here.
+const placeholderDatabaseURL = "postgres://dialstream:placeholder@postgres.postgres.svc:5432/dialstream?sslmode=verify-full"
+
+// secretPlaceholder is what a Secret's key stands for in the checks.
+func secretPlaceholder(key string) string {
+	if key == "DATABASE_URL" {
+		return placeholderDatabaseURL
+	}
+	return placeholderSecret
+}
 
 // serviceLogKeys mirrors serviceLogger in cmd/dialstream: the variables every
 // service reads besides its Config.
@@ -127,8 +146,11 @@ func loadRole(t *testing.T, r role, env containerEnv) (roleFacts, []error) {
 		c := ingest.LoadConfig(l)
 		c.Kafka.Validate(l)
 		registryPath = requireRegistry(l, c.RegistryPath)
+		if c.DatabaseURL == "" {
+			l.Fail("DATABASE_URL", "required (the call records database)")
+		}
 		f = roleFacts{httpPort: port(l, "INGEST_HTTP_ADDR", c.HTTPAddr), partitions: c.Kafka.Partitions, stopBound: c.ShutdownTimeout,
-			reach: c.CallsRetention}
+			databaseURL: c.DatabaseURL, recordsRetention: c.CallsRetention}
 	case roleDialer:
 		c := dialer.LoadConfig(l)
 		if err := c.Validate(); err != nil {
@@ -146,6 +168,16 @@ func loadRole(t *testing.T, r role, env containerEnv) (roleFacts, []error) {
 		// then commit, flush and leave (10s).
 		f = roleFacts{httpPort: port(l, "NOTIFIER_HTTP_ADDR", c.HTTPAddr), group: c.GroupID, topic: schemas.TopicEvents,
 			partitions: c.Kafka.Partitions, stopBound: c.Timeout + c.Kafka.ProduceTimeout + 11*time.Second}
+	case roleRecorder:
+		c := recorder.LoadConfig(l)
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		registryPath = c.RegistryPath
+		// Run: the batch being written commits or rolls back, then the
+		// group leave and the ops server (10s).
+		f = roleFacts{httpPort: port(l, "RECORDER_HTTP_ADDR", c.HTTPAddr), group: c.GroupID, topic: schemas.TopicEvents,
+			partitions: c.Kafka.Partitions, stopBound: 10 * time.Second, databaseURL: c.DatabaseURL, recordsRetention: c.Retention}
 	case roleTopics:
 		k := kafkax.LoadConfig(l, "topics")
 		k.Validate(l)
@@ -177,18 +209,40 @@ func loadRole(t *testing.T, r role, env containerEnv) (roleFacts, []error) {
 	return f, errs
 }
 
-// checkRetention: ingest rebuilds its call state by reading the topics from
-// INGEST_CALLS_RETENTION ago; records older than the topics' retention are
-// gone, so calls would be missing after every restart.
-func checkRetention(facts []roleFacts) error {
-	var retention, reach time.Duration
-	for _, f := range facts {
-		retention, reach = max(retention, f.retention), max(reach, f.reach)
-	}
-	if retention > 0 && reach > retention {
-		return fmt.Errorf("INGEST_CALLS_RETENTION %s exceeds KAFKA_TOPIC_RETENTION %s: ingest would rebuild from records that are gone", reach, retention)
+// checkRecords: ingest answers from the database the recorder writes, so
+// both must name the same DATABASE_URL (else every call past its own
+// request is a 404 on ingest) and the same CALL_RECORDS_RETENTION (else
+// ingest writes calls the recorder deletes at its next run, or refuses
+// calls the recorder keeps). The call records outlive the topics: they
+// need not fit in KAFKA_TOPIC_RETENTION.
+func checkRecords(facts []roleFacts) error {
+	var first *roleFacts
+	for i := range facts {
+		f := &facts[i]
+		if f.databaseURL == "" {
+			continue
+		}
+		if first == nil {
+			first = f
+			continue
+		}
+		if f.databaseURL != first.databaseURL {
+			return fmt.Errorf("DATABASE_URL differs between the services that share the call records (%s and %s): ingest would read a database the recorder does not write",
+				redactedURL(first.databaseURL), redactedURL(f.databaseURL))
+		}
+		if f.recordsRetention != first.recordsRetention {
+			return fmt.Errorf("CALL_RECORDS_RETENTION differs between ingest and the recorder (%s and %s): ingest would write calls the recorder deletes, or refuse calls it keeps",
+				first.recordsRetention, f.recordsRetention)
+		}
 	}
 	return nil
+}
+
+func redactedURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }
 
 func requireRegistry(l *envconfig.Loader, path string) string {
@@ -251,6 +305,8 @@ var roleKeys = sync.OnceValue(func() map[role]map[string]bool {
 			dialer.LoadConfig(l)
 		case roleNotifier:
 			notifier.LoadConfig(l)
+		case roleRecorder:
+			recorder.LoadConfig(l)
 		case roleTopics:
 			kafkax.LoadTopicsConfig(l, kafkax.LoadConfig(l, "topics"))
 			read["NOTIFIER_RETRY_SCHEDULE"] = true
@@ -312,7 +368,8 @@ func TestRoleChecksCatchMissingConfig(t *testing.T) {
 	good := map[string]string{
 		"KAFKA_BROKERS": "kafka:9092", "DIALSTREAM_REGISTRY": "/etc/reg.yaml", "KEY_DIGEST": strings.Repeat("a", 64),
 		"WS_SECRETS": placeholderSecret, "LIVEKIT_URL": "http://lk", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
-		"INGEST_HTTP_ADDR": ":8080", "NOTIFIER_HTTP_ADDR": ":8082",
+		"INGEST_HTTP_ADDR": ":8080", "NOTIFIER_HTTP_ADDR": ":8082", "RECORDER_HTTP_ADDR": ":8084",
+		"DATABASE_URL": placeholderDatabaseURL,
 	}
 	for _, r := range allRoles {
 		if _, errs := loadRole(t, r, containerEnv{vars: good, files: files}); len(errs) > 0 {

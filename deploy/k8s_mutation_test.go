@@ -99,13 +99,21 @@ func TestKubernetesChecksCatchMistakes(t *testing.T) {
 		{"job names the rules do not know", func(b *bundle) {
 			b.podMonitors[0].Spec.JobLabel = "app.kubernetes.io/component"
 		}, `the alert rules and dashboards expect "dialstream-dialer"`},
-		{"ingest reaches past the topics' retention", func(b *bundle) {
-			for _, cm := range b.configMaps {
-				if _, ok := cm.Data["KAFKA_TOPIC_RETENTION"]; ok {
-					cm.Data["INGEST_CALLS_RETENTION"] = "720h"
-				}
-			}
-		}, "INGEST_CALLS_RETENTION 720h0m0s exceeds KAFKA_TOPIC_RETENTION 192h0m0s"},
+		{"ingest and recorder keep records for different times", func(b *bundle) {
+			c := &b.deployments["dialstream-ingest"].Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "CALL_RECORDS_RETENTION", Value: "30d"})
+		}, "CALL_RECORDS_RETENTION differs between ingest and the recorder (720h0m0s and 9600h0m0s)"},
+		{"ingest without the call records", func(b *bundle) {
+			c := &b.deployments["dialstream-ingest"].Spec.Template.Spec.Containers[0]
+			c.Env = deleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "DATABASE_URL" })
+		}, "DATABASE_URL: required"},
+		{"recorder missing", func(b *bundle) { delete(b.deployments, "dialstream-recorder") }, "want 4 Deployments"},
+		{"recorder on another group than KEDA watches", func(b *bundle) {
+			b.scaled[2].Spec.Triggers[0].Metadata["consumerGroup"] = "recorder"
+		}, `consumerGroup "recorder", but the service's group is "dialstream-recorder"`},
+		{"no egress to PostgreSQL", func(b *bundle) {
+			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-egress-postgres" })
+		}, "Deployment dialstream-recorder: no egress rule for PostgreSQL's port 5432"},
 		{"no Kafka egress", func(b *bundle) {
 			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-egress-dns-kafka" })
 		}, "no egress rule for Kafka's port 9096"},

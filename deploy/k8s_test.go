@@ -237,7 +237,7 @@ func check(t *testing.T, b *bundle, secretKeys map[string]bool) []string {
 	c := &k8sChecker{t: t, b: b, secretKeys: secretKeys, facts: map[string]roleFacts{}, env: map[string]map[string]string{}}
 	c.checkNoSecrets()
 	c.checkPods()
-	if err := checkRetention(c.all); err != nil {
+	if err := checkRecords(c.all); err != nil {
 		c.errorf("%v", err)
 	}
 	c.checkAutoscaling()
@@ -292,8 +292,8 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 }
 
 func (c *k8sChecker) checkPods() {
-	if len(c.b.deployments) != 3 || len(c.b.jobs) != 1 {
-		c.errorf("want 3 Deployments (ingest, dialer, notifier) and the topics Job, got %v and %v",
+	if len(c.b.deployments) != 4 || len(c.b.jobs) != 1 {
+		c.errorf("want 4 Deployments (ingest, dialer, notifier, recorder) and the topics Job, got %v and %v",
 			slices.Sorted(mapsKeys(c.b.deployments)), slices.Sorted(mapsKeys(c.b.jobs)))
 	}
 	alsoKnown := map[string]bool{}
@@ -469,7 +469,7 @@ func (c *k8sChecker) containerEnv(s *corev1.PodSpec, ctr *corev1.Container) (con
 			if ref.Name != secretName || !c.secretKeys[ref.Key] {
 				errs = append(errs, fmt.Errorf("%s: secretKeyRef %s/%s: use Secret %s and list the key in k8s/secret.env.example", e.Name, ref.Name, ref.Key, secretName))
 			}
-			env.vars[e.Name] = placeholderSecret
+			env.vars[e.Name] = secretPlaceholder(ref.Key)
 		case e.ValueFrom.ConfigMapKeyRef != nil:
 			ref := e.ValueFrom.ConfigMapKeyRef
 			v, ok := c.b.configMaps[ref.Name].Data[ref.Key]
@@ -793,6 +793,11 @@ func (c *k8sChecker) checkNetworkPolicies() {
 		if !slices.ContainsFunc(rules, func(r networkingv1.NetworkPolicyEgressRule) bool { return portsAllow(r.Ports, 53, corev1.ProtocolUDP) }) {
 			c.errorf("%s: no egress to DNS (UDP 53)", where)
 		}
+		if c.usesDatabase(p) && !slices.ContainsFunc(rules, func(r networkingv1.NetworkPolicyEgressRule) bool {
+			return len(r.Ports) > 0 && portsAllow(r.Ports, postgresPort, corev1.ProtocolTCP)
+		}) {
+			c.errorf("%s: no egress rule for PostgreSQL's port %d (DATABASE_URL)", where, postgresPort)
+		}
 		kafkaPort := c.kafkaPort(p)
 		if kafkaPort == 0 || !slices.ContainsFunc(rules, func(r networkingv1.NetworkPolicyEgressRule) bool {
 			return len(r.Ports) > 0 && portsAllow(r.Ports, kafkaPort, corev1.ProtocolTCP)
@@ -852,6 +857,20 @@ func (c *k8sChecker) checkNetworkPolicies() {
 			}
 		}
 	}
+}
+
+// postgresPort is the port the call records database is reached on: the
+// URL comes from the Secret, so its port is PostgreSQL's default.
+const postgresPort = 5432
+
+// usesDatabase reports whether a pod's service container reads DATABASE_URL.
+func (c *k8sChecker) usesDatabase(p podOwner) bool {
+	for _, ctr := range p.spec.Containers {
+		if env, _ := c.containerEnv(p.spec, &ctr); env.vars["DATABASE_URL"] != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // kafkaPort is the port of the first broker in a pod's KAFKA_BROKERS.

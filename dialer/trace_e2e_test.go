@@ -26,6 +26,7 @@ import (
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/notifier"
+	"github.com/dialstream/dialstream/recorder"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -166,7 +167,14 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	icfg := ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, Logger: logger("ingest"), TracerProvider: provider("dialstream-ingest")}
+	// The call records ingest reads, written by a recorder.
+	records := "sqlite://" + t.TempDir() + "/records.db"
+	rcfg := recorder.Config{Kafka: kcfg, Registry: reg, HTTPAddr: freeAddr(t), DatabaseURL: records, Logger: logger("recorder"),
+		TracerProvider: provider("dialstream-recorder")}
+	rcfg.Kafka.ClientID = "recorder-trace-test"
+	run("recorder", func(ctx context.Context) error { return recorder.Run(ctx, rcfg) })
+	icfg := ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, Logger: logger("ingest"), TracerProvider: provider("dialstream-ingest"),
+		DatabaseURL: records}
 	icfg.Kafka.ClientID = "ingest-trace-test"
 	run("ingest", func(ctx context.Context) error { return ingest.Run(ctx, icfg) })
 	p.ingestURL = "http://" + ln.Addr().String()

@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -36,41 +33,27 @@ func BenchmarkCreateCall(b *testing.B) {
 	}
 }
 
-// BenchmarkCallStateLoad is what a start costs per call: folding a typical
-// call's records (its request, five events, two delivery attempts) into the
-// call state, as the follower does. It reports the heap a call keeps
-// (heap-B/call); ns/op is for 2000 calls.
-func BenchmarkCallStateLoad(b *testing.B) {
-	reg := testRegistry(b, true)
+// BenchmarkGetCall is GET /v1/api/call/:callId on a SQLite call records
+// database holding 2000 calls (request, five events, two attempts each):
+// the read and the rendering, without a network.
+func BenchmarkGetCall(b *testing.B) {
+	env := newTestEnv(b, func(c *Config) { c.Logger = discardLogger() })
+	env.clock(t0.Add(time.Hour))
 	const n = 2000
-	var recs []*kgo.Record
 	for i := range n {
 		f := demoCall(i, t0.Add(time.Duration(i)*time.Millisecond))
 		f.id = fmt.Sprintf("%024x", i+1)
-		recs = append(recs, f.request(b, 0, int64(i)))
-		recs = append(recs, eventRecords(b, f.completed())...)
-		recs = append(recs, attemptRecord(b, f.attempt(1, schemas.StatusQueued, 1, f.at, 204, "", schemas.WebhookSuccess)),
+		env.feed(b, f.request(b, 0, int64(i)))
+		env.feed(b, eventRecords(b, f.completed())...)
+		env.feed(b, attemptRecord(b, f.attempt(1, schemas.StatusQueued, 1, f.at, 204, "", schemas.WebhookSuccess)),
 			attemptRecord(b, f.attempt(5, schemas.StatusEnded, 1, f.at, 204, "", schemas.WebhookSuccess)))
 	}
-	var heap float64
-	b.ResetTimer()
+	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
-		b.StopTimer()
-		runtime.GC()
-		var m0, m1 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		b.StartTimer()
-		st := newStore(365*24*time.Hour, 1<<30)
-		st.now = func() time.Time { return t0 }
-		for _, r := range recs {
-			applyRecord(st, reg, r)
+		i++
+		if code, body := env.get(b, fmt.Sprintf("/v1/api/call/%024x", i%n+1)); code != http.StatusOK {
+			b.Fatal(code, body)
 		}
-		b.StopTimer()
-		runtime.GC()
-		runtime.ReadMemStats(&m1)
-		heap = float64(m1.HeapAlloc-m0.HeapAlloc) / n
-		runtime.KeepAlive(st)
-		b.StartTimer()
 	}
-	b.ReportMetric(heap, "heap-B/call")
 }

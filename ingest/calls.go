@@ -20,11 +20,12 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/schemas"
 )
 
-// The call-state and control routes. Each answers from this replica's
-// projection (store.go) after the same authentication as POST /v1/api/call
+// The call-state and control routes. Each answers from the call records
+// database (records.go) after the same authentication as POST /v1/api/call
 // (the group's authenticated middleware);
 // a call of another workspace is answered exactly like a call that does not
 // exist, in every route.
@@ -35,16 +36,6 @@ const (
 	maxCancelReason  = 512 // the call.cancel.v1 schema's cap
 )
 
-// stateReady refuses to answer from a projection that is still loading: a
-// call missing from it would be a wrong 404, not a missing call.
-func (h *handler) stateReady() *apiError {
-	if h.loaded == nil || h.loaded() {
-		return nil
-	}
-	return &apiError{code: http.StatusServiceUnavailable, reason: reasonStateLoading, retryAfter: 1,
-		message: "call state is still loading from Kafka on this replica; retry shortly"}
-}
-
 func callNotFound(id string) *apiError {
 	id = schemas.Clip(strings.ToValidUTF8(id, ""), 64)
 	return &apiError{code: http.StatusNotFound, reason: reasonUnknownCall, message: fmt.Sprintf("call %s not found", id)}
@@ -53,17 +44,13 @@ func callNotFound(id string) *apiError {
 // getCall serves GET /v1/api/call/:callId.
 func (h *handler) getCall(c *gin.Context) {
 	ws := workspaceOf(c)
-	if aerr := h.stateReady(); aerr != nil {
+	id := c.Param("callId")
+	r, aerr := h.loadCall(c.Request.Context(), ws.ID, id, false)
+	if aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
-	id := c.Param("callId")
-	var out Call
-	if !h.st.withCall(ws.ID, id, func(r *callRec) { out = r.full(ws.MaskPhoneNumbers) }) {
-		h.fail(c, callNotFound(id))
-		return
-	}
-	writeJSON(c, http.StatusOK, CallEnvelope{Status: "success", Call: out})
+	writeJSON(c, http.StatusOK, CallEnvelope{Status: "success", Call: r.full(ws.MaskPhoneNumbers)})
 }
 
 // listParams are the query parameters of GET /v1/api/calls.
@@ -74,78 +61,113 @@ func (h *handler) listCalls(c *gin.Context) {
 	ws := workspaceOf(c)
 	f, limit, ferrs := parseListQuery(c.Request.URL.RawQuery)
 	if len(ferrs) > 0 {
-		msg := "invalid query parameter " + ferrs[0].Field + ": " + ferrs[0].Message
-		if len(ferrs) > 1 {
-			msg = fmt.Sprintf("the request has %d invalid query parameters; see errors", len(ferrs))
-		}
-		h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonMalformed, message: msg, fields: ferrs})
+		h.fail(c, badQuery(ferrs))
 		return
 	}
-	if aerr := h.stateReady(); aerr != nil {
-		h.fail(c, aerr)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), recordsTimeout)
+	defer cancel()
+	calls, next, err := h.st.List(ctx, ws.ID, f, limit)
+	if err != nil {
+		h.fail(c, h.recordsUnavailable(ctx, err))
 		return
 	}
 	out := CallList{Status: "success", Calls: make([]CallSummary, 0, limit)}
-	next := h.st.list(ws.ID, f, limit, func(r *callRec) { out.Calls = append(out.Calls, r.summary(ws.MaskPhoneNumbers)) })
+	for i := range calls {
+		r, err := recOf(&calls[i])
+		if err != nil {
+			h.fail(c, h.recordsUnavailable(ctx, err))
+			return
+		}
+		out.Calls = append(out.Calls, r.summary(ws.MaskPhoneNumbers))
+	}
 	if next != nil {
 		out.NextCursor = encodeCursor(*next)
 	}
 	writeJSON(c, http.StatusOK, out)
 }
 
-// parseListQuery reads the list's query; unknown and repeated parameters
-// are errors, so a misspelled filter never silently lists everything.
-func parseListQuery(raw string) (listFilter, int, []FieldError) {
-	var f listFilter
-	limit := defaultListLimit
-	var errs []FieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
-	}
+// queryParam is one parameter of a query string.
+type queryParam struct{ key, value string }
+
+// readQuery reads a query of the known parameters, each sent at most once,
+// in key order; every unknown or repeated parameter is an error, so a
+// misspelled filter never silently selects everything.
+func readQuery(raw string, known []string) ([]queryParam, []FieldError) {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return f, 0, []FieldError{{Field: "", Message: "the query string is not valid URL encoding: " + err.Error()}}
+		return nil, []FieldError{{Field: "", Message: "the query string is not valid URL encoding: " + err.Error()}}
 	}
 	keys := make([]string, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	var (
+		out  []queryParam
+		errs []FieldError
+	)
 	for _, k := range keys {
-		vs := q[k]
-		if !slices.Contains(listParams, k) {
-			add(k, "unknown query parameter; the parameters are %s", strings.Join(listParams, ", "))
-			continue
+		switch {
+		case !slices.Contains(known, k):
+			errs = append(errs, FieldError{Field: k, Message: "unknown query parameter; the parameters are " + strings.Join(known, ", ")})
+		case len(q[k]) > 1:
+			errs = append(errs, FieldError{Field: k, Message: "appears more than once; send each parameter once"})
+		default:
+			out = append(out, queryParam{k, q[k][0]})
 		}
-		if len(vs) > 1 {
-			add(k, "appears more than once; send each parameter once")
-			continue
-		}
-		v := vs[0]
+	}
+	return out, errs
+}
+
+// sortByField orders one error per parameter by the parameter's name, the
+// order the query's errors have always been listed in.
+func sortByField(errs []FieldError) {
+	slices.SortStableFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
+}
+
+// badQuery is the 400 for a query's field errors.
+func badQuery(ferrs []FieldError) *apiError {
+	msg := "invalid query parameter " + ferrs[0].Field + ": " + ferrs[0].Message
+	if len(ferrs) > 1 {
+		msg = fmt.Sprintf("the request has %d invalid query parameters; see errors", len(ferrs))
+	}
+	return &apiError{code: http.StatusBadRequest, reason: reasonMalformed, message: msg, fields: ferrs}
+}
+
+// parseListQuery reads the list's query.
+func parseListQuery(raw string) (callrecords.Filter, int, []FieldError) {
+	var f callrecords.Filter
+	limit := defaultListLimit
+	params, errs := readQuery(raw, listParams)
+	add := func(field, format string, args ...any) {
+		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	for _, p := range params {
+		k, v := p.key, p.value
 		switch k {
 		case "status":
 			if !slices.Contains(schemas.Statuses, schemas.Status(v)) {
 				add(k, "must be one of queued, dialing, ringing, answered, ended; got %q", schemas.Clip(v, 64))
 			}
-			f.status = schemas.Status(v)
+			f.Status = schemas.Status(v)
 		case "outcome":
 			if !slices.Contains(schemas.Outcomes, schemas.Outcome(v)) {
 				add(k, "must be one of completed, busy, no_answer, declined, failed, canceled, rejected, expired, max_duration, voicemail, transferred, suppressed, outside_calling_hours, attempt_capped, destination_not_allowed; got %q", schemas.Clip(v, 64))
 			}
-			f.outcome = schemas.Outcome(v)
+			f.Outcome = schemas.Outcome(v)
 		case "call_agent_id":
 			if !agentIDRE.MatchString(v) {
 				add(k, "must be 1 to 64 letters, digits, _ or -")
 			}
-			f.agent = v
+			f.Agent = v
 		case "from", "to":
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
 				add(k, "must be an RFC 3339 timestamp, e.g. 2026-01-02T15:04:05Z; got %q", schemas.Clip(v, 64))
 			} else if k == "from" {
-				f.from = t
+				f.From = t
 			} else {
-				f.to = t
+				f.To = t
 			}
 		case "limit":
 			n, err := strconv.Atoi(v)
@@ -158,10 +180,11 @@ func parseListQuery(raw string) (listFilter, int, []FieldError) {
 			if !ok {
 				add(k, "is not a cursor this API returned; pass next_cursor from the previous page as it is")
 			}
-			f.after = &key
+			f.After = &key
 		}
 	}
-	if !f.from.IsZero() && !f.to.IsZero() && !f.from.Before(f.to) {
+	sortByField(errs)
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		add("to", "must be later than from")
 	}
 	return f, limit, errs
@@ -170,21 +193,21 @@ func parseListQuery(raw string) (listFilter, int, []FieldError) {
 // The cursor is the key of the last call of a page: its requested_at and
 // id. It is opaque to clients (base64url), and carries no filter, so a
 // client may keep or change its filters between pages.
-func encodeCursor(k callKey) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(k.at, 10) + "." + k.id))
+func encodeCursor(k callrecords.Key) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(k.At, 10) + "." + k.ID))
 }
 
-func decodeCursor(s string) (callKey, bool) {
+func decodeCursor(s string) (callrecords.Key, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return callKey{}, false
+		return callrecords.Key{}, false
 	}
 	at, id, ok := strings.Cut(string(b), ".")
 	n, err := strconv.ParseInt(at, 10, 64)
 	if !ok || err != nil || !callIDPattern.MatchString(id) {
-		return callKey{}, false
+		return callrecords.Key{}, false
 	}
-	return callKey{at: n, id: id}, true
+	return callrecords.Key{At: n, ID: id}, true
 }
 
 // cancelCall serves POST /v1/api/call/:callId/cancel: it writes a
@@ -214,19 +237,17 @@ func (h *handler) cancelCall(c *gin.Context) {
 		}
 		reason = s
 	}
-	if aerr == nil {
-		aerr = h.stateReady()
-	}
 	if aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
 	id := c.Param("callId")
-	var cur Call
-	if !h.st.withCall(ws.ID, id, func(r *callRec) { cur = r.full(ws.MaskPhoneNumbers) }) {
-		h.fail(c, callNotFound(id))
+	r, aerr := h.loadCall(c.Request.Context(), ws.ID, id, false)
+	if aerr != nil {
+		h.fail(c, aerr)
 		return
 	}
+	cur := r.full(ws.MaskPhoneNumbers)
 	if cur.Status == schemas.StatusEnded {
 		h.fail(c, &apiError{code: http.StatusConflict, reason: reasonCallEnded, call: &cur,
 			message: fmt.Sprintf("call %s already ended with outcome %s; there is nothing to cancel", id, cur.Outcome)})
@@ -245,8 +266,20 @@ func (h *handler) cancelCall(c *gin.Context) {
 			message: fmt.Sprintf("the cancel was not written: Kafka did not acknowledge it within %s; retry later (a repeated cancel is harmless)", h.cfg.Kafka.ProduceTimeout)})
 		return
 	}
-	h.st.putCancel(&cc)
-	h.st.withCall(ws.ID, id, func(r *callRec) { cur = r.full(ws.MaskPhoneNumbers) })
+	// The cancel is durable: its answer shows cancel_requested_at, as the
+	// call will once the recorder reads the cancel back. A database that
+	// fails now only delays that (logged); it must not turn a written
+	// cancel into an error the client would retry.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), recordsTimeout)
+	defer cancel()
+	if _, err := h.st.PutCancel(wctx, &cc, rec.Value); err != nil {
+		h.log.WarnContext(wctx, "cancel written to Kafka but not to the call records yet; the recorder adds it", "call_id", id, "workspace_id", ws.ID, "error", err.Error())
+	}
+	if r, aerr := h.loadCall(wctx, ws.ID, id, false); aerr == nil {
+		cur = r.full(ws.MaskPhoneNumbers)
+	} else if cur.CancelRequestedAt.IsZero() {
+		cur.CancelRequestedAt = cc.RequestedAt
+	}
 	h.log.InfoContext(c.Request.Context(), "call cancel requested", "call_id", id, "workspace_id", ws.ID, "status", cur.Status)
 	writeJSON(c, http.StatusAccepted, CancelResponse{Status: "success", Call: cur,
 		Message: fmt.Sprintf("cancel of call %s requested; the call ends with outcome canceled unless it ends otherwise first", id)})
@@ -255,17 +288,13 @@ func (h *handler) cancelCall(c *gin.Context) {
 // deliveries serves GET /v1/api/call/:callId/deliveries.
 func (h *handler) deliveries(c *gin.Context) {
 	ws := workspaceOf(c)
-	if aerr := h.stateReady(); aerr != nil {
+	id := c.Param("callId")
+	r, aerr := h.loadCall(c.Request.Context(), ws.ID, id, true)
+	if aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
-	id := c.Param("callId")
-	var out []Delivery
-	if !h.st.withCall(ws.ID, id, func(r *callRec) { out = r.deliveryViews() }) {
-		h.fail(c, callNotFound(id))
-		return
-	}
-	writeJSON(c, http.StatusOK, DeliveryList{Status: "success", CallID: id, Deliveries: out})
+	writeJSON(c, http.StatusOK, DeliveryList{Status: "success", CallID: id, Deliveries: r.deliveryViews()})
 }
 
 // redeliver serves POST /v1/api/call/:callId/redeliver: the call's events
@@ -307,36 +336,31 @@ func (h *handler) redeliver(c *gin.Context) {
 		h.fail(c, invalidFields(ferrs))
 		return
 	}
-	if aerr := h.stateReady(); aerr != nil {
+	id := c.Param("callId")
+	r, aerr := h.loadCall(c.Request.Context(), ws.ID, id, false)
+	if aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
-	id := c.Param("callId")
 	var (
 		recs     []*kgo.Record
 		picked   []RedeliveredEvent
 		callback string
-		total    int
 	)
-	found := h.st.withCall(ws.ID, id, func(r *callRec) {
-		total = len(r.events)
-		if n := len(r.events); n > 0 {
-			if ev, err := r.events[n-1].decode(); err == nil {
-				callback = ev.CallbackURL
-			}
+	total := len(r.events)
+	if total > 0 {
+		if ev, err := r.events[total-1].decode(); err == nil {
+			callback = ev.CallbackURL
 		}
-		for _, e := range r.events {
-			if (eventID != "" && e.id != eventID) || (seq != 0 && e.seq != seq) {
-				continue
-			}
-			recs = append(recs, schemas.RedeliveryRecord(e.rec.record(schemas.TopicEvents, r.id)))
-			picked = append(picked, RedeliveredEvent{EventID: e.id, EventType: eventTypes[e.status], Sequence: e.seq, EventStatus: e.status})
+	}
+	for _, e := range r.events {
+		if (eventID != "" && e.id != eventID) || (seq != 0 && e.seq != seq) {
+			continue
 		}
-	})
+		recs = append(recs, schemas.RedeliveryRecord(e.rec.Record(r.id)))
+		picked = append(picked, RedeliveredEvent{EventID: e.id, EventType: eventTypes[e.status], Sequence: e.seq, EventStatus: e.status})
+	}
 	switch {
-	case !found:
-		h.fail(c, callNotFound(id))
-		return
 	case total == 0:
 		h.fail(c, &apiError{code: http.StatusConflict, reason: reasonNothingToRedeliver,
 			message: fmt.Sprintf("call %s has no lifecycle events yet; there is nothing to redeliver", id)})

@@ -22,6 +22,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
+	"github.com/dialstream/dialstream/internal/callrecords/dbtest"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
@@ -73,7 +75,7 @@ func (e *brokerEnv) serve(t *testing.T) *httptest.Server {
 	}
 	t.Cleanup(cl.Close)
 	h, err := NewHandler(Config{Registry: testRegistry(t, true), Suppressions: readyTable(), Kafka: e.kcfg, Metrics: prometheus.NewRegistry(),
-		Logger: discardLogger(), TracerProvider: e.tp}, cl)
+		Logger: discardLogger(), TracerProvider: e.tp, Store: dbtest.Open(t, callrecords.SQLite, callrecords.Options{})}, cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +319,7 @@ func TestRun(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	cfg := Config{Listener: ln, Registry: testRegistry(t, true), Metrics: reg, Logger: discardLogger(),
+		DatabaseURL: dbtest.URL(t, callrecords.SQLite),
 		Kafka: kafkax.Config{Brokers: []string{b.Addr()}, Partitions: 4, ReplicationFactor: -1, CreateTopics: true,
 			ProduceTimeout: 5 * time.Second}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -378,6 +381,7 @@ func TestRunConfigErrors(t *testing.T) {
 	err := Run(context.Background(), Config{MaxVariables: 65})
 	want := "ingest: DIALSTREAM_REGISTRY: required (path of the workspace/agent registry file)\n" +
 		"INGEST_MAX_VARIABLES: must be between 1 and 64 (the call.requested.v1 schema cap), got 65\n" +
+		"DATABASE_URL: required (the call records database: postgres://user:pass@host/db or sqlite://path)\n" +
 		"KAFKA_BROKERS: required (comma-separated host:port list)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v", err)

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/envconfig"
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -42,8 +43,7 @@ const (
 	DefaultIdempotencyMaxKeys = 50_000
 	DefaultRegion             = "US"
 	DefaultShutdownTimeout    = 15 * time.Second
-	DefaultCallsRetention     = 24 * time.Hour
-	DefaultCallsMax           = 20_000
+	DefaultCallsRetention     = callrecords.DefaultRetention
 )
 
 // Config is everything ingest needs. LoadConfig fills it from the
@@ -110,15 +110,17 @@ type Config struct {
 	// (INGEST_SHUTDOWN_TIMEOUT, default 15s).
 	ShutdownTimeout time.Duration
 
-	// CallsRetention is how far back the call state reaches: on start each
-	// replica reads its topics from this long ago, and calls requested
-	// longer ago are dropped (INGEST_CALLS_RETENTION, default 24h). Keep it
-	// within the topics' retention (KAFKA_TOPIC_RETENTION).
+	// DatabaseURL is the call records database every call-state route reads
+	// (DATABASE_URL, required unless Store is set): postgres://... or
+	// sqlite://path, the one the recorder writes.
+	DatabaseURL string
+	// Store, when set, is used instead of opening DatabaseURL (dev mode
+	// shares one with the recorder; tests); Run does not close it. Code only.
+	Store *callrecords.Store
+	// CallsRetention is how long call records are kept
+	// (CALL_RECORDS_RETENTION, default 400d): ingest's own writes never
+	// create a call requested longer ago. The recorder deletes older ones.
 	CallsRetention time.Duration
-	// CallsMax bounds the calls held; past it the oldest (by requested_at)
-	// are dropped first (INGEST_CALLS_MAX, default 20000). See store.go for
-	// the memory it takes.
-	CallsMax int
 
 	// AgentReportSecrets verify the report tokens agents send to POST
 	// /v1/agent/calls/:callId/reports (DIALSTREAM_AGENT_REPORT_SECRET,
@@ -162,12 +164,12 @@ func LoadConfig(l *envconfig.Loader) Config {
 		DefaultRegion:      strings.ToUpper(l.String("INGEST_DEFAULT_REGION", DefaultRegion)),
 		RejectTestNumbers:  !l.Bool("INGEST_ALLOW_TEST_NUMBERS", true),
 		ShutdownTimeout:    l.Duration("INGEST_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second, 10*time.Minute),
-		CallsRetention:     l.Duration("INGEST_CALLS_RETENTION", DefaultCallsRetention, time.Minute, 90*24*time.Hour),
-		CallsMax:           l.Int("INGEST_CALLS_MAX", DefaultCallsMax, 1, 100_000_000),
 		Kafka:              kafkax.LoadConfig(l, "ingest"),
 		AgentReportSecrets: schemas.ReportSecrets(l.List("DIALSTREAM_AGENT_REPORT_SECRET", nil)),
 		AgentReportWindow:  l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),
 	}
+	records := callrecords.LoadConfig(l)
+	c.DatabaseURL, c.CallsRetention = records.URL, records.Retention
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		l.Fail("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
 	}
@@ -214,9 +216,6 @@ func (c Config) withDefaults() Config {
 	if c.CallsRetention == 0 {
 		c.CallsRetention = DefaultCallsRetention
 	}
-	if c.CallsMax == 0 {
-		c.CallsMax = DefaultCallsMax
-	}
 	if c.AgentReportWindow == 0 {
 		c.AgentReportWindow = schemas.DefaultReportWindow
 	}
@@ -255,11 +254,11 @@ func (c Config) Validate() error {
 	if c.IdempotencyMaxKeys < 1 {
 		p.Add("INGEST_IDEMPOTENCY_MAX_KEYS", "must be >= 1, got %d", c.IdempotencyMaxKeys)
 	}
-	if c.CallsRetention < time.Second {
-		p.Add("INGEST_CALLS_RETENTION", "must be >= 1s, got %s", c.CallsRetention)
+	if c.Store == nil && c.DatabaseURL == "" {
+		p.Add("DATABASE_URL", "required (the call records database: postgres://user:pass@host/db or sqlite://path)")
 	}
-	if c.CallsMax < 1 {
-		p.Add("INGEST_CALLS_MAX", "must be >= 1, got %d", c.CallsMax)
+	if c.CallsRetention < time.Hour || c.CallsRetention > callrecords.MaxRetention {
+		p.Add("CALL_RECORDS_RETENTION", "must be between 1h and %dd, got %s", callrecords.MaxRetention/(24*time.Hour), c.CallsRetention)
 	}
 	for i, s := range c.AgentReportSecrets {
 		if len(s) < schemas.MinReportSecretLen {

@@ -1,7 +1,7 @@
 // Package ingest is Dialstream's front door: the HTTP API that turns POST
 // /v1/api/call into a call.requested record on dialstream.calls.requested,
 // and the routes that follow and control a call afterwards (get, list,
-// cancel, deliveries, redeliver). The API itself is described once: in the
+// export, cancel, deliveries, redeliver). The API itself is described once: in the
 // README for people and in openapi.json (served at GET /openapi.json) for
 // machines, checked against real answers by openapi_test.go.
 //
@@ -16,14 +16,16 @@
 //     docs/architecture.md, Invariant 5: bad input).
 //   - A call of another workspace is answered exactly like a call that does
 //     not exist.
-//   - The call state is eventually consistent with the pipeline, with
-//     read-your-writes on the replica that accepted the call; /readyz stays
-//     503 until it has loaded.
+//   - The call state is the call records database (internal/callrecords),
+//     which the recorder fills from Kafka: eventually consistent with the
+//     pipeline, with read-your-writes for the call a replica accepted (it
+//     writes its own acknowledged request), alike on every replica, and
+//     nothing of the history in ingest's memory.
 //
 // # Where to start reading
 //
 //	config.go       Config, LoadConfig, withDefaults, Validate: every INGEST_* variable
-//	run.go          Run: the Kafka client, topics, the follower, the HTTP server, the drain
+//	run.go          Run: the Kafka client, topics, the records database, the HTTP server, the drain
 //	handler.go      the Gin engine and its routes; POST /v1/api/call from request to record
 //	auth.go         the /v1/api group's middleware: API key and x-workspace-id
 //	request.go      decoding and validating the body of POST /v1/api/call
@@ -31,8 +33,9 @@
 //	idempotency.go  Idempotency-Key: replay, 409/422, call ids that survive a replica change
 //	produce.go      the Producer, waiting for the acknowledgement, the client's options
 //	calls.go        the call-state and control routes: get, list, cancel, deliveries, redeliver
-//	store.go        the in-memory call state: why memory, its bounds, what it costs
-//	follow.go       reading Kafka into the store, and when the store counts as loaded
+//	records.go      the call records database behind them: a stored call back to what the view renders
+//	ownwrites.go    this replica's accepted requests into the records, by group commit (read-your-writes)
+//	export.go       GET /v1/api/calls/export: a time range streamed as CSV or NDJSON
 //	view.go         the bodies of the call-state routes
 //	response.go     the error envelope and the closed set of refusal reasons
 //	ops.go          /healthz, /readyz, /metrics through internal/ops, on the API's listener

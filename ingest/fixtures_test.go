@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
+	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -148,18 +151,73 @@ func attemptRecord(t testing.TB, a schemas.WebhookAttempt) *kgo.Record {
 	return r
 }
 
-// feed applies records to the handler's call state as the follower would.
+// feed writes records into the call records as the recorder does (one
+// transaction per record), failing the test when one changes nothing.
 func (e *testEnv) feed(t testing.TB, recs ...*kgo.Record) {
 	t.Helper()
 	for _, r := range recs {
-		if res := applyRecord(e.hd.st, e.hd.reg, r); res != applyTaken {
-			t.Fatalf("record %s %s not taken: %s", r.Topic, r.Key, res)
+		if !e.write(t, r) {
+			t.Fatalf("record %s %s not taken", r.Topic, r.Key)
 		}
 	}
 }
 
-// clock fixes the call state's clock at now.
-func (e *testEnv) clock(now time.Time) { e.hd.st.now = func() time.Time { return now } }
+// write writes one record as the recorder does (recorder/apply.go; ingest
+// does not import the recorder) and reports whether it changed anything.
+func (e *testEnv) write(t testing.TB, r *kgo.Record) bool {
+	t.Helper()
+	ctx := context.Background()
+	var changed bool
+	err := e.st.Write(ctx, func(w *callrecords.Writer) error {
+		var err error
+		switch r.Topic {
+		case schemas.TopicRequested:
+			ev, derr := schemas.Decode(r)
+			if derr != nil {
+				t.Fatalf("fixture request: %v", derr)
+			}
+			if ev.Type == schemas.TypeCallCancel {
+				var c schemas.CallCancel
+				mustUnmarshal(t, ev.Data, &c)
+				changed, err = w.PutCancel(ctx, &c, ev.Data)
+				return err
+			}
+			var req schemas.CallRequested
+			mustUnmarshal(t, ev.Data, &req)
+			changed, err = w.PutRequest(ctx, &req, ev.Data, r.Partition, r.Offset, false)
+		case schemas.TopicEvents:
+			var ev schemas.CallEvent
+			mustUnmarshal(t, r.Value, &ev)
+			changed, err = w.PutEvent(ctx, &ev, kafkax.Header(r, schemas.HeaderID), r.Value, r.Headers)
+		case schemas.TopicWebhookDeliveries:
+			// An attempt is identified by its place in the deliveries
+			// topic: fixtures that did not set one get the next.
+			if r.Offset == 0 {
+				r.Offset = e.attempts.Add(1)
+			}
+			var a schemas.WebhookAttempt
+			mustUnmarshal(t, r.Value, &a)
+			changed, err = w.PutAttempt(ctx, &a, r.Value, r.Partition, r.Offset)
+		default:
+			t.Fatalf("fixture on topic %s", r.Topic)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return changed
+}
+
+func mustUnmarshal(t testing.TB, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clock fixes the call records' clock at now.
+func (e *testEnv) clock(now time.Time) { e.now.Store(&now) }
 
 func (e *testEnv) get(t testing.TB, path string) (int, string) {
 	t.Helper()

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
@@ -44,13 +45,12 @@ type handler struct {
 	limiters map[string]*rate.Limiter
 	lim      limits
 	ready    readiness
-	// st is the call state every /v1/api/call/:callId route reads; f feeds
-	// it from Kafka (nil without a Kafka client: then only this handler's
-	// own accepted calls are in it).
-	st *store
-	f  *follower
-	// loaded reports whether st is complete enough to answer from.
-	loaded func() bool
+	// st is the call records database every call-state route reads
+	// (records.go); ingest writes its own acknowledged requests and
+	// cancels into it, for read-your-writes.
+	st *callrecords.Store
+	// own writes this replica's acknowledged requests into st (ownwrites.go).
+	own *ownWrites
 	// comp checks each call against the workspace's compliance policy and
 	// do-not-call list at request time (compliance.go); now is its clock.
 	comp *compliance.Checker
@@ -63,9 +63,9 @@ type handler struct {
 // NewHandler returns the HTTP API (a Gin engine): every route of the OpenAPI
 // document, and the ops endpoints (ops.go). Records go to p, the client of
 // the cluster cfg.Kafka names; *kgo.Client is the production Producer, and
-// /readyz pings it. The call-state routes answer from a store that only this
-// handler's accepted calls and cancels reach: Run also follows Kafka into
-// it. cfg.Registry is loaded from cfg.RegistryPath when nil. Metrics are
+// /readyz pings it. The call-state routes answer from cfg.Store, or from
+// cfg.DatabaseURL opened for the life of the process when it is nil.
+// cfg.Registry is loaded from cfg.RegistryPath when nil. Metrics are
 // registered on cfg.Metrics, so one registry serves one handler.
 func NewHandler(cfg Config, p Producer) (http.Handler, error) {
 	cfg = cfg.withDefaults()
@@ -75,6 +75,13 @@ func NewHandler(cfg Config, p Producer) (http.Handler, error) {
 	if p == nil {
 		return nil, errors.New("ingest: NewHandler: nil Producer")
 	}
+	if cfg.Store == nil {
+		st, err := openRecords(context.Background(), cfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Store = st
+	}
 	h, err := newHandler(cfg, p)
 	if err != nil {
 		return nil, err
@@ -82,7 +89,19 @@ func NewHandler(cfg Config, p Producer) (http.Handler, error) {
 	return h.engine(), nil
 }
 
+// openRecords opens the call records database of cfg.DatabaseURL.
+func openRecords(ctx context.Context, cfg Config) (*callrecords.Store, error) {
+	st, err := callrecords.Open(ctx, cfg.DatabaseURL, callrecords.Options{Retention: cfg.CallsRetention, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	return st, nil
+}
+
 func newHandler(cfg Config, p Producer) (*handler, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("ingest: no call records store")
+	}
 	if cfg.Registry == nil {
 		r, err := registry.Load(cfg.RegistryPath)
 		if err != nil {
@@ -105,7 +124,8 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 			allowTest:      !cfg.RejectTestNumbers,
 		},
 	}
-	h.st = newStore(cfg.CallsRetention, cfg.CallsMax)
+	h.st = cfg.Store
+	h.own = &ownWrites{st: cfg.Store}
 	if cfg.Suppressions == nil {
 		cfg.Suppressions = compliance.NewTable()
 		h.cfg.Suppressions = cfg.Suppressions
@@ -128,28 +148,12 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	}
 	m, err := newMetrics(cfg.Metrics, gauges{
 		idemKeys: func() float64 { return float64(h.idem.len()) },
-		calls:    func() float64 { return float64(h.st.len()) },
-		behind: func() float64 {
-			if h.f == nil || h.f.ready() {
-				return 0
-			}
-			return float64(max(1, h.f.behind.Load()))
-		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}
 	h.m = m
-	h.st.onEvict = func(r evictReason) { m.projectionEvictions.WithLabelValues(string(r)).Inc() }
 	return h, nil
-}
-
-// follow makes the handler's call state follow Kafka through cl (see
-// follower); the state routes answer 503 until it has loaded.
-func (h *handler) follow(cl *kgo.Client) *follower {
-	h.f = newFollower(cl, h.st, h.reg, h.log, h.m, h.cfg.CallsRetention, h.cfg.CallsMax)
-	h.loaded = h.f.ready
-	return h.f
 }
 
 func (h *handler) engine() *gin.Engine {
@@ -168,6 +172,7 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeCallDeliveries), h.deliveries)
 	api.POST(rel(routeCallRedeliver), h.redeliver)
 	api.GET(rel(routeCalls), h.listCalls)
+	api.GET(rel(routeCallsExport), h.exportCalls)
 	api.PUT(rel(routeSuppression), h.putSuppression)
 	api.DELETE(rel(routeSuppression), h.deleteSuppression)
 	api.GET(rel(routeSuppression), h.getSuppression)
@@ -368,9 +373,9 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 			message: fmt.Sprintf("the call was not scheduled: Kafka did not acknowledge it within %s; retry later, with the same Idempotency-Key so that a retry can never place the call twice", h.cfg.Kafka.ProduceTimeout)}
 	}
 	body := answer(res.rec)
-	// Read-your-writes: the call is visible (queued) on this replica at once;
-	// its events merge in by sequence as the follower reads them.
-	h.st.putRequest(&data, res.rec.Partition, res.rec.Offset, true)
+	// Read-your-writes: the call is visible (queued) at once; its events
+	// merge in by sequence as the recorder reads them.
+	h.putOwnRequest(ctx, &data, res.rec, logAttrs)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
 	}
@@ -392,13 +397,28 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 		return
 	}
 	h.m.accepted.Inc()
-	h.st.putRequest(data, res.rec.Partition, res.rec.Offset, true)
+	h.putOwnRequest(ctx, data, res.rec, logAttrs)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: answer(res.rec)})
 		h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; a retry with its Idempotency-Key gets the accepted answer", logAttrs...)
 		return
 	}
 	h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; the call will be placed", logAttrs...)
+}
+
+// putOwnRequest writes this replica's acknowledged request into the call
+// records (local: the recorder's read of the same record replaces it), in
+// the next group commit (ownwrites.go). A
+// database that fails here costs read-your-writes, not the call: the
+// record is durable in Kafka and the recorder writes it, so the client
+// still gets its 202; a 503 would make a client without an
+// Idempotency-Key place the call twice.
+func (h *handler) putOwnRequest(ctx context.Context, data *schemas.CallRequested, rec *kgo.Record, logAttrs []any) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordsTimeout)
+	defer cancel()
+	if err := h.own.put(wctx, data, rec.Value, rec.Partition, rec.Offset); err != nil {
+		h.log.WarnContext(ctx, "call written to Kafka but not to the call records yet; the recorder adds it", append(logAttrs, "error", err.Error())...)
+	}
 }
 
 // admit applies the workspace's requests_per_second (per replica).

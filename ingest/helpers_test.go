@@ -8,16 +8,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
+	"github.com/dialstream/dialstream/internal/callrecords/dbtest"
 	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/registry"
 )
@@ -143,6 +147,10 @@ func (f *fakeProducer) records() []*kgo.Record {
 	return append([]*kgo.Record(nil), f.recs...)
 }
 
+// TestMain stops the throwaway PostgreSQL cluster the tests started, if
+// any (dbtest).
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
 type testEnv struct {
 	h    http.Handler
 	hd   *handler
@@ -150,17 +158,36 @@ type testEnv struct {
 	reg  *prometheus.Registry
 	cfg  Config
 	logs *bytes.Buffer
+	st   *callrecords.Store
+	// now is the call records' clock (retention of writes); clock sets it.
+	now atomic.Pointer[time.Time]
+	// attempts numbers fixture attempts on the deliveries topic.
+	attempts atomic.Int64
 }
 
+// newTestEnv is a handler on a fresh SQLite call records database.
 func newTestEnv(t testing.TB, mod ...func(*Config)) *testEnv {
+	t.Helper()
+	return newTestEnvOn(t, callrecords.SQLite, mod...)
+}
+
+// newTestEnvOn is a handler on a fresh call records database of engine.
+func newTestEnvOn(t testing.TB, engine callrecords.Engine, mod ...func(*Config)) *testEnv {
 	t.Helper()
 	logs := &bytes.Buffer{}
 	env := &testEnv{p: &fakeProducer{}, reg: prometheus.NewRegistry(), logs: logs}
+	env.st = dbtest.Open(t, engine, callrecords.Options{Retention: callrecords.DefaultRetention, Now: func() time.Time {
+		if n := env.now.Load(); n != nil {
+			return *n
+		}
+		return time.Now()
+	}})
 	cfg := Config{
 		Registry:     testRegistry(t, true),
 		Suppressions: readyTable(),
 		Metrics:      env.reg,
 		Logger:       slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil)),
+		Store:        env.st,
 	}
 	// The fakeProducer stands in for the cluster: its address is never dialed.
 	cfg.Kafka.Brokers = []string{"fake:9092"}
@@ -301,4 +328,12 @@ func readyTable() *compliance.Table {
 	t := compliance.NewTable()
 	t.SetReady()
 	return t
+}
+
+// forEngines runs fn as a subtest per call records engine (SQLite and a
+// real PostgreSQL: dbtest), each on a handler of its own.
+func forEngines(t *testing.T, fn func(t *testing.T, env *testEnv), mod ...func(*Config)) {
+	for _, e := range dbtest.Engines {
+		t.Run(string(e), func(t *testing.T) { fn(t, newTestEnvOn(t, e, mod...)) })
+	}
 }

@@ -22,6 +22,7 @@ const (
 	routeCallDeliveries     = apiPrefix + "/call/:callId/deliveries"
 	routeCallRedeliver      = apiPrefix + "/call/:callId/redeliver"
 	routeCalls              = apiPrefix + "/calls"
+	routeCallsExport        = apiPrefix + "/calls/export"
 	routeSuppression        = apiPrefix + "/suppressions/:number"
 	routeSuppressions       = apiPrefix + "/suppressions"
 	routeSuppressionsImport = apiPrefix + "/suppressions/import"
@@ -42,6 +43,7 @@ var routeCodes = map[string][]int{
 	routeCallDeliveries:     {200, 400, 401, 403, 404, 500, 503},
 	routeCallRedeliver:      {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeCalls:              {200, 400, 401, 403, 500, 503},
+	routeCallsExport:        {200, 400, 401, 403, 500, 503},
 	routeSuppression:        {200, 204, 400, 401, 403, 404, 413, 415, 422, 500, 503},
 	routeSuppressions:       {200, 400, 401, 403, 500, 503},
 	routeSuppressionsImport: {200, 400, 401, 403, 413, 415, 422, 500, 503},
@@ -72,22 +74,11 @@ type metrics struct {
 	produceDuration *prometheus.HistogramVec
 	idemKeys        prometheus.GaugeFunc
 	agentReports    *prometheus.CounterVec
-
-	projectionRecords     *prometheus.CounterVec
-	projectionEvictions   *prometheus.CounterVec
-	projectionFetchErrors prometheus.Counter
-	projectionLoadSeconds prometheus.Gauge
-	projectionCalls       prometheus.GaugeFunc
-	projectionBehind      prometheus.GaugeFunc
 }
 
 // gauges are read when metrics are gathered.
 type gauges struct {
 	idemKeys func() float64
-	calls    func() float64
-	// behind is the number of partitions not yet read up to their end offset
-	// at start (0 once the call state is loaded).
-	behind func() float64
 }
 
 // newMetrics registers ingest's metrics on reg and initializes every label
@@ -124,30 +115,6 @@ func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 			Name: "dialstream_ingest_idempotency_keys",
 			Help: "Idempotency keys remembered by this replica.",
 		}, g.idemKeys),
-		projectionRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dialstream_ingest_projection_records_total",
-			Help: "Kafka records read into the call state, by topic (requested, events, deliveries) and result (taken, skipped, invalid).",
-		}, []string{"topic", "result"}),
-		projectionEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dialstream_ingest_projection_evictions_total",
-			Help: "Calls dropped from the call state, by reason (age: past INGEST_CALLS_RETENTION; count: past INGEST_CALLS_MAX).",
-		}, []string{"reason"}),
-		projectionFetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "dialstream_ingest_projection_fetch_errors_total",
-			Help: "Fetch errors while reading the call state's topics (each is retried).",
-		}),
-		projectionLoadSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "dialstream_ingest_projection_load_seconds",
-			Help: "Time the call state took to load from Kafka at start (0 until loaded).",
-		}),
-		projectionCalls: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "dialstream_ingest_projection_calls",
-			Help: "Calls held in the call state of this replica.",
-		}, g.calls),
-		projectionBehind: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "dialstream_ingest_projection_partitions_loading",
-			Help: "Partitions not yet read up to the end offset they had at start; /readyz is 503 while above 0.",
-		}, g.behind),
 	}
 	m.agentReports = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dialstream_ingest_agent_reports_total",
@@ -156,8 +123,7 @@ func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 	for _, t := range schemas.ReportTypes {
 		m.agentReports.WithLabelValues(string(t))
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys, m.agentReports,
-		m.projectionRecords, m.projectionEvictions, m.projectionFetchErrors, m.projectionLoadSeconds, m.projectionCalls, m.projectionBehind} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys, m.agentReports} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -173,14 +139,6 @@ func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 	}
 	for _, r := range []produceResult{produceOK, produceError, produceTimeout} {
 		m.produceDuration.WithLabelValues(string(r))
-	}
-	for _, t := range []string{"requested", "events", "deliveries"} {
-		for _, r := range []applyResult{applyTaken, applySkipped, applyInvalid} {
-			m.projectionRecords.WithLabelValues(t, string(r))
-		}
-	}
-	for _, r := range []evictReason{evictAge, evictCount} {
-		m.projectionEvictions.WithLabelValues(string(r))
 	}
 	return m, nil
 }

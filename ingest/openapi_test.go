@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/dialstream/dialstream/internal/compliance"
@@ -174,6 +175,7 @@ func TestOpenAPIContract(t *testing.T) {
 		pCancel      = "/v1/api/call/{callId}/cancel"
 		pDeliveries  = "/v1/api/call/{callId}/deliveries"
 		pRedeliver   = "/v1/api/call/{callId}/redeliver"
+		pCallsExport = "/v1/api/calls/export"
 		missingID    = "0000000000000000000f00d0"
 		tooBig       = 70 << 10
 		createAccept = `{"to":"+12025550123","call_agent_id":"` + demoAgent + `","callback_url":"https://example.com/h",` +
@@ -221,6 +223,14 @@ func TestOpenAPIContract(t *testing.T) {
 	c.check(env, pCalls, noWS(get("/v1/api/calls")), 400)
 	c.check(env, pCalls, noAuth(get("/v1/api/calls")), 401)
 	c.check(env, pCalls, wrongWS(get("/v1/api/calls")), 403)
+
+	w := c.check(env, pCallsExport, get("/v1/api/calls/export?format=ndjson"), 200)
+	c.eachNDJSONLine(w.Body.Bytes(), "Call", 4) // done, live, queued, and the call POSTed above
+	c.check(env, pCallsExport, get("/v1/api/calls/export?format=csv&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"), 200)
+	c.check(env, pCallsExport, get("/v1/api/calls/export"), 400)
+	c.check(env, pCallsExport, noWS(get("/v1/api/calls/export?format=csv")), 400)
+	c.check(env, pCallsExport, noAuth(get("/v1/api/calls/export?format=csv")), 401)
+	c.check(env, pCallsExport, wrongWS(get("/v1/api/calls/export?format=csv")), 403)
 
 	c.check(env, pDeliveries, get(call(done.id, "/deliveries")), 200)
 	c.check(env, pDeliveries, get(call(queued.id, "/deliveries")), 200)
@@ -271,13 +281,14 @@ func TestOpenAPIContract(t *testing.T) {
 	c.check(env, pCall, req{body: createAccept}, 503)
 	c.check(env, pCancel, post(call(live.id, "/cancel"), ""), 503)
 	c.check(env, pRedeliver, post(call(done.id, "/redeliver"), ""), 503)
-	// The call state loading: 503 on every state route.
-	env.hd.loaded = func() bool { return false }
+	// The call records database down: 503 on every state route.
+	down := newTestEnv(t)
+	_ = down.st.Close()
 	for tmpl, r := range map[string]req{pState: get(call(done.id, "")), pCalls: get("/v1/api/calls"),
-		pDeliveries: get(call(done.id, "/deliveries"))} {
-		c.check(env, tmpl, r, 503)
+		pDeliveries: get(call(done.id, "/deliveries")), pCallsExport: get("/v1/api/calls/export?format=csv")} {
+		c.check(down, tmpl, r, 503)
 	}
-	c.check(env, "/readyz", get("/readyz"), 503)
+	c.check(down, "/readyz", get("/readyz"), 503)
 
 	// Operations.
 	ops := newTestEnv(t)
@@ -405,6 +416,31 @@ func TestOpenAPIContract(t *testing.T) {
 	if len(missing) > 0 {
 		t.Fatalf("documented answers never checked: %v", missing)
 	}
+}
+
+// eachNDJSONLine checks that an NDJSON body is exactly n lines, each a
+// value of the document's schema name: the body itself is only a string
+// to the document.
+func (c *contract) eachNDJSONLine(body []byte, name string, n int) {
+	c.t.Helper()
+	lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
+	if len(lines) != n || !bytes.HasSuffix(body, []byte("\n")) {
+		c.t.Fatalf("%d lines, want %d:\n%s", len(lines), n, body)
+	}
+	schema := c.doc.Components.Schemas[name].Value
+	for i, l := range lines {
+		var v any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			c.t.Fatalf("line %d is not JSON: %v", i+1, err)
+		}
+		if err := schema.VisitJSON(v); err != nil {
+			c.t.Errorf("line %d is not a %s: %v", i+1, name, err)
+		}
+	}
+}
+
+func init() {
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
 }
 
 // The validation is not vacuous: an answer with an undocumented field, a

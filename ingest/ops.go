@@ -20,7 +20,7 @@ import (
 // Gin routes, they are also counted in dialstream_ingest_requests_total like
 // any other route. The Ingress keeps them inside the cluster.
 func (h *handler) mountOps(e *gin.Engine) {
-	srv := &ops.Server{Metrics: h.cfg.Metrics, Ready: []ops.Check{h.ready.check, h.callStateLoaded, h.suppressionsLoaded}}
+	srv := &ops.Server{Metrics: h.cfg.Metrics, Ready: []ops.Check{h.ready.check, h.recordsReachable, h.suppressionsLoaded}}
 	oh := gin.WrapH(srv.Handler())
 	for _, route := range []string{routeHealthz, routeReadyz, routeMetrics} {
 		e.GET(route, oh)
@@ -28,9 +28,9 @@ func (h *handler) mountOps(e *gin.Engine) {
 }
 
 var (
-	errKafkaUnreachable = errors.New("kafka: not reachable")
-	errCallStateLoading = errors.New("call state: still loading from Kafka")
-	errSuppressLoading  = errors.New("do-not-call list: still loading from Kafka")
+	errKafkaUnreachable   = errors.New("kafka: not reachable")
+	errRecordsUnreachable = errors.New("call records database: not reachable")
+	errSuppressLoading    = errors.New("do-not-call list: still loading from Kafka")
 )
 
 // suppressionsLoaded keeps /readyz at 503 until the do-not-call list has
@@ -43,12 +43,14 @@ func (h *handler) suppressionsLoaded(context.Context) error {
 	return nil
 }
 
-// callStateLoaded keeps /readyz at 503 until the call state has loaded: a
-// replica still reading its topics would answer 404 for calls it has not
-// read yet.
-func (h *handler) callStateLoaded(context.Context) error {
-	if h.loaded != nil && !h.loaded() {
-		return errCallStateLoading
+// recordsReachable keeps /readyz at 503 while the call records database
+// does not answer: every call-state route would answer 503.
+func (h *handler) recordsReachable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := h.st.Ping(ctx); err != nil {
+		h.log.WarnContext(ctx, "readiness: call records database not reachable", "error", err.Error())
+		return errRecordsUnreachable
 	}
 	return nil
 }

@@ -92,15 +92,12 @@ func (h *handler) agentReport(c *gin.Context) {
 		h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonMalformed, message: "the body is not a JSON object: " + schemas.Clip(err.Error(), 200)})
 		return
 	}
-	if aerr := h.stateReady(); aerr != nil {
+	r, aerr := h.loadCall(c.Request.Context(), ws, id, false)
+	if aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
-	var cur Call
-	if !h.st.withCall(ws, id, func(r *callRec) { cur = r.full(false) }) {
-		h.fail(c, callNotFound(id))
-		return
-	}
+	cur := r.full(false)
 	now := h.now().UTC()
 	if cur.Status == schemas.StatusEnded && now.After(cur.EndedAt.Add(h.cfg.AgentReportWindow)) {
 		h.fail(c, &apiError{code: http.StatusConflict, reason: reasonReportTooLate,

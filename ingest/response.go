@@ -65,7 +65,7 @@ const (
 	reasonIdempotencyInvalid reason = "invalid_idempotency_key"
 	reasonUnknownCall        reason = "unknown_call"
 	reasonCallEnded          reason = "call_ended"
-	reasonStateLoading       reason = "call_state_loading"
+	reasonRecordsUnavailable reason = "records_unavailable"
 	reasonUnknownEvent       reason = "unknown_event"
 	reasonNothingToRedeliver reason = "nothing_to_redeliver"
 	reasonComplianceRefused  reason = "compliance_refused"
@@ -75,7 +75,7 @@ const (
 var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, reasonRateLimited,
 	reasonUnsupportedMedia, reasonBodyTooLarge, reasonInvalidField, reasonUnknownAgent, reasonIdempotencyBusy,
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
-	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonStateLoading, reasonUnknownEvent,
+	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonRecordsUnavailable, reasonUnknownEvent,
 	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression,
 	reasonBadReportToken, reasonReportTooLate}
 

@@ -16,15 +16,15 @@ import (
 )
 
 // topics are the topics ingest writes or follows: the call topics, the
-// notifier's delivery log (followed) and redelivery input (written by the
-// redeliver route).
-var topics = append(append([]string{}, kafkax.CallTopicNames...), schemas.TopicWebhookDeliveries, schemas.TopicWebhookRedeliver, schemas.TopicSuppressions)
+// notifier's redelivery input (written by the redeliver route) and the
+// do-not-call list (followed).
+var topics = append(append([]string{}, kafkax.CallTopicNames...), schemas.TopicWebhookRedeliver, schemas.TopicSuppressions)
 
 // Run serves the API until ctx is done, then stops taking connections, lets
 // in-flight requests finish (bounded by cfg.ShutdownTimeout) and closes the
 // Kafka client. It creates its topics first when cfg.Kafka.CreateTopics.
-// The call state loads from Kafka in the background while the API already
-// serves; /readyz turns 200 once it has loaded.
+// The call-state routes read the call records database (cfg.Store, or
+// cfg.DatabaseURL, opened and migrated here): nothing is loaded on start.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -50,15 +50,20 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	if cfg.Store == nil {
+		st, err := openRecords(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		cfg.Store = st
+	}
 	h, err := newHandler(cfg, cl)
 	if err != nil {
 		return err
 	}
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
-	f := h.follow(cl)
-	go f.run(fctx)
-	defer func() { stopFollow(); <-f.done }()
 	// The follower's own client goes without the kprom hooks: they would
 	// register the producer's metric names a second time.
 	fopts, err := kafkaOpts(cfg.Kafka, nil, cfg.TracerProvider)

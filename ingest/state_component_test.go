@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,19 +16,21 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
+	"github.com/dialstream/dialstream/internal/callrecords/dbtest"
 	"github.com/dialstream/dialstream/internal/kafkax"
+	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/internal/testutil"
+	"github.com/dialstream/dialstream/recorder"
 	"github.com/dialstream/dialstream/schemas"
 )
 
-// Component tests of the call state: ingest's Run (the follower included)
-// against the embedded broker in process, with lifecycle events and
-// delivery attempts produced as the dialer and the notifier write them.
+// Component tests of the call state: ingest's Run and the recorder's
+// against the embedded broker in process and a call records database, with
+// lifecycle events and delivery attempts produced as the dialer and the
+// notifier write them.
 
 type runningIngest struct {
 	url    string
@@ -35,6 +38,40 @@ type runningIngest struct {
 	done   chan error
 	reg    *prometheus.Registry
 	once   sync.Once
+	db     string // its DATABASE_URL
+}
+
+// withDB makes an ingest use the call records database url (filled by
+// another's recorder, or by none).
+func withDB(url string) func(*Config) { return func(c *Config) { c.DatabaseURL = url } }
+
+// startRecorder runs recorder.Run on addr's broker into the database url
+// until the test ends, or until the returned stop is called.
+func startRecorder(t *testing.T, addr, url string, reg *registry.Registry) (stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- recorder.Run(ctx, recorder.Config{Listener: ln, DatabaseURL: url, Registry: reg, Logger: discardLogger(),
+			Kafka: kafkax.Config{Brokers: []string{addr}, ClientID: "recorder-test", Partitions: 3, ReplicationFactor: -1,
+				CreateTopics: true, SessionTimeout: 6 * time.Second}})
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			// A test that ends at once may stop it while it still migrates.
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("recorder.Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func stateBroker(t *testing.T) *kafkax.Broker {
@@ -62,8 +99,14 @@ func startIngest(t *testing.T, addr string, mod ...func(*Config)) *runningIngest
 	for _, m := range mod {
 		m(&cfg)
 	}
+	if cfg.DatabaseURL == "" {
+		// A database of its own, filled by a recorder of its own, as in
+		// production: ingest writes only its own requests and cancels.
+		cfg.DatabaseURL = dbtest.URL(t, callrecords.SQLite)
+		startRecorder(t, addr, cfg.DatabaseURL, cfg.Registry)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningIngest{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), reg: reg}
+	r := &runningIngest{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), reg: reg, db: cfg.DatabaseURL}
 	go func() { r.done <- Run(ctx, cfg) }()
 	t.Cleanup(func() { r.stop(t) })
 	testutil.Eventually(t, 20*time.Second, "ingest serving", func() bool {
@@ -185,14 +228,22 @@ func produceAll(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
 	}
 }
 
-// The call state follows Kafka on every replica: a call accepted by one is
-// queued there at once, appears on the other from the requested topic
-// (with its jobId and dynamic_variables), and both follow its events and
-// delivery attempts to the same end.
+// Every replica answers from the call records the recorder writes: a call
+// accepted by one is queued there at once (read-your-writes), the other
+// shows it the same (with its jobId and dynamic_variables), and both follow
+// its events and delivery attempts to the same end, on both engines.
 func TestComponentCallStateFollowsKafka(t *testing.T) {
+	for _, e := range dbtest.Engines {
+		t.Run(string(e), func(t *testing.T) { testCallStateFollowsKafka(t, e) })
+	}
+}
+
+func testCallStateFollowsKafka(t *testing.T, engine callrecords.Engine) {
 	b := stateBroker(t)
-	a := startIngest(t, b.Addr())
-	other := startIngest(t, b.Addr())
+	db := dbtest.URL(t, engine)
+	startRecorder(t, b.Addr(), db, testRegistry(t, true))
+	a := startIngest(t, b.Addr(), withDB(db))
+	other := startIngest(t, b.Addr(), withDB(db))
 	a.waitReady(t)
 	other.waitReady(t)
 	acc, f := a.place(t, "+15550100001")
@@ -265,12 +316,21 @@ func (f fixture) wantCall(t testing.TB, jobID string, evs []schemas.CallEvent) C
 	return c
 }
 
-// A restart loses nothing: the new process rebuilds the call state from
-// Kafka and serves every call, its events and its deliveries exactly as
-// before.
-func TestComponentRestartRebuildsCallState(t *testing.T) {
+// A restart of ingest answers every route identically without replaying
+// history: the calls, their events and deliveries, the list and the
+// export are the same byte for byte from a new process started with the
+// recorder stopped and Kafka gone, since nothing is read into memory.
+func TestComponentRestartAnswersIdentically(t *testing.T) {
+	for _, e := range dbtest.Engines {
+		t.Run(string(e), func(t *testing.T) { testRestartAnswersIdentically(t, e) })
+	}
+}
+
+func testRestartAnswersIdentically(t *testing.T, engine callrecords.Engine) {
 	b := stateBroker(t)
-	a := startIngest(t, b.Addr())
+	db := dbtest.URL(t, engine)
+	stopRecorder := startRecorder(t, b.Addr(), db, testRegistry(t, true))
+	a := startIngest(t, b.Addr(), withDB(db))
 	a.waitReady(t)
 	p := producer(t, b.Addr())
 	var ids []string
@@ -286,8 +346,9 @@ func TestComponentRestartRebuildsCallState(t *testing.T) {
 			produceAll(t, p, eventRecords(t, f.busy())...)
 		}
 	}
-	// Everything read back before the snapshot.
-	testutil.Eventually(t, 10*time.Second, "events read", func() bool {
+	// Everything recorded (and every request read back) before the
+	// snapshot.
+	testutil.Eventually(t, 20*time.Second, "events recorded", func() bool {
 		for i, id := range ids {
 			c, _ := a.state(t, id)
 			want := []int{5, 4, 0}[i%3]
@@ -311,13 +372,18 @@ func TestComponentRestartRebuildsCallState(t *testing.T) {
 			out = append(out, body, d)
 		}
 		_, l := r.call(t, "GET", "/v1/api/calls?limit=200", "")
-		return append(out, l)
+		_, l2 := r.call(t, "GET", "/v1/api/calls?limit=3&status=ended", "")
+		_, csv := r.call(t, "GET", "/v1/api/calls/export?format=csv", "")
+		_, nd := r.call(t, "GET", "/v1/api/calls/export?format=ndjson", "")
+		return append(out, l, l2, csv, nd)
 	}
 	before := snapshot(a)
 	a.stop(t)
+	stopRecorder()
+	addr := b.Addr()
+	b.Close()
 
-	restarted := startIngest(t, b.Addr())
-	restarted.waitReady(t)
+	restarted := startIngest(t, addr, withDB(db), func(c *Config) { c.Kafka.CreateTopics = false })
 	after := snapshot(restarted)
 	for i := range before {
 		if before[i] != after[i] {
@@ -325,24 +391,12 @@ func TestComponentRestartRebuildsCallState(t *testing.T) {
 		}
 	}
 	var l CallList
-	_ = json.Unmarshal([]byte(after[len(after)-1]), &l)
+	_ = json.Unmarshal([]byte(after[2*len(ids)]), &l)
 	if len(l.Calls) != len(ids) {
 		t.Fatalf("%d calls listed after the restart", len(l.Calls))
 	}
-	m := gather(t, restarted.reg)
-	for name, want := range map[string]float64{
-		"dialstream_ingest_projection_calls":                                            8,
-		"dialstream_ingest_projection_partitions_loading":                               0,
-		`dialstream_ingest_projection_records_total{result="taken",topic="requested"}`:  8,
-		`dialstream_ingest_projection_records_total{result="taken",topic="events"}`:     3*5 + 3*4,
-		`dialstream_ingest_projection_records_total{result="taken",topic="deliveries"}`: 6,
-	} {
-		if m[name] != want {
-			t.Errorf("%s = %v, want %v", name, m[name], want)
-		}
-	}
-	if m["dialstream_ingest_projection_load_seconds"] <= 0 {
-		t.Errorf("load seconds %v", m["dialstream_ingest_projection_load_seconds"])
+	if n := strings.Count(after[len(after)-1], "\n"); n != len(ids) {
+		t.Fatalf("%d calls exported after the restart", n)
 	}
 }
 
@@ -423,40 +477,6 @@ func TestComponentPagingWhileCallsArrive(t *testing.T) {
 	}
 }
 
-// /readyz is 503 until the call state has read every partition up to the
-// end it had at start; the state routes answer 503 meanwhile, never a wrong
-// 404.
-func TestComponentReadyWaitsForCallState(t *testing.T) {
-	b := stateBroker(t)
-	a := startIngest(t, b.Addr())
-	a.waitReady(t)
-	acc, f := a.place(t, "+15550100001")
-	produceAll(t, producer(t, b.Addr()), eventRecords(t, f.busy())...)
-	a.stop(t)
-
-	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: schemas.TopicEvents, Err: kerr.UnknownServerError, Count: -1})
-	r := startIngest(t, b.Addr())
-	testutil.Eventually(t, 10*time.Second, "a faulted fetch", func() bool { return fault.Hits() > 0 })
-	code, body := r.call(t, "GET", "/readyz", "")
-	if code != 503 {
-		t.Fatalf("readyz %d %s", code, body)
-	}
-	assertJSON(t, []byte(body), `{"status":"not_ready","reason":"call state: still loading from Kafka"}`)
-	code, body = r.call(t, "GET", "/v1/api/call/"+acc.CallID, "")
-	if code != 503 {
-		t.Fatalf("GET while loading: %d %s", code, body)
-	}
-	if m := gather(t, r.reg); m["dialstream_ingest_projection_partitions_loading"] < 1 {
-		t.Fatalf("partitions loading %v", m["dialstream_ingest_projection_partitions_loading"])
-	}
-	fault.Remove()
-	r.waitReady(t)
-	c, body := r.state(t, acc.CallID)
-	if c.Outcome != schemas.OutcomeBusy || c.JobID != acc.JobID {
-		t.Fatalf("%s", body)
-	}
-}
-
 // gather flattens a registry's counters and gauges: "name{k="v",...}" (or
 // "name" alone) -> value.
 func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
@@ -480,50 +500,4 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// The bounds hold on a start: with INGEST_CALLS_MAX=3 a replica keeps the
-// 3 newest calls, and reads only about that many calls' records however
-// many the retention window holds; calls older than INGEST_CALLS_RETENTION
-// are not read at all.
-func TestComponentCallStateBoundsOnStart(t *testing.T) {
-	b := stateBroker(t)
-	a := startIngest(t, b.Addr())
-	a.waitReady(t)
-	a.stop(t)
-	now := time.Now().UTC()
-	var recs []*kgo.Record
-	var fs []fixture
-	for i := range 300 {
-		f := demoCall(i, now.Add(-time.Duration(300-i)*time.Second))
-		recs = append(recs, f.request(t, 0, 0))
-		fs = append(fs, f)
-	}
-	produceAll(t, producer(t, b.Addr()), recs...)
-
-	r := startIngest(t, b.Addr(), func(c *Config) { c.CallsMax = 3 })
-	r.waitReady(t)
-	_, body := r.call(t, "GET", "/v1/api/calls", "")
-	var l CallList
-	_ = json.Unmarshal([]byte(body), &l)
-	if want := []string{fs[299].id, fs[298].id, fs[297].id}; !slices.Equal(ids(l.Calls), want) {
-		t.Fatalf("kept %v, want %v", ids(l.Calls), want)
-	}
-	m := gather(t, r.reg)
-	read := m[`dialstream_ingest_projection_records_total{result="taken",topic="requested"}`] +
-		m[`dialstream_ingest_projection_records_total{result="skipped",topic="requested"}`]
-	if lb := float64(3 * (&follower{maxCalls: 3}).lookback(schemas.TopicRequested, 3)); read > lb || read < 3 {
-		t.Fatalf("read %v requests, lookback allows %v", read, lb)
-	}
-	if m[`dialstream_ingest_projection_evictions_total{reason="count"}`] == 0 {
-		t.Fatal("no call evicted for the count")
-	}
-	r.stop(t)
-
-	// A retention shorter than the calls' age: none is read.
-	old := startIngest(t, b.Addr(), func(c *Config) { c.CallsRetention = time.Second })
-	old.waitReady(t)
-	if _, body := old.call(t, "GET", "/v1/api/calls", ""); body != `{"status":"success","calls":[]}` {
-		t.Fatalf("calls past the retention are served: %s", body)
-	}
 }

@@ -18,7 +18,7 @@ import (
 
 // Defaults of the recorder's variables.
 const (
-	DefaultHTTPAddr          = "127.0.0.1:8083"
+	DefaultHTTPAddr          = "127.0.0.1:8084"
 	DefaultGroupID           = "dialstream-recorder"
 	DefaultRetention         = callrecords.DefaultRetention
 	DefaultRetentionInterval = 10 * time.Minute
@@ -31,7 +31,7 @@ const (
 // the defaults.
 type Config struct {
 	// HTTPAddr serves /healthz, /readyz and /metrics (RECORDER_HTTP_ADDR,
-	// default 127.0.0.1:8083).
+	// default 127.0.0.1:8084).
 	HTTPAddr string
 	// Listener, when set, is served instead of binding HTTPAddr (tests).
 	Listener net.Listener

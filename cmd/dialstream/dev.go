@@ -31,6 +31,7 @@ const (
 	devIngestAddr   = "127.0.0.1:8080"
 	devDialerAddr   = "127.0.0.1:8081"
 	devNotifierAddr = "127.0.0.1:8082"
+	devRecorderAddr = "127.0.0.1:8084"
 	devAgentAddr    = "127.0.0.1:8085"
 	// devReportSecret keys the dev agents' report tokens. Dev only: a
 	// deployment sets its own DIALSTREAM_AGENT_REPORT_SECRET.
@@ -95,6 +96,9 @@ func runDev(ctx context.Context, _ []string) error {
 	setDefault("INGEST_HTTP_ADDR", devIngestAddr)
 	setDefault("DIALER_HTTP_ADDR", devDialerAddr)
 	setDefault("NOTIFIER_HTTP_ADDR", devNotifierAddr)
+	// The call records: one SQLite file the recorder writes and ingest reads.
+	setDefault("DATABASE_URL", "sqlite://"+filepath.Join(dataDir, "records.db"))
+	setDefault("RECORDER_HTTP_ADDR", devRecorderAddr)
 	// The reference agent takes every dev call and reports to ingest.
 	setDefault("AGENT_HTTP_ADDR", devAgentAddr)
 	setDefault("AGENT_NAMES", devAgentNames)

@@ -4,6 +4,8 @@
 //	dialstream ingest     the HTTP API (POST /v1/api/call)
 //	dialstream dialer     places calls through LiveKit
 //	dialstream notifier   delivers call events to callback_url
+//	dialstream recorder   keeps the call records the API reads (DATABASE_URL)
+//	dialstream records    purges a workspace's call records (records purge --workspace ID)
 //	dialstream agent      the reference AI agent (a LiveKit agent worker)
 //	dialstream broker     the embedded Kafka-protocol broker (franz-go kfake)
 //	dialstream phonesim   a simulated phone network for a local LiveKit

@@ -19,6 +19,7 @@ import (
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/notifier"
+	"github.com/dialstream/dialstream/recorder"
 )
 
 // services are Dialstream's long-running services, each a subcommand of its
@@ -36,6 +37,10 @@ var services = []service{
 		}),
 	define("notifier", "deliver call events to callback_url (KAFKA_BROKERS, DIALSTREAM_REGISTRY)",
 		notifier.LoadConfig, notifier.Run, func(c *notifier.Config, p shared) {
+			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
+		}),
+	define("recorder", "keep the call records the API reads (KAFKA_BROKERS, DATABASE_URL, DIALSTREAM_REGISTRY)",
+		recorder.LoadConfig, recorder.Run, func(c *recorder.Config, p shared) {
 			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
 		}),
 	define("agent", "the reference AI agent: a LiveKit agent worker that takes dispatched calls (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, AGENT_NAMES)",

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -48,6 +49,10 @@ type Options struct {
 	Timeout     time.Duration // per scenario
 	Partitions  int
 	Rounds      int // scenarios are run in turn this many times
+	// DatabaseURL is the call records database ingest writes its accepted
+	// calls into (read-your-writes); "" is a SQLite file in a temporary
+	// directory.
+	DatabaseURL string
 	Out         io.Writer
 }
 
@@ -72,6 +77,7 @@ func main() {
 	flag.DurationVar(&o.Timeout, "timeout", 60*time.Second, "cap per scenario")
 	flag.IntVar(&o.Partitions, "partitions", 6, "partitions of the topics")
 	flag.IntVar(&o.Rounds, "rounds", 2, "rounds of all scenarios")
+	flag.StringVar(&o.DatabaseURL, "database-url", "", "call records database (postgres://... or sqlite://path); default a temporary SQLite file")
 	flag.Parse()
 	o.Out = os.Stdout
 	ctx, cancel := context.WithCancel(context.Background())
@@ -116,6 +122,15 @@ agents:
 		return nil, err
 	}
 
+	if o.DatabaseURL == "" {
+		dir, err := os.MkdirTemp("", "dialstream-loadgen-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		o.DatabaseURL = "sqlite://" + filepath.Join(dir, "records.db")
+	}
+
 	// ingest, exactly as the binary runs it (its own client, kprom, topics).
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,7 +139,7 @@ agents:
 	ictx, stopIngest := context.WithCancel(ctx)
 	ingestDone := make(chan error, 1)
 	go func() {
-		ingestDone <- ingest.Run(ictx, ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg,
+		ingestDone <- ingest.Run(ictx, ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, DatabaseURL: o.DatabaseURL,
 			Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	}()
 	defer func() { stopIngest(); <-ingestDone }()

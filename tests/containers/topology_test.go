@@ -297,7 +297,9 @@ func (tp *topology) phonesimSpec() spec {
 func (tp *topology) ingestSpec() spec {
 	return spec{
 		name: "ingest", image: suite.images.dialstream, cmd: []string{"ingest"}, port: ingestPort, ready: "/readyz",
-		env:   tp.kafkaEnv(map[string]string{"INGEST_HTTP_ADDR": "0.0.0.0:8080"}),
+		// The suite reads no call state: a SQLite file on the container's
+		// tmpfs is enough for ingest's read-your-writes.
+		env:   tp.kafkaEnv(map[string]string{"INGEST_HTTP_ADDR": "0.0.0.0:8080", "DATABASE_URL": "sqlite:///tmp/records.db"}),
 		files: map[string][]byte{registryPath: tp.registry},
 	}
 }

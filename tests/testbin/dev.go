@@ -59,6 +59,7 @@ func StartDev(t testing.TB, env map[string]string) *Dev {
 		"INGEST_HTTP_ADDR":   FreeAddr(t),
 		"DIALER_HTTP_ADDR":   FreeAddr(t),
 		"NOTIFIER_HTTP_ADDR": FreeAddr(t),
+		"RECORDER_HTTP_ADDR": FreeAddr(t),
 		"DEV_INSPECTOR_ADDR": FreeAddr(t),
 		"PHONESIM_HTTP_ADDR": FreeAddr(t),
 		"BROKER_LISTEN":      FreeAddr(t),
