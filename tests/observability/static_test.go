@@ -128,7 +128,7 @@ func knownMetricNames(t *testing.T) func(string) bool {
 	short := regexp.MustCompile(`Name:\s*"([a-z0-9_]+)"`)
 	concat := regexp.MustCompile(`\+\s*"(_?[a-z0-9_]+)"`)
 	nsSub := regexp.MustCompile(`ns, sub = "dialstream", "([a-z]+)"`)
-	for _, dir := range []string{"ingest", "dialer", "notifier", "agent", "internal/phonesim"} {
+	for _, dir := range []string{"ingest", "dialer", "notifier", "agent", "recorder", "internal/phonesim"} {
 		files, _ := filepath.Glob(filepath.Join(testbin.RepoRoot(t), dir, "*.go"))
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {
