@@ -11,6 +11,12 @@
 #   FUZZTIME=10m make fuzz          # a long run
 #   FUZZTIME=3s ./scripts/fuzz.sh   # what scripts/test.sh (CI) runs
 #   FUZZ_TARGETS='FuzzWebhook FuzzParseJob' ./scripts/fuzz.sh   # only these
+#   FUZZMINIMIZETIME=1s make fuzz   # spend less on shrinking new inputs
+#
+# The instrumented binaries are large (Gin, franz-go, OpenTelemetry), so a
+# target runs a few hundred to a few thousand inputs a second, and much of a
+# run goes to minimizing each input that finds new coverage (up to 60s each
+# by default): FUZZMINIMIZETIME trades smaller corpus entries for more inputs.
 #
 # A failing input is written to the package's testdata/fuzz/<Name>/ (keep it:
 # it is the regression test of the bug it found). At the end it prints each
@@ -39,7 +45,8 @@ for dir in $(find . -name '*_fuzz_test.go' -not -path './.cache/*' -exec dirname
 		log="$tmp/$target.log"
 		rc=0
 		(cd "$pkg" && "$bin" -test.run='^$' -test.fuzz="^${target}\$" -test.fuzztime="$fuzztime" \
-			-test.parallel=1 -test.fuzzcachedir="$cache/$module/$pkg") >"$log" 2>&1 || rc=$?
+			-test.parallel=1 -test.fuzzcachedir="$cache/$module/$pkg" \
+			${FUZZMINIMIZETIME:+-test.fuzzminimizetime="$FUZZMINIMIZETIME"}) >"$log" 2>&1 || rc=$?
 		last="$(grep -o 'elapsed: [^,]*, execs: [0-9]*' "$log" | tail -1 || true)"
 		if [ "$rc" -ne 0 ]; then
 			cat "$log"
