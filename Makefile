@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/dialstream
 PKGS := ./...
 
-.PHONY: run test test-unit test-fuzz build lint livekit clean bench
+.PHONY: run test test-unit test-fuzz build lint livekit clean bench fuzz
 
 run: livekit
 	$(GO) run ./cmd/dialstream dev
@@ -29,6 +29,10 @@ livekit:
 
 bench:
 	./scripts/bench.sh
+
+# Every fuzz target for FUZZTIME each (default 60s), one at a time, one worker.
+fuzz:
+	./scripts/fuzz.sh
 
 clean:
 	rm -rf bin .data

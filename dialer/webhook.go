@@ -32,30 +32,8 @@ const (
 // LiveKit's retry covers a Kafka outage; an unsigned or forged request is
 // refused with 401 and produces nothing.
 func (d *dialer) serveWebhook(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBytes)
-	body, err := webhook.Receive(r, auth.NewSimpleKeyProvider(d.cfg.LiveKitAPIKey, d.cfg.LiveKitAPISecret))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			d.m.webhooks.WithLabelValues(whBadRequest).Inc()
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"status": "error", "message": "body too large"})
-			return
-		}
-		d.m.webhooks.WithLabelValues(whUnauthorized).Inc()
-		d.log.Warn("dialer: webhook refused: not signed by the LiveKit API key", "remote", r.RemoteAddr, "err", err)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "message": "invalid webhook signature"})
-		return
-	}
-	ev := &livekit.WebhookEvent{}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartial: true}).Unmarshal(body, ev); err != nil {
-		d.m.webhooks.WithLabelValues(whBadRequest).Inc()
-		writeJSON(w, http.StatusBadRequest, map[string]string{"status": "error", "message": "not a LiveKit webhook event"})
-		return
-	}
-	cmd, part, callTrace, ok := d.webhookCommand(ev, time.Now())
+	cmd, part, callTrace, ok := d.receiveWebhook(w, r)
 	if !ok {
-		d.m.webhooks.WithLabelValues(whIgnored).Inc()
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
 		return
 	}
 	// The command continues the call's trace, which the room's metadata
@@ -88,6 +66,39 @@ func (d *dialer) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	d.m.webhooks.WithLabelValues(whAccepted).Inc()
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// receiveWebhook reads and checks a webhook: it answers a refused, unreadable
+// or ignored one itself, and returns ok with the command to write for one
+// about a call. Everything that decodes outside input is here, apart from the
+// write (FuzzWebhook exercises it on its own).
+func (d *dialer) receiveWebhook(w http.ResponseWriter, r *http.Request) (cmd livekitEvent, part int32, call roomMetadata, ok bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBytes)
+	body, err := webhook.Receive(r, auth.NewSimpleKeyProvider(d.cfg.LiveKitAPIKey, d.cfg.LiveKitAPISecret))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			d.m.webhooks.WithLabelValues(whBadRequest).Inc()
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"status": "error", "message": "body too large"})
+			return cmd, part, call, false
+		}
+		d.m.webhooks.WithLabelValues(whUnauthorized).Inc()
+		d.log.Warn("dialer: webhook refused: not signed by the LiveKit API key", "remote", r.RemoteAddr, "err", err)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "message": "invalid webhook signature"})
+		return cmd, part, call, false
+	}
+	ev := &livekit.WebhookEvent{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartial: true}).Unmarshal(body, ev); err != nil {
+		d.m.webhooks.WithLabelValues(whBadRequest).Inc()
+		writeJSON(w, http.StatusBadRequest, map[string]string{"status": "error", "message": "not a LiveKit webhook event"})
+		return cmd, part, call, false
+	}
+	cmd, part, call, ok = d.webhookCommand(ev, time.Now())
+	if !ok {
+		d.m.webhooks.WithLabelValues(whIgnored).Inc()
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
+	}
+	return cmd, part, call, ok
 }
 
 // webhookCommand maps a LiveKit webhook to a command for the call whose

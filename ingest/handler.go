@@ -162,6 +162,12 @@ func (h *handler) engine() *gin.Engine {
 	}
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
+	// No redirect for a trailing or doubled slash ("/v1/api/suppressions/",
+	// ".../suppressions//"): Gin's would answer an HTML 301 or a 307 that
+	// makes the client resend its body and key to another route, none of it
+	// in the OpenAPI document. Such a path is a JSON 404 like any other
+	// (found by FuzzAuthHeaders).
+	e.RedirectTrailingSlash = false
 	_ = e.SetTrustedProxies(nil)
 	e.Use(h.traceRequest, h.m.instrument, h.recover)
 	api := e.Group(apiPrefix, h.authenticated)
