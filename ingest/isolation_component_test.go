@@ -46,12 +46,17 @@ const (
 	isoOwn
 	// isoPublic: no workspace (ops endpoints); shows nothing of A's.
 	isoPublic
+	// isoReportToken: authorized by a call's report token only (the
+	// agent's report route): B's token for B's own call, or B's API key,
+	// on A's call is 401 and writes nothing.
+	isoReportToken
 )
 
 type isoCase struct {
 	kind        isoKind
 	contentType string
 	body        string // {agent} is A's agent, {missing} an agent that exists nowhere
+	query       string // sent as the URL's query
 }
 
 var isolationCases = map[string]isoCase{
@@ -61,6 +66,8 @@ var isolationCases = map[string]isoCase{
 	"listDeliveries":     {kind: isoForeign},
 	"redeliverEvents":    {kind: isoForeign, contentType: "application/json", body: `{}`},
 	"listCalls":          {kind: isoList},
+	"exportCalls":        {kind: isoList, query: "format=ndjson"},
+	"agentReport":        {kind: isoReportToken, contentType: "application/json", body: `{"id":"r1","type":"answered_by","at":"2026-03-01T10:00:00Z","answered_by":"human"}`},
 	"putSuppression":     {kind: isoOwn, contentType: "application/json", body: `{"reason":"complaint"}`},
 	"deleteSuppression":  {kind: isoForeign},
 	"getSuppression":     {kind: isoForeign},
@@ -168,7 +175,7 @@ func newRecords(t *testing.T, addr, topic string, n int64) []*kgo.Record {
 
 func TestComponentIsolationEveryRoute(t *testing.T) {
 	b := stateBroker(t)
-	in := startIngest(t, b.Addr())
+	in := startIngest(t, b.Addr(), func(c *Config) { c.AgentReportSecrets = [][]byte{testReportSecret} })
 	in.waitReady(t)
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
@@ -235,6 +242,9 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 			}
 			agent := []string{demoAgent, missingAgent}[which]
 			body := strings.NewReplacer("{agent}", agent, "{number}", []string{number, missingNumber}[which]).Replace(c.body)
+			if c.query != "" {
+				path += "?" + c.query
+			}
 			return path, body
 		}
 		path, body := fill(0)
@@ -310,6 +320,17 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 				t.Errorf("B's DELETE of B's own entry: %d %s", a.code, a.body)
 			}
 			unchanged("B's own", schemas.TopicSuppressions)
+		case isoReportToken:
+			// B's report token for a call of B's own (the missing id
+			// stands for it), and B's API key, on A's call.
+			tokB := schemas.MintReportToken(testReportSecret, missingCall, "ws_other", time.Now().Add(time.Hour))
+			for _, cred := range []string{tokB, otherKey} {
+				a := in.raw(t, op.method, path, cred, "ws_other", c.contentType, body)
+				if a.code != http.StatusUnauthorized {
+					t.Errorf("%s %s with B's %s: %d %s; want 401", op.method, path, cred[:4], a.code, a.body)
+				}
+			}
+			unchanged("B's")
 		default:
 			t.Fatalf("isolation case %q: no kind", op.id)
 		}
@@ -322,7 +343,7 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 		}
 	}
 	// The document is what the router serves: every /v1/api route was tried.
-	for _, want := range []string{"createCall", "getCall", "cancelCall", "listDeliveries", "redeliverEvents", "listCalls",
+	for _, want := range []string{"createCall", "getCall", "cancelCall", "listDeliveries", "redeliverEvents", "listCalls", "exportCalls", "agentReport",
 		"putSuppression", "deleteSuppression", "getSuppression", "listSuppressions", "importSuppressions", "exportSuppressions"} {
 		if !slices.Contains(tried, want) {
 			t.Errorf("operation %s was not tried: the served /openapi.json lacks it, or the table does", want)

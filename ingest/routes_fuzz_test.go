@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -186,7 +187,7 @@ func FuzzListCalls(f *testing.F) {
 	}
 	foreign := strings.Repeat("b", 24)
 	env.feed(f, fixture{id: foreign, ws: "ws_other", agent: otherAgent, to: "+15550100002", room: otherAgent + "-abcdefghij", at: t0}.request(f, 1, 9))
-	cursor := encodeCursor(callKey{at: t0.UnixNano(), id: demoCall(1, t0).id})
+	cursor := encodeCursor(callrecords.Key{At: t0.UnixNano(), ID: demoCall(1, t0).id})
 	for _, q := range []string{"", "status=queued", "status=done", "outcome=busy", "outcome=ok", "call_agent_id=" + demoAgent, "call_agent_id=a%20b",
 		"from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z", "from=yesterday", "from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z",
 		"limit=1", "limit=0", "limit=201", "limit=-1", "limit=1&cursor=" + cursor, "cursor=abc", "cursor=", "agent=x",
