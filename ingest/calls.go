@@ -66,7 +66,12 @@ func (h *handler) listCalls(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), recordsTimeout)
 	defer cancel()
-	calls, next, err := h.st.List(ctx, ws.ID, f, limit)
+	err := h.own.wait(ctx)
+	var calls []callrecords.Call
+	var next *callrecords.Key
+	if err == nil {
+		calls, next, err = h.st.List(ctx, ws.ID, f, limit)
+	}
 	if err != nil {
 		h.fail(c, h.recordsUnavailable(ctx, err))
 		return

@@ -99,7 +99,10 @@ func (h *handler) exportCalls(c *gin.Context) {
 	// The first database answer decides the status: a database that is
 	// down gets a 503 like every other route, before anything is written.
 	pctx, cancel := context.WithTimeout(ctx, recordsTimeout)
-	err := h.st.Ping(pctx)
+	err := h.own.wait(pctx)
+	if err == nil {
+		err = h.st.Ping(pctx)
+	}
 	cancel()
 	if err != nil {
 		h.fail(c, h.recordsUnavailable(ctx, err))

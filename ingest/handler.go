@@ -125,7 +125,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 		},
 	}
 	h.st = cfg.Store
-	h.own = &ownWrites{st: cfg.Store}
+	h.own = newOwnWrites(cfg.Store, h.log)
 	if cfg.Suppressions == nil {
 		cfg.Suppressions = compliance.NewTable()
 		h.cfg.Suppressions = cfg.Suppressions
@@ -412,10 +412,10 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 	h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; the call will be placed", logAttrs...)
 }
 
-// putOwnRequest writes this replica's acknowledged request into the call
+// putOwnRequest queues this replica's acknowledged request for the call
 // records (local: the recorder's read of the same record replaces it), in
-// the next group commit (ownwrites.go). A
-// database that fails here costs read-your-writes, not the call: the
+// the next group commit (ownwrites.go); the reads of this replica wait for
+// it. A database that fails here costs read-your-writes, not the call: the
 // record is durable in Kafka and the recorder writes it, so the client
 // still gets its 202; a 503 would make a client without an
 // Idempotency-Key place the call twice.

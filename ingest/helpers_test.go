@@ -158,6 +158,7 @@ type testEnv struct {
 	reg  *prometheus.Registry
 	cfg  Config
 	logs *bytes.Buffer
+	lw   *lockedWriter // guards logs
 	st   *callrecords.Store
 	// now is the call records' clock (retention of writes); clock sets it.
 	now atomic.Pointer[time.Time]
@@ -176,6 +177,7 @@ func newTestEnvOn(t testing.TB, engine callrecords.Engine, mod ...func(*Config))
 	t.Helper()
 	logs := &bytes.Buffer{}
 	env := &testEnv{p: &fakeProducer{}, reg: prometheus.NewRegistry(), logs: logs}
+	env.lw = &lockedWriter{w: logs}
 	env.st = dbtest.Open(t, engine, callrecords.Options{Retention: callrecords.DefaultRetention, Now: func() time.Time {
 		if n := env.now.Load(); n != nil {
 			return *n
@@ -186,7 +188,7 @@ func newTestEnvOn(t testing.TB, engine callrecords.Engine, mod ...func(*Config))
 		Registry:     testRegistry(t, true),
 		Suppressions: readyTable(),
 		Metrics:      env.reg,
-		Logger:       slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil)),
+		Logger:       slog.New(slog.NewJSONHandler(env.lw, nil)),
 		Store:        env.st,
 	}
 	// The fakeProducer stands in for the cluster: its address is never dialed.
@@ -210,6 +212,13 @@ func newTestEnvOn(t testing.TB, engine callrecords.Engine, mod ...func(*Config))
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
+}
+
+// logText is what the handler logged so far.
+func (e *testEnv) logText() string {
+	e.lw.mu.Lock()
+	defer e.lw.mu.Unlock()
+	return e.logs.String()
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {

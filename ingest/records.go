@@ -137,6 +137,9 @@ func (h *handler) loadCall(ctx context.Context, ws, id string, deliveries bool) 
 	if !callIDPattern.MatchString(id) {
 		return nil, callNotFound(id) // no call has such an id: spare the database the question
 	}
+	if err := h.own.wait(ctx); err != nil {
+		return nil, h.recordsUnavailable(ctx, err)
+	}
 	c, ok, err := h.st.Get(ctx, ws, id)
 	if err != nil {
 		return nil, h.recordsUnavailable(ctx, err)
