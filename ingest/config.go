@@ -43,6 +43,7 @@ const (
 	DefaultIdempotencyMaxKeys = 50_000
 	DefaultRegion             = "US"
 	DefaultShutdownTimeout    = 15 * time.Second
+	DefaultMaxInFlight        = 512
 	DefaultCallsRetention     = callrecords.DefaultRetention
 )
 
@@ -106,6 +107,13 @@ type Config struct {
 	// isTestNumber for why such a number can never ring a real person.
 	RejectTestNumbers bool
 
+	// MaxInFlight caps the API requests this replica serves at once
+	// (INGEST_MAX_IN_FLIGHT, default 512). Past it a request is answered
+	// 503 with Retry-After at once, before any work (overload.go): under
+	// more load than it can serve, ingest answers fast and its memory stays
+	// bounded, instead of queueing requests until they time out.
+	MaxInFlight int
+
 	// ShutdownTimeout bounds the graceful drain of in-flight requests
 	// (INGEST_SHUTDOWN_TIMEOUT, default 15s).
 	ShutdownTimeout time.Duration
@@ -164,6 +172,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 		DefaultRegion:      strings.ToUpper(l.String("INGEST_DEFAULT_REGION", DefaultRegion)),
 		RejectTestNumbers:  !l.Bool("INGEST_ALLOW_TEST_NUMBERS", true),
 		ShutdownTimeout:    l.Duration("INGEST_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second, 10*time.Minute),
+		MaxInFlight:        l.Int("INGEST_MAX_IN_FLIGHT", DefaultMaxInFlight, 1, 1_000_000),
 		Kafka:              kafkax.LoadConfig(l, "ingest"),
 		AgentReportSecrets: schemas.ReportSecrets(l.List("DIALSTREAM_AGENT_REPORT_SECRET", nil)),
 		AgentReportWindow:  l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),
@@ -210,6 +219,9 @@ func (c Config) withDefaults() Config {
 	if c.DefaultRegion == "" {
 		c.DefaultRegion = DefaultRegion
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -241,6 +253,9 @@ func (c Config) Validate() error {
 	var p envconfig.Problems
 	if c.Registry == nil && c.RegistryPath == "" {
 		p.Add("DIALSTREAM_REGISTRY", "required (path of the workspace/agent registry file)")
+	}
+	if c.MaxInFlight < 1 {
+		p.Add("INGEST_MAX_IN_FLIGHT", "must be >= 1, got %d", c.MaxInFlight)
 	}
 	if c.MaxVariables < 1 || c.MaxVariables > schemaMaxVariables {
 		p.Add("INGEST_MAX_VARIABLES", "must be between 1 and %d (the call.requested.v1 schema cap), got %d", schemaMaxVariables, c.MaxVariables)

@@ -51,6 +51,8 @@ type handler struct {
 	st *callrecords.Store
 	// own writes this replica's acknowledged requests into st (ownwrites.go).
 	own *ownWrites
+	// inFlight holds a token per API request being served (overload.go).
+	inFlight chan struct{}
 	// comp checks each call against the workspace's compliance policy and
 	// do-not-call list at request time (compliance.go); now is its clock.
 	comp *compliance.Checker
@@ -126,6 +128,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	}
 	h.st = cfg.Store
 	h.own = newOwnWrites(cfg.Store, h.log)
+	h.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	if cfg.Suppressions == nil {
 		cfg.Suppressions = compliance.NewTable()
 		h.cfg.Suppressions = cfg.Suppressions
@@ -170,7 +173,7 @@ func (h *handler) engine() *gin.Engine {
 	e.RedirectTrailingSlash = false
 	_ = e.SetTrustedProxies(nil)
 	e.Use(h.traceRequest, h.m.instrument, h.recover)
-	api := e.Group(apiPrefix, h.authenticated)
+	api := e.Group(apiPrefix, h.limitInFlight, h.authenticated)
 	rel := func(route string) string { return strings.TrimPrefix(route, apiPrefix) }
 	api.POST(rel(routeCall), h.createCall)
 	api.GET(rel(routeCallState), h.getCall)
@@ -187,7 +190,7 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
 	// Agents authenticate with their call's report token, never a
 	// workspace key: the route sits outside the API group (reports.go).
-	e.POST(routeAgentReports, h.agentReport)
+	e.POST(routeAgentReports, h.limitInFlight, h.agentReport)
 	e.GET(routeOpenAPI, serveOpenAPI)
 	h.mountOps(e)
 	e.NoRoute(func(c *gin.Context) {

@@ -77,7 +77,7 @@ var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, 
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
 	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonRecordsUnavailable, reasonUnknownEvent,
 	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression,
-	reasonBadReportToken, reasonReportTooLate}
+	reasonBadReportToken, reasonReportTooLate, reasonOverloaded}
 
 // apiError is a refusal on its way to the client.
 type apiError struct {
