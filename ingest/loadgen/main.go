@@ -53,6 +53,11 @@ type Options struct {
 	// calls into (read-your-writes); "" is a SQLite file in a temporary
 	// directory.
 	DatabaseURL string
+	// Overload, when > 0, adds a last scenario: that many clients at once
+	// against an ingest limited to MaxInFlight requests (0: ingest's
+	// default), counting 202s and 503s (each with Retry-After) apart.
+	Overload    int
+	MaxInFlight int
 	Out         io.Writer
 }
 
@@ -64,6 +69,8 @@ type Result struct {
 	Elapsed  time.Duration
 	P50, P99 time.Duration
 	Max      time.Duration
+	// Shed counts the 503s of the overload scenario.
+	Shed int
 }
 
 // RPS is the completed requests per second.
@@ -78,6 +85,8 @@ func main() {
 	flag.IntVar(&o.Partitions, "partitions", 6, "partitions of the topics")
 	flag.IntVar(&o.Rounds, "rounds", 2, "rounds of all scenarios")
 	flag.StringVar(&o.DatabaseURL, "database-url", "", "call records database (postgres://... or sqlite://path); default a temporary SQLite file")
+	flag.IntVar(&o.Overload, "overload", 0, "if > 0, a last scenario with this many clients at once (202s and 503s counted apart)")
+	flag.IntVar(&o.MaxInFlight, "max-in-flight", 0, "ingest's INGEST_MAX_IN_FLIGHT (0: its default)")
 	flag.Parse()
 	o.Out = os.Stdout
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,7 +149,7 @@ agents:
 	ingestDone := make(chan error, 1)
 	go func() {
 		ingestDone <- ingest.Run(ictx, ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, DatabaseURL: o.DatabaseURL,
-			Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+			MaxInFlight: o.MaxInFlight, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	}()
 	defer func() { stopIngest(); <-ingestDone }()
 	ingestURL := "http://" + ln.Addr().String() + "/v1/api/call"
@@ -219,7 +228,47 @@ agents:
 				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors)
 		}
 	}
+	if o.Overload > 0 {
+		oc := &http.Client{Transport: &http.Transport{MaxIdleConns: o.Overload, MaxIdleConnsPerHost: o.Overload}, Timeout: 30 * time.Second}
+		res, err := loadShed(ctx, oc, func() *http.Request { return newReq(ingestURL, "") }, o.Requests, o.Overload, o.Timeout)
+		res.Name = fmt.Sprintf("ingest, %d clients at once", o.Overload)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", res.Name, err)
+		}
+		results = append(results, res)
+		fmt.Fprintf(o.Out, "%-28s %9.0f %10s %10s %10s %7d  (answers/s; %d accepted, %d refused 503 with Retry-After)\n", res.Name, res.RPS(),
+			res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors,
+			res.Requests-res.Shed, res.Shed)
+	}
 	return results, nil
+}
+
+// loadShed is load for the overload scenario: a 503 with Retry-After is an
+// answer (Shed), any other status but 202, or no answer, an error. A client
+// refused waits the Retry-After before its next request, as a well-behaved
+// client does; without that, refused clients spin and the run measures
+// their loop, not the server.
+func loadShed(ctx context.Context, client *http.Client, mk func() *http.Request, n, c int, timeout time.Duration) (Result, error) {
+	var shed atomic.Int64
+	res, err := loadWith(ctx, client, mk, n, c, timeout, func(resp *http.Response) error {
+		switch {
+		case resp.StatusCode == http.StatusAccepted:
+			return nil
+		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+			shed.Add(1)
+			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+			t := time.NewTimer(time.Duration(max(secs, 1)) * time.Second)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		return fmt.Errorf("status %d", resp.StatusCode)
+	})
+	res.Shed = int(shed.Load())
+	return res, err
 }
 
 func newReq(url, idemKey string) *http.Request {
@@ -235,6 +284,16 @@ func newReq(url, idemKey string) *http.Request {
 
 // load sends n requests from c workers and measures each one.
 func load(ctx context.Context, client *http.Client, mk func() *http.Request, n, c int, timeout time.Duration) (Result, error) {
+	return loadWith(ctx, client, mk, n, c, timeout, func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+// loadWith is load with check judging each answer.
+func loadWith(ctx context.Context, client *http.Client, mk func() *http.Request, n, c int, timeout time.Duration, check func(*http.Response) error) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	lat := make([]time.Duration, n)
@@ -258,11 +317,11 @@ func load(ctx context.Context, client *http.Client, mk func() *http.Request, n, 
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode != http.StatusAccepted {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
 				}
 				lat[i] = time.Since(t0)
+				if err == nil {
+					err = check(resp)
+				}
 				if err != nil {
 					errs.Add(1)
 					once.Do(func() { firstErr = err })
