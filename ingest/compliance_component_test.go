@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -344,5 +345,28 @@ func TestComponentSuppressionImport(t *testing.T) {
 	}
 	if code, body = in.send(t, "GET", "/v1/api/suppressions/export", otherKey, "ws_other", ""); code != 200 || strings.Contains(string(body), "+1555") {
 		t.Fatalf("other workspace's export: %d %s", code, body)
+	}
+
+	// A file of more rows than one chunk, with a number listed twice: every
+	// number is listed, the twice-listed one with its last row's reason,
+	// and all are in effect at the 200.
+	var big strings.Builder
+	big.WriteString("+15550102000,complaint\n")
+	for i := range 2500 {
+		fmt.Fprintf(&big, "+1555010%04d,opt_out\n", 5000+i)
+	}
+	big.WriteString("+15550102000,wrong_number\n")
+	if code, body = csvPost(big.String()); code != 200 || !strings.Contains(string(body), `"imported":2502`) {
+		t.Fatalf("big import: %d %s", code, body)
+	}
+	code, body = in.send(t, "GET", "/v1/api/suppressions/export", demoKey, "ws_demo", "")
+	if lines := strings.Split(strings.TrimSpace(string(body)), "\n"); code != 200 || len(lines) != 1+2+2501 {
+		t.Fatalf("export after the big import: %d, %d lines", code, len(lines))
+	}
+	if code, body = in.send(t, "GET", "/v1/api/suppressions/+15550102000", demoKey, "ws_demo", ""); code != 200 || !strings.Contains(string(body), `"reason":"wrong_number"`) {
+		t.Fatalf("the twice-listed number: %d %s", code, body)
+	}
+	if code, body = in.send(t, "GET", "/v1/api/suppressions/+15550107499", demoKey, "ws_demo", ""); code != 200 {
+		t.Fatalf("the last row of the big import: %d %s", code, body)
 	}
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -103,17 +104,20 @@ func (h *handler) importSuppressions(c *gin.Context) {
 			message: fmt.Sprintf("%d rows are invalid; nothing was imported", len(bad))})
 		return
 	}
-	for i, rec := range recs {
-		s := entries[i]
-		if aerr := h.writeSuppression(c.Request.Context(), rec, func() error {
-			return h.cfg.Suppressions.Add(s.WorkspaceID, s.Number, s.Reason, s.AddedAt)
-		}); aerr != nil {
-			aerr.message = fmt.Sprintf("%d of %d rows were imported before Kafka stopped acknowledging; import the file again (rows already listed are only rewritten)", i, len(recs))
+	// A number listed twice in one file keeps its last row, as when the
+	// rows were written one by one: the chunks are written concurrently, so
+	// only the last row of each number is sent.
+	rows := len(recs)
+	recs, entries = lastPerNumber(recs, entries)
+	for start := 0; start < len(recs); start += importChunk {
+		end := min(start+importChunk, len(recs))
+		if aerr := h.importChunk(c.Request.Context(), recs[start:end], entries[start:end]); aerr != nil {
+			aerr.message = fmt.Sprintf("%d of %d numbers were imported before Kafka stopped acknowledging; import the file again (rows already listed are only rewritten)", start, len(recs))
 			h.fail(c, aerr)
 			return
 		}
 	}
-	writeJSON(c, http.StatusOK, ImportResult{Status: "success", Imported: len(recs)})
+	writeJSON(c, http.StatusOK, ImportResult{Status: "success", Imported: rows})
 }
 
 // exportSuppressions answers the workspace's whole list as text/csv
@@ -131,4 +135,59 @@ func (h *handler) exportSuppressions(c *gin.Context) {
 	}
 	w.Flush()
 	c.Data(http.StatusOK, "text/csv; charset=utf-8", buf.Bytes())
+}
+
+// importChunk is how many rows of an import are written at once: their
+// records go to Kafka together (one round trip, not one per row), then the
+// import waits until the list has read back the last of them on each
+// partition, so the rows are in effect before the next chunk, and all of
+// them before the 200.
+const importChunk = 1000
+
+func (h *handler) importChunk(ctx context.Context, recs []*kgo.Record, entries []schemas.Suppression) *apiError {
+	if err := h.produceAll(ctx, recs...); err != nil {
+		h.log.WarnContext(ctx, "suppression import not written", "error", err)
+		return &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 1}
+	}
+	if h.supWait == nil {
+		for _, s := range entries {
+			if err := h.cfg.Suppressions.Add(s.WorkspaceID, s.Number, s.Reason, s.AddedAt); err != nil && !errors.Is(err, compliance.ErrNotReady) {
+				h.log.ErrorContext(ctx, "apply suppression locally", "error", err)
+			}
+		}
+		return nil
+	}
+	last := map[int32]int64{}
+	for _, r := range recs {
+		if o, ok := last[r.Partition]; !ok || r.Offset > o {
+			last[r.Partition] = r.Offset
+		}
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.Kafka.ProduceTimeout)
+	defer cancel()
+	for p, off := range last {
+		if err := h.supWait(pctx, p, off); err != nil {
+			h.log.WarnContext(ctx, "suppression import written but not yet read back", "error", err)
+			return &apiError{code: http.StatusServiceUnavailable, reason: reasonComplianceLoading, retryAfter: 1}
+		}
+	}
+	return nil
+}
+
+// lastPerNumber keeps, for each number, its last row, in file order.
+func lastPerNumber(recs []*kgo.Record, entries []schemas.Suppression) ([]*kgo.Record, []schemas.Suppression) {
+	last := make(map[string]int, len(entries))
+	for i, e := range entries {
+		last[e.Number] = i
+	}
+	if len(last) == len(entries) {
+		return recs, entries
+	}
+	outR, outE := make([]*kgo.Record, 0, len(last)), make([]schemas.Suppression, 0, len(last))
+	for i, e := range entries {
+		if last[e.Number] == i {
+			outR, outE = append(outR, recs[i]), append(outE, e)
+		}
+	}
+	return outR, outE
 }
