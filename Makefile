@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/dialstream
 PKGS := ./...
 
-.PHONY: run test test-unit test-fuzz build lint livekit clean bench fuzz
+.PHONY: run test test-unit test-fuzz build lint livekit clean bench soak fuzz
 
 run: livekit
 	$(GO) run ./cmd/dialstream dev
@@ -29,6 +29,11 @@ livekit:
 
 bench:
 	./scripts/bench.sh
+
+# The whole dev pipeline under a steady call rate for SOAK_DURATION (1h):
+# memory and goroutines sampled every SOAK_SAMPLE. Not part of CI.
+soak: livekit
+	./scripts/soak.sh
 
 # Every fuzz target for FUZZTIME each (default 60s), one at a time, one worker.
 fuzz:

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# `make soak`: the whole dev pipeline (embedded broker, livekit-server, phone
+# simulator, reference agent, ingest, dialer, notifier, recorder) under a
+# steady call rate for a bounded time, sampling the memory and goroutines of
+# the Dialstream process and livekit-server's memory. Flat columns are the
+# point: a leak shows as a line that keeps climbing. Not run in CI.
+#
+#   make soak                                   one hour at 5 calls/s
+#   SOAK_DURATION=10m SOAK_RATE=10 make soak    shorter, faster
+#   SOAK_SAMPLE=30s                             sampling interval (default 60s)
+#
+# Calls go to the simulator's numbers in turn (answered, busy, no answer,
+# declined, a person, a voicemail), all to loopback. The table is printed as
+# it grows and written to .data/soak/<date>.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+duration="${SOAK_DURATION:-1h}"
+rate="${SOAK_RATE:-5}"
+sample="${SOAK_SAMPLE:-60s}"
+secs() { # 1h, 10m, 30s, 90 -> seconds
+	case "$1" in
+	*h) echo $((${1%h} * 3600)) ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*s) echo "${1%s}" ;;
+	*) echo "$1" ;;
+	esac
+}
+total="$(secs "$duration")"
+every="$(secs "$sample")"
+[[ "$rate" =~ ^[0-9]+$ && "$rate" -ge 1 && "$rate" -le 100 ]] || { echo "soak: SOAK_RATE must be 1-100 calls/s" >&2; exit 2; }
+[[ "$total" -ge 1 && "$total" -le 86400 ]] || { echo "soak: SOAK_DURATION must be between 1s and 24h" >&2; exit 2; }
+
+export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-$PWD/.cache/bin/livekit-server}"
+[[ -x "$LIVEKIT_SERVER_BIN" ]] || ./scripts/install-livekit.sh
+mkdir -p bin .data/soak
+CGO_ENABLED=0 go build -trimpath -o bin/dialstream ./cmd/dialstream
+
+stamp="$(date -u +%Y-%m-%dT%H%M%SZ)"
+table=".data/soak/$stamp.md"
+work="$(mktemp -d -t dialstream-soak.XXXXXX)"
+mkdir -p "$work/deploy/dev"
+cp deploy/dev/registry.yaml "$work/deploy/dev/"
+(cd "$work" && exec "$OLDPWD/bin/dialstream" dev >"$work/dev.log" 2>&1) &
+dev=$!
+cleanup() {
+	kill -TERM "$dev" 2>/dev/null || true
+	wait "$dev" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+ingest=127.0.0.1:8080
+for i in $(seq 1 120); do
+	curl -fsS "http://$ingest/readyz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:8085/readyz" >/dev/null 2>&1 && break
+	[[ "$i" == 120 ]] && { echo "soak: dev mode not ready after 120 s; see $work/dev.log" >&2; tail -20 "$work/dev.log" >&2; exit 1; }
+	sleep 1
+done
+
+metric() { # metric NAME from the process's /metrics
+	curl -fsS "http://$ingest/metrics" | awk -v m="$1" '$1 == m {v = $2} END {printf "%.0f", v}'
+}
+lkrss() {
+	local pid
+	pid="$(pgrep -f "$LIVEKIT_SERVER_BIN" | head -1 || true)"
+	[[ -n "$pid" ]] && awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status" || echo "-"
+}
+
+numbers=(+15550100001 +15550100486 +15550100480 +15550100603 +15550100200 +15550100300)
+echo "| elapsed | calls sent | 202s | dialstream RSS MiB | goroutines | livekit-server RSS MiB |" | tee "$table"
+echo "|---|---|---|---|---|---|" | tee -a "$table"
+row() {
+	local rss gor
+	rss="$(metric process_resident_memory_bytes)"
+	gor="$(metric go_goroutines)"
+	echo "| $1 s | $sent | $ok | $((rss / 1048576)) | $gor | $(lkrss) |" | tee -a "$table"
+}
+
+sent=0
+ok=0
+start="$(date +%s)"
+next_sample=0
+while :; do
+	now=$(($(date +%s) - start))
+	((now >= total)) && break
+	if ((now >= next_sample)); then
+		row "$now"
+		next_sample=$((next_sample + every))
+	fi
+	for _ in $(seq 1 "$rate"); do
+		to="${numbers[$((sent % ${#numbers[@]}))]}"
+		code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$ingest/v1/api/call" \
+			-H 'Content-Type: application/json' -H 'x-workspace-id: ws_demo' -H 'Authorization: Bearer dsk_demo_local' \
+			-d "{\"to\":\"$to\",\"call_agent_id\":\"a1b2c3d4e5f6a7b8c9d0e1f2\",\"callback_url\":\"http://127.0.0.1:8090/hooks/ws_demo\",\"dynamic_variables\":{\"firstName\":\"Ada\"}}")"
+		sent=$((sent + 1))
+		[[ "$code" == 202 ]] && ok=$((ok + 1))
+	done
+	sleep 1
+done
+row "$total"
+echo "soak: table in $table"
