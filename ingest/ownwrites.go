@@ -68,15 +68,8 @@ func newOwnWrites(st *callrecords.Store, log *slog.Logger) *ownWrites {
 // the records through the recorder alone).
 func (o *ownWrites) put(ctx context.Context, req *schemas.CallRequested, data []byte, partition int32, offset int64) error {
 	o.mu.Lock()
-	for len(o.queue) >= maxOwnQueue {
-		ch := o.changed
-		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		o.mu.Lock()
+	if err := o.until(ctx, func() bool { return len(o.queue) < maxOwnQueue }); err != nil {
+		return err
 	}
 	o.enqueued++
 	o.queue = append(o.queue, &ownWrite{req: req, data: data, partition: partition, offset: offset, seq: o.enqueued})
@@ -94,7 +87,18 @@ func (o *ownWrites) put(ctx context.Context, req *schemas.CallRequested, data []
 func (o *ownWrites) wait(ctx context.Context) error {
 	o.mu.Lock()
 	target := o.enqueued
-	for o.written < target {
+	if err := o.until(ctx, func() bool { return o.written >= target }); err != nil {
+		return err
+	}
+	o.mu.Unlock()
+	return nil
+}
+
+// until waits, with o.mu held on entry, until cond holds (checked under
+// o.mu each time written moves), and returns with o.mu still held; if ctx
+// ends first it returns ctx's error with o.mu released.
+func (o *ownWrites) until(ctx context.Context, cond func() bool) error {
+	for !cond() {
 		ch := o.changed
 		o.mu.Unlock()
 		select {
@@ -104,7 +108,6 @@ func (o *ownWrites) wait(ctx context.Context) error {
 		}
 		o.mu.Lock()
 	}
-	o.mu.Unlock()
 	return nil
 }
 
