@@ -76,6 +76,11 @@ type CallRequested struct {
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	RequestedAt    time.Time       `json:"requested_at"`
+	// Campaign is set on a campaign contact's call (by the scheduler).
+	Campaign *CampaignRef `json:"campaign,omitempty"`
+	// CanceledAt is set on a scheduled call canceled before its release:
+	// the dialer ends it canceled without ringing.
+	CanceledAt *time.Time `json:"canceled_at,omitempty"`
 }
 
 // CallCancel is the data of a dialstream.call.cancel.v1 command.
@@ -195,6 +200,11 @@ type CallEvent struct {
 	// Dialstream accepted it.
 	Report           *AgentReport `json:"report,omitempty"`
 	ReportReceivedAt *time.Time   `json:"report_received_at,omitempty"`
+
+	// Set on every event of a campaign call.
+	CampaignID string `json:"campaign_id,omitempty"`
+	ContactID  string `json:"contact_id,omitempty"`
+	Attempt    int    `json:"attempt,omitempty"`
 }
 
 // AgentReportReceived is the data of a TypeAgentReportReceived command: a
