@@ -141,7 +141,14 @@ func applyRequested(st *callState, in input) transition {
 		CallID: r.CallID, WorkspaceID: r.WorkspaceID, Phase: schemas.StatusQueued, Sequence: 1,
 		AppliedOffset: in.offset, To: r.To, CallAgentID: r.CallAgentID, RoomName: room,
 		CallbackURL: r.CallbackURL, Metadata: r.Metadata, DynamicVariables: r.DynamicVariables,
-		RequestedAt: r.RequestedAt, Agent: snapshotAgent(in.agent), QueuedAt: in.at,
+		RequestedAt: r.RequestedAt, Agent: snapshotAgent(in.agent), QueuedAt: in.at, Campaign: r.Campaign,
+	}
+	if r.CanceledAt != nil {
+		// The scheduler released a scheduled call that was canceled before
+		// its time: it ends canceled, never rung, as its first event.
+		next.Sequence = 0
+		ev := next.end(in.at, schemas.OutcomeCanceled, schemas.EndedByClient, "canceled before its scheduled time")
+		return transition{next: next, events: []schemas.CallEvent{ev}}
 	}
 	if in.maxAge > 0 && in.at.Sub(r.RequestedAt) > in.maxAge {
 		// Never dial what may be a late duplicate of a forgotten call. The

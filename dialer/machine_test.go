@@ -405,3 +405,48 @@ func TestClaimsThatNeverSent(t *testing.T) {
 		t.Fatalf("after %d unsent claims: %+v", maxRedials+1, st)
 	}
 }
+
+// A campaign contact's call carries its campaign, contact and attempt on
+// every event, from queued to ended, so the scheduler can match the outcome
+// and a receiver can group the calls.
+func TestCampaignCallEventsCarryTheContact(t *testing.T) {
+	ref := &schemas.CampaignRef{CampaignID: "0123456789abcdef01234567", ContactID: "crm-17", Attempt: 2}
+	req := requestInput(10)
+	req.req.Campaign = ref
+	_, evs, _ := run(t, req, admitInput(11, t0.Add(time.Second)), cancelInput(12, "ws_a", t0.Add(2*time.Second)))
+	if len(evs) < 2 || evs[len(evs)-1].Status != schemas.StatusEnded {
+		t.Fatalf("events %+v", evs)
+	}
+	for _, ev := range evs {
+		if ev.CampaignID != ref.CampaignID || ev.ContactID != ref.ContactID || ev.Attempt != ref.Attempt {
+			t.Errorf("%s event lacks the campaign: %+v", ev.Status, ev)
+		}
+	}
+	// A call without a campaign has none of the three.
+	_, evs, _ = run(t, requestInput(10))
+	if ev := evs[0]; ev.CampaignID != "" || ev.ContactID != "" || ev.Attempt != 0 {
+		t.Fatalf("plain call event %+v", ev)
+	}
+}
+
+// A scheduled call canceled before its time is released with canceled_at:
+// it ends canceled by the client as its first event and is never dialed.
+func TestReleasedAlreadyCanceledIsNotDialed(t *testing.T) {
+	in := requestInput(10)
+	at := t0.Add(-time.Minute)
+	in.req.CanceledAt = &at
+	st, evs, trs := run(t, in)
+	if trs[0].effects&effDial != 0 || len(evs) != 1 {
+		t.Fatalf("transition %+v", trs[0])
+	}
+	if ev := evs[0]; ev.Status != schemas.StatusEnded || ev.Outcome != schemas.OutcomeCanceled || ev.EndedBy != schemas.EndedByClient || ev.Sequence != 1 {
+		t.Fatalf("event %+v", ev)
+	}
+	if st.Phase != schemas.StatusEnded {
+		t.Fatalf("state %+v", st)
+	}
+	// A later duplicate of the release changes nothing.
+	if tr := apply(st, requestInput(11)); tr.ignored != ignoreDuplicate {
+		t.Fatalf("%+v", tr)
+	}
+}

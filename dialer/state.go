@@ -33,6 +33,9 @@ type callState struct {
 	Metadata         json.RawMessage   `json:"metadata,omitempty"`
 	DynamicVariables map[string]string `json:"dynamic_variables,omitempty"`
 	RequestedAt      time.Time         `json:"requested_at,omitzero"`
+	// Campaign is the campaign contact and attempt this call is (set by
+	// the scheduler on the request); every event of the call carries it.
+	Campaign *schemas.CampaignRef `json:"campaign,omitempty"`
 	// Agent is the agent's configuration as it was when the call was
 	// accepted, so a queued call dials with what was validated even if the
 	// registry changes before a restart.
@@ -138,6 +141,9 @@ func (s *callState) event(status schemas.Status, at time.Time) schemas.CallEvent
 	if !s.RequestedAt.IsZero() {
 		t := s.RequestedAt.UTC()
 		ev.RequestedAt = &t
+	}
+	if c := s.Campaign; c != nil {
+		ev.CampaignID, ev.ContactID, ev.Attempt = c.CampaignID, c.ContactID, c.Attempt
 	}
 	return ev
 }

@@ -84,6 +84,12 @@ type PayloadData struct {
 	Report           *schemas.AgentReport `json:"report,omitempty"`
 	ReportReceivedAt *time.Time           `json:"report_received_at,omitempty"`
 
+	// On every event of a campaign call: the campaign, the contact and
+	// which attempt at the contact the call is.
+	CampaignID string `json:"campaign_id,omitempty"`
+	ContactID  string `json:"contact_id,omitempty"`
+	Attempt    int    `json:"attempt,omitempty"`
+
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
@@ -114,6 +120,7 @@ func buildBody(eventID, ceType string, ev *schemas.CallEvent, maskPhone bool) ([
 			SIPStatus: ev.SIPStatus, DisconnectReason: ev.DisconnectReason, EndedBy: ev.EndedBy,
 			RingDurationSeconds: ev.RingDurationSeconds, TalkDurationSeconds: ev.TalkDurationSeconds,
 			AnsweredBy: ev.AnsweredBy, Report: ev.Report, ReportReceivedAt: ev.ReportReceivedAt,
+			CampaignID: ev.CampaignID, ContactID: ev.ContactID, Attempt: ev.Attempt,
 			Metadata: ev.Metadata,
 		},
 	}

@@ -20,6 +20,7 @@ func TestBodyCarriesMetadataExactly(t *testing.T) {
 		CallbackURL: "https://example.com/hook", Metadata: json.RawMessage(meta),
 		Outcome: schemas.OutcomeBusy, EndedBy: schemas.EndedByCallee, SIPStatusCode: 486, SIPStatus: "Busy Here",
 		RingDurationSeconds: &ring, TalkDurationSeconds: &talk,
+		CampaignID: "0123456789abcdef01234567", ContactID: "crm-17", Attempt: 2,
 	}
 	b, err := buildBody("f9e8d7c6b5a4f3e2d1c0b9a8-5", schemas.TypeCallEnded, &ev, true)
 	if err != nil {
@@ -41,7 +42,8 @@ func TestBodyCarriesMetadataExactly(t *testing.T) {
 	}
 	want := map[string]any{"event_id": "f9e8d7c6b5a4f3e2d1c0b9a8-5", "call_id": ev.CallID, "workspace_id": "ws_b",
 		"sequence": 5.0, "status": "ended", "outcome": "busy", "ended_by": "callee", "sip_status_code": 486.0,
-		"sip_status": "Busy Here", "ring_duration_seconds": 3.5, "talk_duration_seconds": 42.25, "to": "********0001"}
+		"sip_status": "Busy Here", "ring_duration_seconds": 3.5, "talk_duration_seconds": 42.25, "to": "********0001",
+		"campaign_id": "0123456789abcdef01234567", "contact_id": "crm-17", "attempt": 2.0}
 	for k, v := range want {
 		if p.Data[k] != v {
 			t.Errorf("data.%s = %v, want %v", k, p.Data[k], v)
@@ -53,7 +55,7 @@ func TestBodyCarriesMetadataExactly(t *testing.T) {
 
 	ev2 := schemas.CallEvent{CallID: ev.CallID, WorkspaceID: "ws_a", Sequence: 1, Status: schemas.StatusQueued, OccurredAt: ev.OccurredAt}
 	b, _ = buildBody("x-1", schemas.TypeCallQueued, &ev2, false)
-	if strings.Contains(string(b), "metadata") || strings.Contains(string(b), "outcome") || !strings.HasPrefix(string(b), `{"type":"call.queued"`) {
+	if strings.Contains(string(b), "metadata") || strings.Contains(string(b), "outcome") || strings.Contains(string(b), "campaign") || !strings.HasPrefix(string(b), `{"type":"call.queued"`) {
 		t.Fatalf("queued body %s", b)
 	}
 }
