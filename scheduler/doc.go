@@ -6,5 +6,7 @@
 //
 // Built so far, as pure functions the release loop will call with its clock:
 //   - window.go: when a contact may be called, its campaign's weekly windows
-//     intersected with the workspace's calling hours in the callee's zones.
+//     intersected with the workspace's calling hours in the callee's zones;
+//   - pacing.go: how soon a campaign may release again, releases spaced by
+//     1/calls_per_second with no burst, and max_concurrent calls at once.
 package scheduler
