@@ -8,5 +8,8 @@
 //   - window.go: when a contact may be called, its campaign's weekly windows
 //     intersected with the workspace's calling hours in the callee's zones;
 //   - pacing.go: how soon a campaign may release again, releases spaced by
-//     1/calls_per_second with no burst, and max_concurrent calls at once.
+//     1/calls_per_second with no burst, and max_concurrent calls at once;
+//   - retry.go: a call's outcome on its contact, and the retry policy's
+//     decision (waiting until ended + delay, or done), idempotent so the
+//     outcome relay may repeat itself.
 package scheduler
