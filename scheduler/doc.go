@@ -4,7 +4,12 @@
 // (the partition owner, the release loop, the outcome relay, `dialstream
 // scheduler`) is not built yet.
 //
-// Built so far, as pure functions the release loop will call with its clock:
+// Built so far, as pure functions the service will call with the command's
+// time or its clock:
+//   - machine.go: the campaign state machine (created, contacts added with
+//     repeated ids and numbers skipped, start/pause/resume/cancel, outcomes,
+//     end_at), the campaign events and counters it writes, and release, which
+//     makes a contact's next attempt and the call request to write;
 //   - window.go: when a contact may be called, its campaign's weekly windows
 //     intersected with the workspace's calling hours in the callee's zones;
 //   - pacing.go: how soon a campaign may release again, releases spaced by

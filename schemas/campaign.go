@@ -358,3 +358,17 @@ func ContactStateKey(campaignID, contactID string) string {
 	return "k/" + campaignID + "/" + contactID
 }
 func ScheduledCallStateKey(callID string) string { return "s/" + callID }
+
+// Clone returns a copy whose maps are its own.
+func (c CampaignCounters) Clone() CampaignCounters {
+	out := c
+	out.ByState = make(map[ContactStatus]int, len(c.ByState))
+	for k, v := range c.ByState {
+		out.ByState[k] = v
+	}
+	out.ByOutcome = make(map[Outcome]int, len(c.ByOutcome))
+	for k, v := range c.ByOutcome {
+		out.ByOutcome[k] = v
+	}
+	return out
+}
