@@ -10,6 +10,9 @@
 //     repeated ids and numbers skipped, start/pause/resume/cancel, outcomes,
 //     end_at), the campaign events and counters it writes, and release, which
 //     makes a contact's next attempt and the call request to write;
+//   - due.go: which open contacts of a running campaign may be released now,
+//     in due order, inside their windows, within the pacing, and when to look
+//     again (a heap per campaign, stale entries dropped as they surface);
 //   - window.go: when a contact may be called, its campaign's weekly windows
 //     intersected with the workspace's calling hours in the callee's zones;
 //   - pacing.go: how soon a campaign may release again, releases spaced by

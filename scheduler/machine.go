@@ -19,6 +19,7 @@ type campaign struct {
 	contacts map[string]*schemas.ContactState // by contact id
 	numbers  map[string]string                // number -> contact id: one contact per number
 	windows  windows
+	due      dueQueue // the open contacts by when each may be released
 }
 
 // ignoreReason says why a command changed nothing (a bounded metric label).
@@ -97,6 +98,7 @@ func (c *campaign) applyContacts(cmd schemas.CampaignContacts) transition {
 			WorkspaceID: c.state.Campaign.WorkspaceID, Contact: k, Status: schemas.ContactQueued,
 			Attempts: []schemas.ContactAttempt{}, UpdatedAt: at}
 		c.contacts[k.ContactID], c.numbers[k.To] = s, k.ContactID
+		c.due.schedule(k.ContactID, at)
 		c.state.Counters.Contacts++
 		c.state.Counters.ByState[schemas.ContactQueued]++
 		tr.contacts = append(tr.contacts, s)
@@ -156,6 +158,9 @@ func (c *campaign) applyOutcome(cmd schemas.CampaignOutcome) transition {
 		return transition{ignored: ignoreDuplicate}
 	}
 	c.recount(before, lastBefore, k)
+	if k.Status == schemas.ContactWaiting {
+		c.due.schedule(k.Contact.ContactID, *k.NextDueAt)
+	}
 	at := cmd.EndedAt.UTC()
 	c.state.UpdatedAt = at
 	tr := transition{campaign: true, contacts: []*schemas.ContactState{k}}
