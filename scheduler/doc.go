@@ -10,6 +10,9 @@
 //     repeated ids and numbers skipped, start/pause/resume/cancel, outcomes,
 //     end_at), the campaign events and counters it writes, and release, which
 //     makes a contact's next attempt and the call request to write;
+//   - scheduled.go: single calls with start_at: released at their time (later
+//     under defer_to_calling_hours), and a cancel before the release that
+//     releases them already canceled, after it forwarded behind the release;
 //   - due.go: which open contacts of a running campaign may be released now,
 //     in due order, inside their windows, within the pacing, and when to look
 //     again (a heap per campaign, stale entries dropped as they surface);
