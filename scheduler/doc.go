@@ -16,6 +16,9 @@
 //   - due.go: which open contacts of a running campaign may be released now,
 //     in due order, inside their windows, within the pacing, and when to look
 //     again (a heap per campaign, stale entries dropped as they surface);
+//   - records.go: the records a transition writes (state to the command's
+//     partition, released calls, campaign events with their stable ids) and
+//     the outcome relay's rule (an ended campaign call → campaign.outcome);
 //   - window.go: when a contact may be called, its campaign's weekly windows
 //     intersected with the workspace's calling hours in the callee's zones;
 //   - pacing.go: how soon a campaign may release again, releases spaced by
