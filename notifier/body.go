@@ -124,8 +124,13 @@ func buildBody(eventID, ceType string, ev *schemas.CallEvent, maskPhone bool) ([
 			Metadata: ev.Metadata,
 		},
 	}
-	// No HTML escaping: json.Marshal would rewrite "<" in the client's
-	// metadata strings as \u003c, and metadata must arrive as it was sent.
+	return encodeBody(p)
+}
+
+// encodeBody is JSON without HTML escaping: json.Marshal would rewrite "<"
+// in the client's metadata strings (and a campaign's name) as \u003c, and
+// they must arrive as they were sent.
+func encodeBody(p any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -133,4 +138,59 @@ func buildBody(eventID, ceType string, ev *schemas.CallEvent, maskPhone bool) ([
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// CampaignPayload is the body of a campaign webhook (campaign.started,
+// .paused, .resumed, .completed, .canceled), in the same Standard Webhooks
+// shape:
+//
+//	{
+//	  "type": "campaign.completed",
+//	  "timestamp": "2026-12-07T16:02:11Z",
+//	  "data": {
+//	    "event_id": "0123456789abcdef01234567-c3",
+//	    "campaign_id": "0123456789abcdef01234567",
+//	    "workspace_id": "ws_demo",
+//	    "sequence": 3,
+//	    "event": "completed",
+//	    "status": "completed",
+//	    "occurred_at": "2026-12-07T16:02:11Z",
+//	    "name": "renewals",
+//	    "call_agent_id": "a1b2c3d4e5f6a7b8c9d0e1f2",
+//	    "counters": {"contacts": 200, "attempts": 263, "by_state": {"done": 200}, "by_outcome": {"completed": 151, "busy": 20, ...}}
+//	  }
+//	}
+//
+// sequence counts the campaign's own events (1, 2, 3...), apart from its
+// calls'; event_id (the webhook-id) is "<campaign_id>-c<sequence>".
+type CampaignPayload struct {
+	Type      string              `json:"type"`
+	Timestamp time.Time           `json:"timestamp"`
+	Data      CampaignPayloadData `json:"data"`
+}
+
+// CampaignPayloadData is the data of a CampaignPayload.
+type CampaignPayloadData struct {
+	EventID     string                   `json:"event_id"`
+	CampaignID  string                   `json:"campaign_id"`
+	WorkspaceID string                   `json:"workspace_id"`
+	Sequence    int                      `json:"sequence"`
+	Event       schemas.CampaignEvent    `json:"event"`
+	Status      schemas.CampaignStatus   `json:"status"`
+	OccurredAt  time.Time                `json:"occurred_at"`
+	Name        string                   `json:"name"`
+	CallAgentID string                   `json:"call_agent_id,omitempty"`
+	Counters    schemas.CampaignCounters `json:"counters"`
+}
+
+// buildCampaignBody renders the webhook body of one campaign event.
+func buildCampaignBody(eventID, ceType string, ev *schemas.CampaignEventData) ([]byte, error) {
+	p := CampaignPayload{
+		Type:      webhookType(ceType, ""),
+		Timestamp: ev.OccurredAt,
+		Data: CampaignPayloadData{EventID: eventID, CampaignID: ev.CampaignID, WorkspaceID: ev.WorkspaceID,
+			Sequence: ev.Sequence, Event: ev.Event, Status: ev.Status, OccurredAt: ev.OccurredAt, Name: ev.Name,
+			CallAgentID: ev.CallAgentID, Counters: ev.Counters},
+	}
+	return encodeBody(p)
 }

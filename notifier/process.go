@@ -115,7 +115,13 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	if since, gone := n.gone.goneSince(ev.WorkspaceID, ev.CallbackURL); gone && !j.redelivery {
 		return refuse(ResultGone, DLQGone, fmt.Sprintf("callback_url answered 410 Gone at %s; deliveries to it are stopped (a redelivery retries it)", since.UTC().Format(time.RFC3339)))
 	}
-	body, err := buildBody(id, j.ev.Type, ev, n.masked[ev.WorkspaceID])
+	var body []byte
+	var err error
+	if j.campaign != nil {
+		body, err = buildCampaignBody(id, j.ev.Type, j.campaign)
+	} else {
+		body, err = buildBody(id, j.ev.Type, ev, n.masked[ev.WorkspaceID])
+	}
 	if err != nil {
 		return refuse(ResultFailed, DLQUndeliverable, "render body: "+err.Error())
 	}

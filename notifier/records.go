@@ -34,9 +34,14 @@ const (
 
 // job is one consumed record, decoded once when it is polled.
 type job struct {
-	rec        *kgo.Record
-	ev         *schemas.Event
-	call       schemas.CallEvent
+	rec  *kgo.Record
+	ev   *schemas.Event
+	call schemas.CallEvent
+	// campaign is set for a campaign webhook's event (campaign.event.v1):
+	// call then holds its routing facts (the campaign id in CallID, the
+	// workspace, the campaign's sequence and callback_url), so the delivery,
+	// retry and DLQ paths are the same as a call's.
+	campaign   *schemas.CampaignEventData
 	bad        error // not a valid lifecycle event: DLQ
 	skip       bool  // valid, but nothing to deliver
 	attempt    int
@@ -61,13 +66,24 @@ func parseJob(rec *kgo.Record) *job {
 		return j
 	}
 	j.ev = ev
-	if s, _ := schemas.SchemaFor(ev.Type); s != schemas.SchemaCallEvent {
+	switch s, _ := schemas.SchemaFor(ev.Type); s {
+	case schemas.SchemaCallEvent:
+		if err := json.Unmarshal(ev.Data, &j.call); err != nil {
+			j.bad = fmt.Errorf("schema: %w", err)
+			return j
+		}
+	case schemas.SchemaCampaignEvent:
+		var ce schemas.CampaignEventData
+		if err := json.Unmarshal(ev.Data, &ce); err != nil {
+			j.bad = fmt.Errorf("schema: %w", err)
+			return j
+		}
+		j.campaign = &ce
+		j.call = schemas.CallEvent{CallID: ce.CampaignID, WorkspaceID: ce.WorkspaceID, Sequence: ce.Sequence,
+			OccurredAt: ce.OccurredAt, CallbackURL: ce.CallbackURL}
+	default:
 		// A valid event of another kind: not ours to deliver.
 		j.skip = true
-		return j
-	}
-	if err := json.Unmarshal(ev.Data, &j.call); err != nil {
-		j.bad = fmt.Errorf("schema: %w", err)
 		return j
 	}
 	if j.call.CallbackURL == "" {

@@ -72,6 +72,9 @@ func apply(ctx context.Context, w *callrecords.Writer, reg *registry.Registry, r
 		}
 		return written(w.PutRequest(ctx, &req, ev.Data, r.Partition, r.Offset, false))
 	case schemas.TopicEvents:
+		if s, _ := schemas.SchemaFor(typ); s == schemas.SchemaCampaignEvent {
+			return resultSkipped, nil // a campaign's own event: not a call's
+		}
 		id := kafkax.Header(r, schemas.HeaderID)
 		status, ok := eventTypes[typ]
 		if id == "" || !ok || len(id) > 256 {
@@ -95,7 +98,9 @@ func apply(ctx context.Context, w *callrecords.Writer, reg *registry.Registry, r
 			a.EventID == "" || a.AttemptedAt.IsZero() {
 			return resultInvalid, nil
 		}
-		if !known(a.WorkspaceID) {
+		if s, _ := schemas.SchemaFor(a.EventType); s == schemas.SchemaCampaignEvent || !known(a.WorkspaceID) {
+			// A campaign webhook's attempt names the campaign in call_id:
+			// recording it would make a call of the campaign.
 			return resultSkipped, nil
 		}
 		return written(w.PutAttempt(ctx, &a, r.Value, r.Partition, r.Offset))
