@@ -2,14 +2,10 @@ package dialer
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-
 	"github.com/dialstream/dialstream/internal/backoff"
+	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -25,7 +21,7 @@ func (o *partitionOwner) fence() error {
 	wait := backoff.Doubling{Next: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := o.commitFence()
-		if err == nil || fenced(err) {
+		if err == nil || kafkax.Fenced(err) {
 			return err
 		}
 		o.log.Warn("dialer: fence commit failed; retrying before dialing", "err", err)
@@ -35,29 +31,8 @@ func (o *partitionOwner) fence() error {
 	}
 }
 
-func fenced(err error) bool {
-	return errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) ||
-		errors.Is(err, kerr.FencedInstanceID) || errors.Is(err, context.Canceled)
-}
-
 func (o *partitionOwner) commitFence() error {
 	ctx, cancel := context.WithTimeout(o.ctx, 10*time.Second)
 	defer cancel()
-	var ferr error
-	o.d.cons.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{
-		schemas.TopicRequested: {o.p: {Epoch: -1, Offset: o.fenceOffset}},
-	}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			ferr = err
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if e := kerr.ErrorForCode(p.ErrorCode); e != nil {
-					ferr = e
-				}
-			}
-		}
-	})
-	return ferr
+	return kafkax.CommitOffset(ctx, o.d.cons, schemas.TopicRequested, o.p, o.fenceOffset)
 }

@@ -122,9 +122,11 @@ func (c *campaign) releasable(now time.Time, hours compliance.Hours, p *pacer) (
 			continue
 		}
 		if r := c.windows.nextRelease(hours, zonesOf(k.Contact, camp.Schedule.DefaultTimezone), now); r.IsZero() {
+			c.windowWaits++
 			c.due.schedule(it.id, now.Add(neverRetry))
 			continue
 		} else if r.After(now) {
+			c.windowWaits++
 			c.due.schedule(it.id, r)
 			continue
 		}

@@ -20,6 +20,9 @@ type campaign struct {
 	numbers  map[string]string                // number -> contact id: one contact per number
 	windows  windows
 	due      dueQueue // the open contacts by when each may be released
+	// windowWaits counts the times a due contact was held for its window
+	// (a metric; the release loop takes it).
+	windowWaits int
 }
 
 // ignoreReason says why a command changed nothing (a bounded metric label).

@@ -303,6 +303,7 @@ type CampaignState struct {
 	Status            CampaignStatus   `json:"status"`
 	Counters          CampaignCounters `json:"counters"`
 	EventSequence     int              `json:"event_sequence"`
+	CommandOffset     int64            `json:"command_offset,omitempty"`
 	StartedAt         *time.Time       `json:"started_at,omitempty"`
 	PausedAt          *time.Time       `json:"paused_at,omitempty"`
 	FinishedAt        *time.Time       `json:"finished_at,omitempty"`

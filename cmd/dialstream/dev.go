@@ -28,11 +28,12 @@ func init() {
 // Dev mode's fixed local addresses; each can be overridden by its service's
 // own variable (INGEST_HTTP_ADDR, ...).
 const (
-	devIngestAddr   = "127.0.0.1:8080"
-	devDialerAddr   = "127.0.0.1:8081"
-	devNotifierAddr = "127.0.0.1:8082"
-	devRecorderAddr = "127.0.0.1:8084"
-	devAgentAddr    = "127.0.0.1:8085"
+	devIngestAddr    = "127.0.0.1:8080"
+	devDialerAddr    = "127.0.0.1:8081"
+	devNotifierAddr  = "127.0.0.1:8082"
+	devRecorderAddr  = "127.0.0.1:8084"
+	devAgentAddr     = "127.0.0.1:8085"
+	devSchedulerAddr = "127.0.0.1:8086"
 	// devReportSecret keys the dev agents' report tokens. Dev only: a
 	// deployment sets its own DIALSTREAM_AGENT_REPORT_SECRET.
 	devReportSecret = "dialstream-dev-agent-report-secret-not-for-production"
@@ -99,6 +100,7 @@ func runDev(ctx context.Context, _ []string) error {
 	// The call records: one SQLite file the recorder writes and ingest reads.
 	setDefault("DATABASE_URL", "sqlite://"+filepath.Join(dataDir, "records.db"))
 	setDefault("RECORDER_HTTP_ADDR", devRecorderAddr)
+	setDefault("SCHEDULER_HTTP_ADDR", devSchedulerAddr)
 	// The reference agent takes every dev call and reports to ingest.
 	setDefault("AGENT_HTTP_ADDR", devAgentAddr)
 	setDefault("AGENT_NAMES", devAgentNames)

@@ -20,6 +20,7 @@ import (
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/notifier"
 	"github.com/dialstream/dialstream/recorder"
+	"github.com/dialstream/dialstream/scheduler"
 )
 
 // services are Dialstream's long-running services, each a subcommand of its
@@ -41,6 +42,10 @@ var services = []service{
 		}),
 	define("recorder", "keep the call records the API reads (KAFKA_BROKERS, DATABASE_URL, DIALSTREAM_REGISTRY)",
 		recorder.LoadConfig, recorder.Run, func(c *recorder.Config, p shared) {
+			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
+		}),
+	define("scheduler", "release campaign contacts and scheduled calls as call requests (KAFKA_BROKERS, DIALSTREAM_REGISTRY)",
+		scheduler.LoadConfig, scheduler.Run, func(c *scheduler.Config, p shared) {
 			c.Logger, c.Metrics, c.Registry, c.TracerProvider = p.log, p.metrics, p.registry, p.tracer
 		}),
 	define("agent", "the reference AI agent: a LiveKit agent worker that takes dispatched calls (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, AGENT_NAMES)",

@@ -35,7 +35,7 @@ func TestServiceTopicsMatchTheSpec(t *testing.T) {
 		"KAFKA_BROKERS": b.Addr(), "KAFKA_TOPIC_PARTITIONS": "3", "KAFKA_REPLICATION_FACTOR": "1",
 		"NOTIFIER_RETRY_SCHEDULE": "0s,1s,1s,90s,2h30m", "DIALSTREAM_REGISTRY": reg, "LOG_LEVEL": "error",
 		"INGEST_HTTP_ADDR": "127.0.0.1:0", "DIALER_HTTP_ADDR": "127.0.0.1:0", "NOTIFIER_HTTP_ADDR": "127.0.0.1:0",
-		"RECORDER_HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": "sqlite://" + filepath.Join(t.TempDir(), "records.db"),
+		"RECORDER_HTTP_ADDR": "127.0.0.1:0", "SCHEDULER_HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": "sqlite://" + filepath.Join(t.TempDir(), "records.db"),
 		"LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "key", "LIVEKIT_API_SECRET": "secret",
 		"AGENT_NAMES": "test-agent", "AGENT_HTTP_ADDR": "127.0.0.1:0",
 	}

@@ -151,6 +151,8 @@ func Topics(c TopicsConfig) ([]Topic, error) {
 		mk(schemas.TopicWebhookDeliveries, "log of every webhook attempt", deleteAfter(c.Retention)),
 		mk(schemas.TopicWebhookEndpoints, "latest state per webhook endpoint (410 Gone)", compact()),
 		mk(schemas.TopicSuppressions, "do-not-call lists: latest entry per workspace and number", compact()),
+		mk(schemas.TopicCampaignCommands, "campaign commands (created, contacts, controls, outcomes) and scheduled calls; scheduler input", deleteAfter(c.Retention)),
+		mk(schemas.TopicCampaignState, "latest state per campaign, contact and scheduled call (scheduler)", compact()),
 	}
 	retry := slices.SortedFunc(maps.Keys(c.WebhookRetryTopics), func(a, b string) int {
 		return cmp.Or(cmp.Compare(c.WebhookRetryTopics[a], c.WebhookRetryTopics[b]), strings.Compare(a, b))
