@@ -174,7 +174,7 @@ func (o *owner) run() {
 		}
 		o.report(false)
 		timer.Stop()
-		timer.Reset(max(time.Until(wake), time.Millisecond))
+		timer.Reset(max(wake.Sub(o.s.cfg.clock()), time.Millisecond))
 	}
 }
 
