@@ -43,7 +43,7 @@ func TestCampaignThroughTheService(t *testing.T) {
 	maxLive := 0
 	busyEnded := time.Time{}
 	testutil.EventuallyWhy(t, 30*time.Second, "the campaign to complete", func() (bool, string) {
-		reqs := p.requests()
+		reqs, seenAt := p.seen()
 		live := 0
 		for _, r := range reqs {
 			if !ended[r.CallID] {
@@ -52,7 +52,7 @@ func TestCampaignThroughTheService(t *testing.T) {
 		}
 		maxLive = max(maxLive, live)
 		for i, r := range reqs {
-			if ended[r.CallID] || time.Since(p.reqAt[i]) < 150*time.Millisecond {
+			if ended[r.CallID] || time.Since(seenAt[i]) < 150*time.Millisecond {
 				continue
 			}
 			o := schemas.OutcomeCompleted

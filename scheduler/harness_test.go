@@ -191,6 +191,13 @@ func (p *pipeline) requests() []schemas.CallRequested {
 	return append([]schemas.CallRequested(nil), p.req...)
 }
 
+// seen is requests with when each was read.
+func (p *pipeline) seen() ([]schemas.CallRequested, []time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]schemas.CallRequested(nil), p.req...), append([]time.Time(nil), p.reqAt...)
+}
+
 func (p *pipeline) campaignEvents() []schemas.CampaignEventData {
 	p.mu.Lock()
 	defer p.mu.Unlock()
