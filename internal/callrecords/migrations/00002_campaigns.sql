@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS campaign_contacts (
 -- workspace purge, which must reach contacts whose campaign row is gone.
 CREATE INDEX IF NOT EXISTS campaign_contacts_by_status ON campaign_contacts (campaign_id, status, contact_id);
 CREATE INDEX IF NOT EXISTS campaign_contacts_by_row ON campaign_contacts (campaign_id, csv_row, contact_id);
-CREATE INDEX IF NOT EXISTS campaign_contacts_by_number ON campaign_contacts (campaign_id, number);
+CREATE INDEX IF NOT EXISTS campaign_contacts_by_number ON campaign_contacts (campaign_id, number, contact_id);
 CREATE INDEX IF NOT EXISTS campaign_contacts_by_workspace ON campaign_contacts (workspace_id, campaign_id);
 
 -- A call scheduled for later (call.scheduled on
