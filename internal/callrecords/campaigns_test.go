@@ -39,12 +39,14 @@ func contactState(campaign, ws, id, number string, row int, status schemas.Conta
 	return st
 }
 
-func putCampaigns(t *testing.T, s *callrecords.Store, sts ...*schemas.CampaignState) {
+// putStates writes state records with put (a Writer method), each with
+// its JSON as the record's value, in one transaction.
+func putStates[S any](t *testing.T, s *callrecords.Store, put func(*callrecords.Writer, context.Context, S, []byte) (bool, error), sts ...S) {
 	t.Helper()
 	write(t, s, func(ctx context.Context, w *callrecords.Writer) (bool, error) {
 		for _, st := range sts {
 			b, _ := json.Marshal(st)
-			if _, err := w.PutCampaign(ctx, st, b); err != nil {
+			if _, err := put(w, ctx, st, b); err != nil {
 				return false, err
 			}
 		}
@@ -52,17 +54,14 @@ func putCampaigns(t *testing.T, s *callrecords.Store, sts ...*schemas.CampaignSt
 	})
 }
 
+func putCampaigns(t *testing.T, s *callrecords.Store, sts ...*schemas.CampaignState) {
+	t.Helper()
+	putStates(t, s, (*callrecords.Writer).PutCampaign, sts...)
+}
+
 func putContacts(t *testing.T, s *callrecords.Store, sts ...*schemas.ContactState) {
 	t.Helper()
-	write(t, s, func(ctx context.Context, w *callrecords.Writer) (bool, error) {
-		for _, st := range sts {
-			b, _ := json.Marshal(st)
-			if _, err := w.PutContact(ctx, st, b); err != nil {
-				return false, err
-			}
-		}
-		return true, nil
-	})
+	putStates(t, s, (*callrecords.Writer).PutContact, sts...)
 }
 
 // brief describes a call for a failure message (its events' bytes aside).
