@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dialstream_recorder_records_total",
-			Help: "Records read from the call topics, by topic and what became of them (written, skipped: not for the records or a replay, invalid: unreadable).",
+			Help: "Records read from the call and campaign topics, by topic and what became of them (written, skipped: not for the records or a replay, invalid: unreadable).",
 		}, []string{"topic", "result"}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "dialstream_recorder_batch_seconds",
