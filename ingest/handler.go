@@ -60,6 +60,13 @@ type handler struct {
 	// supWait, set by Run, waits for the suppression follower to apply a
 	// produced offset (read-your-writes); nil: writes apply locally.
 	supWait func(ctx context.Context, partition int32, offset int64) error
+	// campaigns is st's campaign tables, nil while the store has none
+	// (campaigns.go); ownCamps the campaigns this replica created.
+	campaigns campaignStore
+	ownCamps  *ownCampaigns
+	// scheduled remembers the calls this replica scheduled, so that their
+	// cancel also reaches the scheduler (scheduled_calls.go).
+	scheduled *ownScheduled
 }
 
 // NewHandler returns the HTTP API (a Gin engine): every route of the OpenAPI
@@ -128,6 +135,9 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	}
 	h.st = cfg.Store
 	h.own = newOwnWrites(cfg.Store, h.log)
+	h.campaigns, _ = any(cfg.Store).(campaignStore)
+	h.ownCamps = newOwnCampaigns()
+	h.scheduled = newOwnScheduled()
 	h.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	if cfg.Suppressions == nil {
 		cfg.Suppressions = compliance.NewTable()
@@ -188,6 +198,12 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeSuppressions), h.listSuppressions)
 	api.POST(rel(routeSuppressionsImport), h.importSuppressions)
 	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
+	api.POST(rel(routeCampaigns), h.createCampaign)
+	api.POST(rel(routeCampaignContacts), h.uploadContacts)
+	api.POST(rel(routeCampaignStart), h.campaignControl(schemas.ActionStart))
+	api.POST(rel(routeCampaignPause), h.campaignControl(schemas.ActionPause))
+	api.POST(rel(routeCampaignResume), h.campaignControl(schemas.ActionResume))
+	api.POST(rel(routeCampaignCancel), h.campaignControl(schemas.ActionCancel))
 	// Agents authenticate with their call's report token, never a
 	// workspace key: the route sits outside the API group (reports.go).
 	e.POST(routeAgentReports, h.limitInFlight, h.agentReport)
@@ -253,6 +269,9 @@ func (h *handler) createCall(c *gin.Context) {
 		h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonMalformed, message: err.Error()})
 		return
 	}
+	if len(ferrs) == 0 && req.StartAt != nil {
+		ferrs = checkStartAt(*req.StartAt, h.now())
+	}
 	if len(ferrs) > 0 {
 		h.fail(c, invalidFields(ferrs))
 		return
@@ -294,7 +313,7 @@ func (h *handler) createCall(c *gin.Context) {
 	// would refuse a new call now (the call was accepted when they allowed
 	// it; the dialer checks again at the dial). A refused key is released,
 	// so the same key can be sent again once the rules allow it.
-	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil {
+	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil && !deferrable(req, aerr) {
 		if entry != nil {
 			h.idem.release(entry)
 		}
@@ -330,8 +349,15 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 		IdempotencyKey:   idemKey,
 		RequestedAt:      time.Now().UTC(),
 	}
-	rec, err := schemas.NewRecord(schemas.TopicRequested, callID,
-		schemas.Meta{Type: schemas.TypeCallRequested, Source: EventSource, Subject: callID}, data)
+	var rec *kgo.Record
+	var err error
+	startAt, scheduled := scheduledStart(req, data.RequestedAt)
+	if scheduled {
+		rec, err = scheduledRecord(&data, startAt, req.DeferToCallingHours)
+	} else {
+		rec, err = schemas.NewRecord(schemas.TopicRequested, callID,
+			schemas.Meta{Type: schemas.TypeCallRequested, Source: EventSource, Subject: callID}, data)
+	}
 	if err != nil {
 		// The checks above mirror the schema, so this is a gap between them;
 		// it is still the client's input, and gets a 4xx naming the field.
@@ -349,10 +375,14 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	if ws.MaskPhoneNumbers {
 		to = obs.MaskPhone(to)
 	}
+	status, message := "success", fmt.Sprintf("Outbound call job scheduled for agent %s to number %s", req.CallAgentID, to)
+	if scheduled {
+		status, message = "scheduled", scheduledMessage(req, to, startAt)
+	}
 	answer := func(r *kgo.Record) []byte {
 		b, _ := json.Marshal(CallResponse{
-			Status:   "success",
-			Message:  fmt.Sprintf("Outbound call job scheduled for agent %s to number %s", req.CallAgentID, to),
+			Status:   status,
+			Message:  message,
 			CallID:   callID,
 			RoomName: roomName,
 			JobID:    jobID(r.Partition, r.Offset),
@@ -368,6 +398,11 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	// is either written and the answer stored for a retry, or not written.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.Kafka.ProduceTimeout)
 	defer cancel()
+	if scheduled {
+		// Before the produce: a record acknowledged late (settleLate) is
+		// a scheduled call too; an entry for one never written is harmless.
+		h.scheduled.add(callID, ws.ID)
+	}
 	start := time.Now()
 	res, timedOut, late := produce(pctx, h.p, rec)
 	h.m.observeProduce(start, res.err, timedOut)
