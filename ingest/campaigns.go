@@ -65,9 +65,9 @@ func newCampaignID() string {
 
 // CampaignCreated is the answer of POST /v1/api/campaigns.
 type CampaignCreated struct {
-	CampaignID string                `json:"campaign_id"`
+	CampaignID string                 `json:"campaign_id"`
 	Status     schemas.CampaignStatus `json:"status"` // draft, or running with start
-	Contacts   ContactsReport        `json:"contacts"`
+	Contacts   ContactsReport         `json:"contacts"`
 }
 
 // ContactsReport says what became of the contacts of one upload.
