@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/internal/kafkax"
@@ -106,6 +107,22 @@ func (e *kafkaEnv) commands(t testing.TB) []*kgo.Record {
 		return int(a.Offset - b.Offset)
 	})
 	return recs
+}
+
+// createCommandsTopic creates the commands topic on addr's broker, as the
+// scheduler does in production (ingest's Run does not create it).
+func createCommandsTopic(t *testing.T, addr string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, -1, nil, schemas.TopicCampaignCommands); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func ceType(r *kgo.Record) string { return kafkax.Header(r, schemas.HeaderType) }
