@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -104,8 +105,79 @@ func apply(ctx context.Context, w *callrecords.Writer, reg *registry.Registry, r
 			return resultSkipped, nil
 		}
 		return written(w.PutAttempt(ctx, &a, r.Value, r.Partition, r.Offset))
+	case schemas.TopicCampaignCommands:
+		if typ != schemas.TypeCallScheduled {
+			return resultSkipped, nil // the scheduler's other commands: its state says what they did
+		}
+		ev, err := schemas.Decode(r)
+		if err != nil {
+			return resultInvalid, nil
+		}
+		var sc schemas.CallScheduled
+		if json.Unmarshal(ev.Data, &sc) != nil || string(r.Key) != sc.Request.CallID {
+			return resultInvalid, nil
+		}
+		if !known(sc.Request.WorkspaceID) {
+			return resultSkipped, nil
+		}
+		return written(w.PutScheduled(ctx, &sc, ev.Data, r.Partition, r.Offset))
+	case schemas.TopicCampaignState:
+		return applyState(ctx, w, known, typ, r)
 	}
 	return resultSkipped, nil
+}
+
+// applyState copies one record of the scheduler's compacted state topic:
+// the record's key says what it is the state of (the type must agree), a
+// later record replaces the row, a tombstone deletes it. Only the
+// scheduler writes the topic, after validating what it writes, so the
+// check is structural, as for events: 100,000 contacts uploaded at once
+// are as many records here.
+func applyState(ctx context.Context, w *callrecords.Writer, known func(string) bool, typ string, r *kgo.Record) (result, error) {
+	kind, rest, _ := strings.Cut(string(r.Key), "/")
+	tombstone := r.Value == nil
+	switch kind {
+	case "c":
+		if !callIDPattern.MatchString(rest) {
+			return resultInvalid, nil
+		}
+		if tombstone {
+			return written(w.DeleteCampaign(ctx, rest))
+		}
+		var st schemas.CampaignState
+		if typ != schemas.TypeCampaignState || json.Unmarshal(r.Value, &st) != nil || st.Kind != schemas.StateKindCampaign ||
+			st.Campaign.CampaignID != rest || st.Campaign.WorkspaceID == "" || st.Status == "" || st.UpdatedAt.IsZero() {
+			return resultInvalid, nil
+		}
+		if !known(st.Campaign.WorkspaceID) {
+			return resultSkipped, nil
+		}
+		return written(w.PutCampaign(ctx, &st, r.Value))
+	case "k":
+		campaign, contact, _ := strings.Cut(rest, "/")
+		if !callIDPattern.MatchString(campaign) || contact == "" {
+			return resultInvalid, nil
+		}
+		if tombstone {
+			return written(w.DeleteContact(ctx, campaign, contact))
+		}
+		var st schemas.ContactState
+		if typ != schemas.TypeContactState || json.Unmarshal(r.Value, &st) != nil || st.Kind != schemas.StateKindContact ||
+			st.CampaignID != campaign || st.Contact.ContactID != contact || st.WorkspaceID == "" || st.Status == "" ||
+			st.UpdatedAt.IsZero() {
+			return resultInvalid, nil
+		}
+		if !known(st.WorkspaceID) {
+			return resultSkipped, nil
+		}
+		return written(w.PutContact(ctx, &st, r.Value))
+	case "s":
+		// A scheduled call's own state: its call.scheduled record made the
+		// call, and its release (or its cancel: a release with
+		// canceled_at, ended by the dialer) comes on the call's topics.
+		return resultSkipped, nil
+	}
+	return resultInvalid, nil
 }
 
 func written(changed bool, err error) (result, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +23,24 @@ import (
 	"github.com/dialstream/dialstream/schemas"
 )
 
-// recordedTopics are the topics the records are made of. Agent reports
-// join them when they exist.
+// recordedTopics are the topics the records are made of, which the
+// recorder creates when KAFKA_CREATE_TOPICS is set. Agent reports join
+// them when they exist.
 var recordedTopics = []string{schemas.TopicRequested, schemas.TopicEvents, schemas.TopicWebhookDeliveries}
+
+// campaignTopics feed the campaign tables and scheduled calls. They are
+// the scheduler's to create (the state topic is compacted and
+// co-partitioned with the commands topic: a topic made here with the
+// defaults would be neither). Until they exist the recorder consumes
+// them anyway: franz-go does not ask the brokers to create a topic it
+// consumes, reads the other topics as usual, asks for the missing one's
+// metadata again every 5 s (its metadata min age), and the group
+// rebalances onto the partitions once they appear
+// (TestCampaignTopicsCreatedLater).
+var campaignTopics = []string{schemas.TopicCampaignState, schemas.TopicCampaignCommands}
+
+// consumedTopics are all the topics the recorder reads.
+var consumedTopics = append(slices.Clip(recordedTopics), campaignTopics...)
 
 // consumer is the recorder's group member. It reads a batch, writes its
 // rows and the partitions' next offsets in one database transaction, and
@@ -70,7 +86,7 @@ type consumer struct {
 func (c *consumer) groupOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(c.group),
-		kgo.ConsumeTopics(recordedTopics...),
+		kgo.ConsumeTopics(consumedTopics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
@@ -295,11 +311,11 @@ func (c *consumer) ready(context.Context) error {
 // measureLag sets dialstream_recorder_lag_records from the end offsets and
 // the positions stored in the database, for the whole group.
 func (c *consumer) measureLag(ctx context.Context, adm *kadm.Client) error {
-	ends, err := adm.ListEndOffsets(ctx, recordedTopics...)
+	ends, err := adm.ListEndOffsets(ctx, consumedTopics...)
 	if err != nil {
 		return err
 	}
-	starts, err := adm.ListStartOffsets(ctx, recordedTopics...)
+	starts, err := adm.ListStartOffsets(ctx, consumedTopics...)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/internal/callrecords/dbtest"
 	"github.com/dialstream/dialstream/internal/testutil"
+	"github.com/dialstream/dialstream/schemas"
 )
 
 type syncBuffer struct {
@@ -38,12 +39,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// A recorder process SIGKILLed while it writes a burst of 2,000 calls is
-// started again; afterwards every call has exactly its five events, each
-// once, in sequence order, and its five delivery attempts; the restarted
-// process read not one record that the killed one had written (its
-// position came from the database, committed with the rows), and the
-// stored positions are the topics' end offsets.
+// A recorder process SIGKILLed while it writes a burst of 2,000 calls and
+// 2,000 campaign contacts' states is started again; afterwards every call
+// has exactly its five events, each once, in sequence order, and its five
+// delivery attempts, and every contact its row; the restarted process
+// read not one record that the killed one had written (its position came
+// from the database, committed with the rows), and the stored positions
+// are the topics' end offsets.
 func TestSIGKILLWhileWritingLosesAndDoublesNothing(t *testing.T) {
 	for _, engine := range dbtest.Engines {
 		t.Run(string(engine), func(t *testing.T) { crashTest(t, engine) })
@@ -54,6 +56,7 @@ func crashTest(t *testing.T, engine callrecords.Engine) {
 	const calls = 2000
 	b := startBroker(t)
 	cl := producer(t, b)
+	createCampaignTopics(t, cl)
 	dir := t.TempDir()
 	regPath := filepath.Join(dir, "registry.yaml")
 	if err := os.WriteFile(regPath, []byte(testRegistryYAML), 0o600); err != nil {
@@ -97,11 +100,16 @@ func crashTest(t *testing.T, engine callrecords.Engine) {
 		return cmd, addr
 	}
 	events := func() int { return count(t, st, `SELECT COUNT(*) FROM call_events`) }
+	contacts := func() int { return count(t, st, `SELECT COUNT(*) FROM campaign_contacts`) }
 
 	now := time.Now().UTC()
 	var burst []*kgo.Record
+	camp := callID(0xc1)
 	for i := range calls {
 		burst = append(burst, callRecords(t, callID(i), "ws_a", now.Add(time.Duration(i)*time.Millisecond))...)
+		id := fmt.Sprintf("k%04d", i)
+		burst = append(burst, stateRecord(t, schemas.ContactStateKey(camp, id), schemas.TypeContactState,
+			testContact(camp, "ws_a", id, i+1, schemas.ContactQueued, now)))
 	}
 	first, _ := startChild()
 	// The burst goes out as fast as the broker takes it, so the recorder
@@ -118,7 +126,7 @@ func crashTest(t *testing.T, engine callrecords.Engine) {
 		t.Fatal(err)
 	}
 	_ = first.Wait()
-	atKill := events()
+	atKill, contactsAtKill := events(), contacts()
 	if err := <-produced; err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +140,8 @@ func crashTest(t *testing.T, engine callrecords.Engine) {
 		e := events()
 		d := count(t, st, `SELECT COUNT(*) FROM webhook_deliveries`)
 		r := count(t, st, `SELECT COUNT(*) FROM calls WHERE request IS NOT NULL`)
-		return e == calls*5 && d == calls*5 && r == calls, fmt.Sprintf("%d events, %d attempts, %d requests", e, d, r)
+		k := contacts()
+		return e == calls*5 && d == calls*5 && r == calls && k == calls, fmt.Sprintf("%d events, %d attempts, %d requests, %d contacts", e, d, r, k)
 	})
 
 	// Each call: five events, sequences 1..5, none twice; five attempts.
@@ -171,10 +180,14 @@ func crashTest(t *testing.T, engine callrecords.Engine) {
 	testutil.EventuallyWhy(t, 10*time.Second, "the restarted recorder's counts", func() (bool, string) {
 		written, err1 := scrape(addr, `dialstream_recorder_records_total{result="written",topic="events"}`)
 		skipped, err2 := scrape(addr, `dialstream_recorder_records_total{result="skipped",topic="events"}`)
-		return err1 == nil && err2 == nil && written == float64(calls*5-atKill) && skipped == 0,
-			fmt.Sprintf("events written %v (want %d), skipped %v (want 0), %v %v", written, calls*5-atKill, skipped, err1, err2)
+		// A contact's state read again would be written again (a row
+		// replaced by itself): the count of writes shows a re-read.
+		states, err3 := scrape(addr, `dialstream_recorder_records_total{result="written",topic="campaign_state"}`)
+		return err1 == nil && err2 == nil && err3 == nil && written == float64(calls*5-atKill) && skipped == 0 && states == float64(calls-contactsAtKill),
+			fmt.Sprintf("events written %v (want %d), skipped %v (want 0), contact states written %v (want %d), %v %v %v",
+				written, calls*5-atKill, skipped, states, calls-contactsAtKill, err1, err2, err3)
 	})
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, recordedTopics...)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, consumedTopics...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,11 @@
 // dialstream.webhooks.deliveries) and writes each call's record, its
 // events and its delivery attempts into the call records database
 // (internal/callrecords: PostgreSQL in production, SQLite embedded), which
-// ingest's read routes answer from. Kafka stays the source of truth; the
+// ingest's read routes answer from. It also reads the scheduler's topics
+// once they exist: the compacted dialstream.campaigns.state into the
+// campaign tables, and call.scheduled records on
+// dialstream.campaigns.commands, which make a call scheduled for later
+// visible before its release. Kafka stays the source of truth; the
 // database is a read model that outlives the topics' retention, for
 // CALL_RECORDS_RETENTION (400 days by default).
 //

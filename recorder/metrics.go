@@ -19,13 +19,14 @@ const (
 )
 
 type metrics struct {
-	records        *prometheus.CounterVec // topic, result
-	batchSeconds   prometheus.Histogram
-	batchFailures  *prometheus.CounterVec // reason
-	lag            *prometheus.GaugeVec
-	retentionCalls prometheus.Counter
-	retentionRuns  *prometheus.CounterVec // result
-	retentionLast  prometheus.Gauge
+	records            *prometheus.CounterVec // topic, result
+	batchSeconds       prometheus.Histogram
+	batchFailures      *prometheus.CounterVec // reason
+	lag                *prometheus.GaugeVec
+	retentionCalls     prometheus.Counter
+	retentionCampaigns prometheus.Counter
+	retentionRuns      *prometheus.CounterVec // result
+	retentionLast      prometheus.Gauge
 }
 
 // topicLabel bounds the topic label to the recorded topics.
@@ -37,6 +38,10 @@ func topicLabel(t string) string {
 		return "events"
 	case schemas.TopicWebhookDeliveries:
 		return "deliveries"
+	case schemas.TopicCampaignState:
+		return "campaign_state"
+	case schemas.TopicCampaignCommands:
+		return "campaign_commands"
 	}
 	return "other"
 }
@@ -45,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dialstream_recorder_records_total",
-			Help: "Records read from the call topics, by topic and what became of them (written, skipped: not for the records or a replay, invalid: unreadable).",
+			Help: "Records read from the call and campaign topics, by topic and what became of them (written, skipped: not for the records or a replay, invalid: unreadable).",
 		}, []string{"topic", "result"}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "dialstream_recorder_batch_seconds",
@@ -64,6 +69,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "dialstream_recorder_retention_deleted_calls_total",
 			Help: "Calls deleted (with their events and delivery attempts) for being older than CALL_RECORDS_RETENTION.",
 		}),
+		retentionCampaigns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dialstream_recorder_retention_deleted_campaigns_total",
+			Help: "Campaigns deleted (with their contacts) for having finished longer ago than CALL_RECORDS_RETENTION.",
+		}),
 		retentionRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dialstream_recorder_retention_runs_total",
 			Help: "Runs of the retention delete, by result (ok, error).",
@@ -73,8 +82,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "When the retention delete last finished without error (Unix seconds; 0: not yet).",
 		}),
 	}
-	reg.MustRegister(m.records, m.batchSeconds, m.batchFailures, m.lag, m.retentionCalls, m.retentionRuns, m.retentionLast)
-	for _, t := range recordedTopics {
+	reg.MustRegister(m.records, m.batchSeconds, m.batchFailures, m.lag, m.retentionCalls, m.retentionCampaigns, m.retentionRuns, m.retentionLast)
+	for _, t := range consumedTopics {
 		for _, r := range results {
 			m.records.WithLabelValues(topicLabel(t), string(r))
 		}

@@ -11,7 +11,8 @@ import (
 )
 
 // retention deletes, every interval, the calls requested longer ago than
-// the retention, a bounded batch per transaction (callrecords/retention.go
+// the retention, and the campaigns that finished longer ago with their
+// contacts, a bounded batch per transaction (callrecords/retention.go
 // says why). Every recorder replica runs it: two at once delete different
 // batches or find nothing, which is cheap; electing one would be a
 // coordination point to get wrong for no gain.
@@ -43,27 +44,33 @@ func (r *retention) once(ctx context.Context) {
 	bound := r.now().Add(-r.keep)
 	n, err := r.st.DeleteRequestedBefore(ctx, bound, r.batch)
 	r.m.retentionCalls.Add(float64(n))
+	campaigns := 0
+	if err == nil {
+		campaigns, err = r.st.DeleteCampaignsFinishedBefore(ctx, bound, r.batch)
+		r.m.retentionCampaigns.Add(float64(campaigns))
+	}
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return
 	case err != nil:
 		r.m.retentionRuns.WithLabelValues("error").Inc()
-		r.log.Warn("recorder: retention delete failed; it runs again at the next interval", "deleted_calls", n, "err", err)
+		r.log.Warn("recorder: retention delete failed; it runs again at the next interval", "deleted_calls", n,
+			"deleted_campaigns", campaigns, "err", err)
 		return
 	}
 	r.m.retentionRuns.WithLabelValues("ok").Inc()
 	r.m.retentionLast.Set(float64(r.now().Unix()))
-	if n > 0 {
-		r.log.Info("recorder: calls past the retention deleted", "deleted_calls", n,
-			"requested_before", bound.UTC().Format(time.RFC3339))
+	if n > 0 || campaigns > 0 {
+		r.log.Info("recorder: calls and campaigns past the retention deleted", "deleted_calls", n,
+			"deleted_campaigns", campaigns, "before", bound.UTC().Format(time.RFC3339))
 	}
 }
 
 // Purge deletes every call record of one workspace (a data-deletion
 // request; `dialstream records purge --workspace ...`): its calls, their
-// events and their delivery attempts, DefaultDeleteBatch calls per
-// transaction, while the recorder and ingest keep running. It returns how
-// many calls it deleted.
+// events and their delivery attempts, its campaigns and their contacts,
+// DefaultDeleteBatch calls (or contacts) per transaction, while the
+// recorder and ingest keep running. It returns how many calls it deleted.
 //
 // Kafka keeps its copies of the workspace's records until the topics'
 // retention (KAFKA_TOPIC_RETENTION) drops them: a recorder that reads them

@@ -36,6 +36,12 @@
 //	                                    json.Unmarshal (WebhookAttempt)      (partition, offset) order
 //	callRec.visible()                 only visible calls are returned      calls.visible
 //
+// A call scheduled for later (call.scheduled, issue 15) is in calls with
+// status "scheduled" until its request or an event is known; its
+// scheduled_calls row gives Call.StartAt, and Call.Request (with
+// Request.Scheduled set) while the released request is not known
+// (scheduled.go).
+//
 // Times the view renders without .UTC() (an event's occurred_at,
 // cancel_requested_at, next_attempt_at) must come from the stored JSON,
 // decoded as the projection decoded it, not from the BIGINT columns: those
@@ -74,6 +80,23 @@
 //	POST .../redeliver                     Store.Get; Call.Events[i].Record(id) is the original record
 //	GET /v1/api/calls/export               Store.Export(ws, from, to, fn), oldest first, batched
 //	/readyz                                Store.Ping
+//	POST /v1/api/call with start_at        Store.PutScheduled(sc, rec.Value, rec.Partition, rec.Offset), optional
+//	GET /v1/api/campaigns/:id              Store.Campaign(ws, id)
+//	GET /v1/api/campaigns                  Store.Campaigns(ws, status, after, limit) -> campaigns, next CampaignKey
+//	GET /v1/api/campaigns/:id/contacts     Store.CampaignContacts(ws, id, status, after, limit) -> contacts, next contact id
+//	GET /v1/api/campaigns/:id/export       Store.ExportCampaignContacts(ws, id, fn), CSV row order, batched
+//	POST /v1/api/campaigns/:id/contacts    Store.CampaignNumbers(ws, id, numbers): numbers the campaign has
+//
+// # Campaigns
+//
+// The campaign tables (migrations/00002) are a copy of the scheduler's
+// compacted state topic: a row per campaign (campaigns) and per contact
+// (campaign_contacts), each keeping the state record's value as written
+// (a schemas.CampaignState or ContactState: the reads return it, counters
+// as the scheduler keeps them), replaced by the key's next record and
+// deleted by its tombstone (campaign_state.go). Retention deletes a
+// campaign that finished before CALL_RECORDS_RETENTION with its contacts;
+// a workspace purge deletes its campaigns and contacts too.
 //
 // # Indexes
 //
@@ -82,7 +105,12 @@
 // the filter's own index: calls_by_agent, calls_by_outcome (ended calls
 // only), calls_live (calls not ended; status=ended walks calls_list, since
 // nearly every call ends). The export walks calls_list forwards, the
-// retention calls_by_age. plans_test.go checks every one on both engines.
+// retention calls_by_age. Campaigns list on campaigns_list (or
+// campaigns_by_status), contacts page on the primary key (or
+// campaign_contacts_by_status), export on campaign_contacts_by_row,
+// numbers on campaign_contacts_by_number, campaign retention on
+// campaigns_by_finish, purge on campaign_contacts_by_workspace.
+// plans_test.go checks every one on both engines.
 // Call ids are 24 lowercase hex digits, which every collation orders as
 // bytes do, so the cursor's order is the same on both engines.
 package callrecords

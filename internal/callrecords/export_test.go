@@ -4,6 +4,10 @@ package callrecords
 var (
 	ListQuery   = listQuery
 	ExportQuery = exportQuery
+
+	CampaignsQuery      = campaignsQuery
+	ContactsQuery       = contactsQuery
+	ExportContactsQuery = exportContactsQuery
 )
 
 const CallColumns = callColumns

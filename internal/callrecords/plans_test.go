@@ -28,7 +28,30 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 		return query{name, q, args, index}
 	}
 	exp, expArgs := callrecords.ExportQuery("ws", now, now.Add(time.Hour), &k)
+	camps := func(name string, status schemas.CampaignStatus, after *callrecords.CampaignKey, index string) query {
+		q, args := callrecords.CampaignsQuery("ws", status, after, 51)
+		return query{name, q, args, index}
+	}
+	contacts := func(name string, status schemas.ContactStatus, after string, index string) query {
+		q, args := callrecords.ContactsQuery("ws", "c", status, after, 51)
+		return query{name, q, args, index}
+	}
+	expContacts, expContactsArgs := callrecords.ExportContactsQuery("ws", "c", 3, "k")
+	ck := &callrecords.CampaignKey{CreatedAt: now, CampaignID: "c"}
 	queries := []query{
+		camps("campaigns", "", nil, "campaigns_list"),
+		camps("campaigns cursor", "", ck, "campaigns_list"),
+		camps("campaigns status", schemas.CampaignRunning, ck, "campaigns_by_status"),
+		contacts("contacts", "", "", "campaign_contacts_pkey|sqlite_autoindex_campaign_contacts_1"),
+		contacts("contacts cursor", "", "k", "campaign_contacts_pkey|sqlite_autoindex_campaign_contacts_1"),
+		contacts("contacts status", schemas.ContactDone, "k", "campaign_contacts_by_status"),
+		{"export contacts", expContacts, expContactsArgs, "campaign_contacts_by_row"},
+		{"campaign numbers", `SELECT number, contact_id FROM campaign_contacts WHERE campaign_id = $1 AND workspace_id = $2 AND number IN ($3, $4) ORDER BY number, contact_id`,
+			[]any{"c", "ws", "+1", "+2"}, "campaign_contacts_by_number"},
+		{"campaign retention", `SELECT workspace_id, campaign_id FROM campaigns WHERE finished_at < $1 ORDER BY finished_at LIMIT 1`, []any{1}, "campaigns_by_finish"},
+		{"campaign purge", `SELECT campaign_id FROM campaign_contacts WHERE workspace_id = $1 LIMIT 1`, []any{"ws"}, "campaign_contacts_by_workspace"},
+		{"scheduled", `SELECT call_id, start_at FROM scheduled_calls WHERE call_id IN ($1, $2)`, []any{"a", "b"}, "scheduled_calls_pkey|sqlite_autoindex_scheduled_calls_1"},
+
 		list("list", callrecords.Filter{}, "calls_list"),
 		list("list status=ended", callrecords.Filter{Status: schemas.StatusEnded}, "calls_list"),
 		list("list status=ringing", callrecords.Filter{Status: schemas.StatusRinging}, "calls_live"),
@@ -54,8 +77,12 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 			explain := "EXPLAIN QUERY PLAN "
 			if e == callrecords.Postgres {
 				explain = "EXPLAIN "
-				if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
-					t.Fatal(err)
+				// Bitmap scans too: on these near-empty tables it may
+				// rightly prefer one and a sort (the campaign list does).
+				for _, set := range []string{"SET enable_seqscan = off", "SET enable_bitmapscan = off"} {
+					if _, err := conn.ExecContext(ctx, set); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			for _, q := range queries {
@@ -87,7 +114,7 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 				for _, ix := range strings.Split(q.index, "|") {
 					used = used || strings.Contains(text, " "+ix)
 				}
-				if !used || strings.Contains(text, "TEMP B-TREE") || (strings.Contains(text, "Sort") && strings.HasPrefix(q.name, "list")) {
+				if !used || strings.Contains(text, "TEMP B-TREE") || (strings.Contains(text, "Sort") && (strings.HasPrefix(q.name, "list") || strings.HasPrefix(q.name, "campaigns") || strings.HasPrefix(q.name, "contacts"))) {
 					t.Errorf("%s does not walk %s in order:\n%s", q.name, q.index, text)
 				}
 			}

@@ -46,13 +46,18 @@ type Call struct {
 	Outcome schemas.Outcome
 	// Request is the call.requested record the dialer acts on; nil when
 	// not known (older than the topics' retention when the recorder
-	// started).
+	// started). A scheduled call whose request is not known (not released
+	// yet: Status "scheduled") has the request inside its call.scheduled
+	// record here instead, with Request.Scheduled set.
 	Request *Request
 	// Cancel is the data of the call's first call.cancel record, nil when
 	// none.
 	Cancel []byte
 	// Events are the lifecycle events in sequence order, one per sequence.
 	Events []Event
+	// StartAt is the start_at of the call's call.scheduled record: nil for
+	// a call that was never scheduled. It stays once the call is released.
+	StartAt *time.Time
 }
 
 // Request is a call.requested record.
@@ -65,6 +70,10 @@ type Request struct {
 	// Local: an ingest replica's own acknowledged write, not yet read back
 	// from Kafka by the recorder (same partition and offset).
 	Local bool
+	// Scheduled: Data is the request inside the call's call.scheduled
+	// record, and Partition/Offset are that record's on
+	// dialstream.campaigns.commands, not the requested topic's.
+	Scheduled bool
 }
 
 // Event is a lifecycle event record.
@@ -140,8 +149,7 @@ func (s *Store) Get(ctx context.Context, ws, id string) (*Call, bool, error) {
 		if err != nil {
 			return err
 		}
-		calls := []*Call{&c}
-		return s.loadEvents(ctx, tx, calls)
+		return s.loadDetails(ctx, tx, []*Call{&c})
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("callrecords: get call %s: %w", id, err)
@@ -152,8 +160,9 @@ func (s *Store) Get(ctx context.Context, ws, id string) (*Call, bool, error) {
 	return &c, true, nil
 }
 
-// loadEvents fills the events of calls, in one query.
-func (s *Store) loadEvents(ctx context.Context, tx *sql.Tx, calls []*Call) error {
+// loadDetails fills what calls keep in other tables, a query per table:
+// their events, and what a scheduled call was scheduled with.
+func (s *Store) loadDetails(ctx context.Context, tx *sql.Tx, calls []*Call) error {
 	if len(calls) == 0 {
 		return nil
 	}
@@ -164,6 +173,14 @@ func (s *Store) loadEvents(ctx context.Context, tx *sql.Tx, calls []*Call) error
 		ids[i] = c.ID
 	}
 	in, args := inList(ids)
+	if err := loadEvents(ctx, tx, byID, in, args); err != nil {
+		return err
+	}
+	return loadScheduled(ctx, tx, byID, in, args)
+}
+
+// loadEvents fills the events of the calls byID (in, args: their ids).
+func loadEvents(ctx context.Context, tx *sql.Tx, byID map[string]*Call, in string, args []any) error {
 	rows, err := tx.QueryContext(ctx, `SELECT call_id, sequence, event_id, status, data, headers FROM call_events
 		WHERE call_id IN (`+in+`) ORDER BY call_id, sequence`, args...)
 	if err != nil {
@@ -224,7 +241,7 @@ func (s *Store) List(ctx context.Context, ws string, f Filter, limit int) ([]Cal
 			k := out[limit-1].Key
 			next = &k
 		}
-		return s.loadEvents(ctx, tx, pointers(out))
+		return s.loadDetails(ctx, tx, pointers(out))
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("callrecords: list calls of workspace %s: %w", ws, err)
@@ -351,7 +368,7 @@ func (s *Store) Export(ctx context.Context, ws string, from, to time.Time, fn fu
 			if page, err = queryCalls(ctx, tx, q, args...); err != nil {
 				return err
 			}
-			return s.loadEvents(ctx, tx, pointers(page))
+			return s.loadDetails(ctx, tx, pointers(page))
 		})
 		if err != nil {
 			return fmt.Errorf("callrecords: export calls of workspace %s: %w", ws, err)

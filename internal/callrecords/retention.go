@@ -3,6 +3,7 @@ package callrecords
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,13 +40,96 @@ func (s *Store) DeleteRequestedBefore(ctx context.Context, t time.Time, batch in
 }
 
 // PurgeWorkspace deletes every call of workspace ws, batch calls per
-// transaction; it returns how many it deleted.
+// transaction, then its campaigns and their contacts (batch contacts per
+// transaction); it returns how many calls it deleted.
 func (s *Store) PurgeWorkspace(ctx context.Context, ws string, batch int) (int, error) {
 	n, err := s.deleteBatches(ctx, batch, `SELECT call_id FROM calls WHERE workspace_id = $1 LIMIT $2`, ws)
+	if err == nil {
+		err = s.purgeCampaigns(ctx, ws, batch)
+	}
 	if err != nil {
 		return n, fmt.Errorf("callrecords: purge workspace %s: %w", ws, err)
 	}
 	return n, nil
+}
+
+// DeleteCampaignsFinishedBefore deletes the campaigns that finished
+// (completed or canceled) before t, each with its contacts, batch
+// contacts per transaction, until none is left or ctx ends; it returns
+// how many campaigns it deleted.
+func (s *Store) DeleteCampaignsFinishedBefore(ctx context.Context, t time.Time, batch int) (int, error) {
+	n := 0
+	for {
+		var ws, id string
+		err := s.db.QueryRowContext(ctx, `SELECT workspace_id, campaign_id FROM campaigns WHERE finished_at < $1
+			ORDER BY finished_at LIMIT 1`, t.UnixNano()).Scan(&ws, &id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return n, nil
+		}
+		if err == nil {
+			err = s.deleteCampaign(ctx, ws, id, batch)
+		}
+		if err != nil {
+			return n, fmt.Errorf("callrecords: delete campaigns finished before %s: %w", t.UTC().Format(time.RFC3339), err)
+		}
+		n++
+	}
+}
+
+// purgeCampaigns deletes workspace ws's campaigns, then the contacts of
+// ws whose campaign row is gone already (a tombstone, or a contact read
+// before its campaign).
+func (s *Store) purgeCampaigns(ctx context.Context, ws string, batch int) error {
+	for _, pick := range []string{
+		`SELECT campaign_id FROM campaigns WHERE workspace_id = $1 LIMIT 1`,
+		`SELECT campaign_id FROM campaign_contacts WHERE workspace_id = $1 LIMIT 1`,
+	} {
+		for {
+			var id string
+			err := s.db.QueryRowContext(ctx, pick, text(ws)).Scan(&id)
+			if errors.Is(err, sql.ErrNoRows) {
+				break
+			}
+			if err == nil {
+				err = s.deleteCampaign(ctx, ws, id, batch)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// deleteCampaign deletes the contacts of workspace ws's campaign id, batch
+// per transaction, and the campaign's row in the transaction of the last
+// ones: until then the campaign is still there to be deleted again, so an
+// interrupted delete is finished by the next run rather than leaving
+// contacts no campaign row leads to.
+func (s *Store) deleteCampaign(ctx context.Context, ws, id string, batch int) error {
+	if batch <= 0 {
+		batch = DefaultDeleteBatch
+	}
+	for {
+		var n int64
+		err := s.Write(ctx, func(w *Writer) error {
+			res, err := w.tx.ExecContext(ctx, `DELETE FROM campaign_contacts WHERE campaign_id = $1 AND contact_id IN
+				(SELECT contact_id FROM campaign_contacts WHERE campaign_id = $1 AND workspace_id = $2 LIMIT $3)`, text(id), text(ws), batch)
+			if err != nil {
+				return fmt.Errorf("delete contacts of campaign %s: %w", id, err)
+			}
+			if n, err = res.RowsAffected(); err != nil || n == int64(batch) {
+				return err
+			}
+			if _, err := w.tx.ExecContext(ctx, `DELETE FROM campaigns WHERE campaign_id = $1 AND workspace_id = $2`, text(id), text(ws)); err != nil {
+				return fmt.Errorf("delete campaign %s: %w", id, err)
+			}
+			return nil
+		})
+		if err != nil || n < int64(batch) {
+			return err
+		}
+	}
 }
 
 // deleteBatches deletes the calls pick selects ($1 = arg, $2 = batch) and
@@ -64,7 +148,7 @@ func (s *Store) deleteBatches(ctx context.Context, batch int, pick string, arg a
 				return err
 			}
 			in, args := inList(ids)
-			for _, table := range []string{"call_events", "webhook_deliveries", "calls"} {
+			for _, table := range []string{"call_events", "webhook_deliveries", "scheduled_calls", "calls"} {
 				if _, err := w.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE call_id IN (`+in+`)`, args...); err != nil {
 					return fmt.Errorf("delete from %s: %w", table, err)
 				}

@@ -85,13 +85,15 @@ var (
 			to_number = excluded.to_number,
 			request = excluded.request, request_partition = excluded.request_partition,
 			request_offset = excluded.request_offset, request_local = excluded.request_local,
+			status = CASE WHEN calls.status = 'scheduled' THEN 'queued' ELSE calls.status END,
 			updated_at = excluded.updated_at
 		WHERE calls.workspace_id = excluded.workspace_id AND ` +
 		requestReplaces("excluded.request_partition", "excluded.request_offset", "excluded.request_local")
 	sqlTouchRequest = `UPDATE calls SET ` + keySet("CAST($3 AS BIGINT)", "CAST($4 AS SMALLINT)") + `,
 			visible = 1,
 			call_agent_id = CASE WHEN calls.call_agent_id = '' THEN $5 ELSE calls.call_agent_id END,
-			to_number = $6, request = $7, request_partition = $8, request_offset = $9, request_local = $10, updated_at = $11
+			to_number = $6, request = $7, request_partition = $8, request_offset = $9, request_local = $10,
+			status = CASE WHEN status = 'scheduled' THEN 'queued' ELSE status END, updated_at = $11
 		WHERE call_id = $1 AND workspace_id = $2 AND ` +
 		requestReplaces("CAST($8 AS INTEGER)", "CAST($9 AS BIGINT)", "CAST($10 AS SMALLINT)")
 
