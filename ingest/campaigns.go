@@ -26,11 +26,9 @@ import (
 // campaign of its own beyond ownCampaigns (read-your-writes and the 404 of a
 // campaign the records do not have yet).
 
-// campaignStore is what the campaign routes ask the call records database
-// (the recorder fills its campaign tables from the scheduler's state topic).
-// The handler finds it on the configured store by a type assertion, so a
-// store without the campaign tables answers "unknown" and only this
-// replica's own campaigns are found.
+// campaignStore is what the campaign write routes ask the call records
+// database (the recorder fills its campaign tables from the scheduler's
+// state topic): *callrecords.Store, or a fake in tests.
 type campaignStore interface {
 	Campaign(ctx context.Context, ws, campaignID string) (*schemas.CampaignState, bool, error)
 	CampaignNumbers(ctx context.Context, ws, campaignID string, numbers []string) (map[string]string, error)

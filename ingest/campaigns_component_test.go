@@ -547,3 +547,31 @@ func TestFigureUpload100k(t *testing.T) {
 		rows, took.Round(time.Millisecond), rows/took.Seconds(), (rows+schemas.MaxContactsPerRecord-1)/schemas.MaxContactsPerRecord,
 		float64(peak.Load())/(1<<20), (float64(peak.Load())-float64(base.HeapAlloc))/(1<<20), float64(base.HeapAlloc)/(1<<20), e.camps.asked.Load())
 }
+
+// A running campaign's estimated finish is now plus its open contacts over
+// its pacing; any other campaign has none.
+func TestEstimateFinish(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	ct := schemas.CampaignCounters{Contacts: 10, ByState: map[schemas.ContactStatus]int{
+		schemas.ContactQueued: 4, schemas.ContactWaiting: 1, schemas.ContactDone: 3, schemas.ContactCanceled: 1, schemas.ContactExpired: 1}}
+	got := estimateFinish(schemas.CampaignRunning, ct, schemas.Pacing{CallsPerSecond: 2}, now)
+	if got == nil || !got.Equal(now.Add(3*time.Second)) { // 5 open at 2/s: 2.5 s, rounded up
+		t.Fatalf("estimate %v", got)
+	}
+	for _, s := range []schemas.CampaignStatus{schemas.CampaignDraft, schemas.CampaignPaused, schemas.CampaignCompleted, schemas.CampaignCanceled} {
+		if got := estimateFinish(s, ct, schemas.Pacing{CallsPerSecond: 2}, now); got != nil {
+			t.Fatalf("%s: estimate %v", s, got)
+		}
+	}
+	// Read-your-writes: a running campaign just created shows its contacts
+	// queued and an estimate.
+	e := newKafkaEnv(t)
+	camp := e.create(t, `,"start":true,"contacts":[{"to":"+15550100001"},{"to":"+15550100002"},{"to":"+15550100003"}]`)
+	code, body := e.get(t, "/v1/api/campaigns/"+camp.CampaignID)
+	var env CampaignEnvelope
+	mustUnmarshal(t, []byte(body), &env)
+	if code != 200 || env.Campaign.Status != schemas.CampaignRunning || env.Campaign.Counters.ByState[schemas.ContactQueued] != 3 ||
+		env.Campaign.EstimatedFinishAt == nil || env.Campaign.StartedAt == nil || env.Campaign.Name != "renewals" {
+		t.Fatalf("GET: %d %s", code, body)
+	}
+}

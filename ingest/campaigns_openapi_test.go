@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -87,6 +88,21 @@ func checkCampaignContract(c *contract) {
 	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	c.check(env, "/v1/api/call", post("/v1/api/call", `{"to":"+15550100001","call_agent_id":"`+demoAgent+`","start_at":"`+at+`","defer_to_calling_hours":true}`), 202)
 
+	// The campaign reads: this replica's own campaign before the records
+	// have it, and the refusals.
+	const pCampaign = "/v1/api/campaigns/{campaignId}"
+	get := func(path string) req { return req{method: "GET", path: path} }
+	w := c.check(env, pCampaign, get("/v1/api/campaigns/"+id), 200)
+	assertContains(t, w.Body.String(), `"status":"canceled"`, `"by_state":{"queued":3}`)
+	c.check(env, pCampaign, noWS(get("/v1/api/campaigns/"+id)), 400)
+	c.check(env, pCampaign, noAuth(get("/v1/api/campaigns/"+id)), 401)
+	c.check(env, pCampaign, wrongWS(get("/v1/api/campaigns/"+id)), 403)
+	c.check(env, pCampaign, as(get("/v1/api/campaigns/"+id), otherKey, "ws_other"), 404)
+	c.check(env, pCampaign, get("/v1/api/campaigns/"+missing), 404)
+	down := newTestEnv(t)
+	_ = down.st.Close()
+	c.check(down, pCampaign, get("/v1/api/campaigns/"+missing), 503)
+
 	// Kafka refusing writes.
 	live := created(env, true)
 	env.p.mu.Lock()
@@ -103,12 +119,21 @@ func checkCampaignContract(c *contract) {
 	slow := newTestEnv(t)
 	slowReq := func(r req) req { return as(r, slowKey, "ws_slow") }
 	slowBody := strings.Replace(body, demoAgent, "slow_agent", 1)
-	w := c.check(slow, pCampaigns, slowReq(post(pCampaigns, slowBody)), 201)
+	w = c.check(slow, pCampaigns, slowReq(post(pCampaigns, slowBody)), 201)
 	var sc CampaignCreated
 	mustUnmarshal(t, w.Body.Bytes(), &sc)
 	c.check(slow, pCampaigns, slowReq(post(pCampaigns, slowBody)), 429)
 	c.check(slow, pContacts, slowReq(post("/v1/api/campaigns/"+sc.CampaignID+"/contacts", `[]`)), 429)
 	for _, a := range controls {
 		c.check(slow, pControl(a), slowReq(post("/v1/api/campaigns/"+sc.CampaignID+"/"+a, "")), 429)
+	}
+}
+
+func assertContains(t testing.TB, s string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			t.Fatalf("%s lacks %s", s, w)
+		}
 	}
 }

@@ -135,7 +135,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	}
 	h.st = cfg.Store
 	h.own = newOwnWrites(cfg.Store, h.log)
-	h.campaigns, _ = any(cfg.Store).(campaignStore)
+	h.campaigns = cfg.Store
 	h.ownCamps = newOwnCampaigns()
 	h.scheduled = newOwnScheduled()
 	h.inFlight = make(chan struct{}, cfg.MaxInFlight)
@@ -200,6 +200,7 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
 	api.POST(rel(routeCampaigns), h.createCampaign)
 	api.POST(rel(routeCampaignContacts), h.uploadContacts)
+	api.GET(rel(routeCampaign), h.getCampaign)
 	api.POST(rel(routeCampaignStart), h.campaignControl(schemas.ActionStart))
 	api.POST(rel(routeCampaignPause), h.campaignControl(schemas.ActionPause))
 	api.POST(rel(routeCampaignResume), h.campaignControl(schemas.ActionResume))

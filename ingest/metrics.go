@@ -28,6 +28,7 @@ const (
 	routeSuppressionsImport = apiPrefix + "/suppressions/import"
 	routeSuppressionsExport = apiPrefix + "/suppressions/export"
 	routeCampaigns          = apiPrefix + "/campaigns"
+	routeCampaign           = apiPrefix + "/campaigns/:campaignId"
 	routeCampaignContacts   = apiPrefix + "/campaigns/:campaignId/contacts"
 	routeCampaignStart      = apiPrefix + "/campaigns/:campaignId/start"
 	routeCampaignPause      = apiPrefix + "/campaigns/:campaignId/pause"
@@ -55,6 +56,7 @@ var routeCodes = map[string][]int{
 	routeSuppressionsImport: {200, 400, 401, 403, 413, 415, 422, 500, 503},
 	routeSuppressionsExport: {200, 401, 403, 500, 503},
 	routeCampaigns:          {201, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503},
+	routeCampaign:           {200, 400, 401, 403, 404, 500, 503},
 	routeCampaignContacts:   {200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeCampaignStart:      {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeCampaignPause:      {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
