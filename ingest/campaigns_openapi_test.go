@@ -103,6 +103,26 @@ func checkCampaignContract(c *contract) {
 	_ = down.st.Close()
 	c.check(down, pCampaign, get("/v1/api/campaigns/"+missing), 503)
 
+	const pExport = "/v1/api/campaigns/{campaignId}/export"
+	c.check(env, pCampaigns, get(pCampaigns), 200)
+	c.check(env, pCampaigns, get(pCampaigns+"?status=running&limit=5"), 200)
+	c.check(env, pCampaigns, get(pCampaigns+"?status=sleeping"), 400)
+	c.check(env, pCampaigns, noAuth(get(pCampaigns)), 401)
+	c.check(env, pCampaigns, wrongWS(get(pCampaigns)), 403)
+	c.check(down, pCampaigns, get(pCampaigns), 503)
+	c.check(env, pContacts, get(contacts), 200)
+	c.check(env, pContacts, get(contacts+"?status=queued&limit=2"), 200)
+	c.check(env, pContacts, get(contacts+"?limit=0"), 400)
+	c.check(env, pContacts, as(get(contacts), otherKey, "ws_other"), 404)
+	c.check(env, pContacts, noAuth(get(contacts)), 401)
+	c.check(env, pContacts, wrongWS(get(contacts)), 403)
+	c.check(env, pExport, get("/v1/api/campaigns/"+id+"/export"), 200)
+	c.check(env, pExport, noAuth(get("/v1/api/campaigns/"+id+"/export")), 401)
+	c.check(env, pExport, wrongWS(get("/v1/api/campaigns/"+id+"/export")), 403)
+	c.check(env, pExport, get("/v1/api/campaigns/"+missing+"/export"), 404)
+	c.check(down, pExport, get("/v1/api/campaigns/"+missing+"/export"), 503)
+	c.check(down, pContacts, get("/v1/api/campaigns/"+missing+"/contacts"), 503)
+
 	// Kafka refusing writes.
 	live := created(env, true)
 	env.p.mu.Lock()

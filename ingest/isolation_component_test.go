@@ -77,6 +77,9 @@ var isolationCases = map[string]isoCase{
 	"createCampaign":         {kind: isoForeignRef, contentType: "application/json", body: "{" + strings.Replace(campaignBase, demoAgent, "{agent}", 1) + "}"},
 	"uploadCampaignContacts": {kind: isoForeign, contentType: "text/csv", body: "to,firstName\n+15550100009,Bo\n"},
 	"getCampaign":            {kind: isoForeign},
+	"listCampaigns":          {kind: isoList},
+	"listCampaignContacts":   {kind: isoForeign},
+	"exportCampaign":         {kind: isoForeign},
 	"startCampaign":          {kind: isoForeign},
 	"pauseCampaign":          {kind: isoForeign},
 	"resumeCampaign":         {kind: isoForeign},
@@ -361,7 +364,7 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 	// The document is what the router serves: every /v1/api route was tried.
 	for _, want := range []string{"createCall", "getCall", "cancelCall", "listDeliveries", "redeliverEvents", "listCalls", "exportCalls", "agentReport",
 		"putSuppression", "deleteSuppression", "getSuppression", "listSuppressions", "importSuppressions", "exportSuppressions",
-		"createCampaign", "uploadCampaignContacts", "getCampaign", "startCampaign", "pauseCampaign", "resumeCampaign", "cancelCampaign"} {
+		"createCampaign", "uploadCampaignContacts", "getCampaign", "listCampaigns", "listCampaignContacts", "exportCampaign", "startCampaign", "pauseCampaign", "resumeCampaign", "cancelCampaign"} {
 		if !slices.Contains(tried, want) {
 			t.Errorf("operation %s was not tried: the served /openapi.json lacks it, or the table does", want)
 		}
