@@ -266,7 +266,7 @@ func (h *handler) cancelCall(c *gin.Context) {
 		return
 	}
 	recs := []*kgo.Record{rec}
-	if h.scheduled.has(ws.ID, id) {
+	if r.scheduled || h.scheduled.has(ws.ID, id) {
 		srec, err := scheduledCancelRecord(&cc)
 		if err != nil {
 			h.log.ErrorContext(c.Request.Context(), "build call.cancel record for the scheduler", "call_id", id, "workspace_id", ws.ID, "error", err)

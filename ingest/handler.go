@@ -356,8 +356,9 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	var rec *kgo.Record
 	var err error
 	startAt, scheduled := scheduledStart(req, data.RequestedAt)
+	var cs *schemas.CallScheduled
 	if scheduled {
-		rec, err = scheduledRecord(&data, startAt, req.DeferToCallingHours)
+		rec, cs, err = scheduledRecord(&data, startAt, req.DeferToCallingHours)
 	} else {
 		rec, err = schemas.NewRecord(schemas.TopicRequested, callID,
 			schemas.Meta{Type: schemas.TypeCallRequested, Source: EventSource, Subject: callID}, data)
@@ -407,12 +408,21 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 		// a scheduled call too; an entry for one never written is harmless.
 		h.scheduled.add(callID, ws.ID)
 	}
+	// Read-your-writes: the call is visible at once (queued, or scheduled);
+	// its events merge in by sequence as the recorder reads them.
+	putOwn := func(ctx context.Context, r *kgo.Record) {
+		if cs != nil {
+			h.putOwnScheduled(ctx, cs, r, logAttrs)
+			return
+		}
+		h.putOwnRequest(ctx, &data, r, logAttrs)
+	}
 	start := time.Now()
 	res, timedOut, late := produce(pctx, h.p, rec)
 	h.m.observeProduce(start, res.err, timedOut)
 	if res.err != nil {
 		if timedOut {
-			go h.settleLate(obs.SpanContextOnly(ctx), late, entry, &data, answer, logAttrs)
+			go h.settleLate(obs.SpanContextOnly(ctx), late, entry, putOwn, answer, logAttrs)
 		} else {
 			release()
 		}
@@ -421,9 +431,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 			message: fmt.Sprintf("the call was not scheduled: Kafka did not acknowledge it within %s; retry later, with the same Idempotency-Key so that a retry can never place the call twice", h.cfg.Kafka.ProduceTimeout)}
 	}
 	body := answer(res.rec)
-	// Read-your-writes: the call is visible (queued) at once; its events
-	// merge in by sequence as the recorder reads them.
-	h.putOwnRequest(ctx, &data, res.rec, logAttrs)
+	putOwn(ctx, res.rec)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
 	}
@@ -436,7 +444,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 // If Kafka wrote it after all, the call will be placed: the Idempotency-Key
 // (if any) then replays the accepted answer, so a retry learns the truth and
 // writes nothing; without a key the client cannot be told, which is logged.
-func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, entry *idemEntry, data *schemas.CallRequested, answer func(*kgo.Record) []byte, logAttrs []any) {
+func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, entry *idemEntry, putOwn func(context.Context, *kgo.Record), answer func(*kgo.Record) []byte, logAttrs []any) {
 	res := <-late
 	if res.err != nil {
 		if entry != nil {
@@ -445,7 +453,7 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 		return
 	}
 	h.m.accepted.Inc()
-	h.putOwnRequest(ctx, data, res.rec, logAttrs)
+	putOwn(ctx, res.rec)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: answer(res.rec)})
 		h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; a retry with its Idempotency-Key gets the accepted answer", logAttrs...)

@@ -1,12 +1,14 @@
 package ingest
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -56,10 +58,28 @@ func deferrable(req *callRequest, aerr *apiError) bool {
 	return scheduled && aerr.rule == string(schemas.OutcomeOutsideCallingHours)
 }
 
-func scheduledRecord(data *schemas.CallRequested, startAt time.Time, deferToHours bool) (*kgo.Record, error) {
-	cs := schemas.CallScheduled{Request: *data, StartAt: startAt, DeferToCallingHours: deferToHours, ScheduledAt: data.RequestedAt}
-	return schemas.NewRecord(schemas.TopicCampaignCommands, data.CallID,
+func scheduledRecord(data *schemas.CallRequested, startAt time.Time, deferToHours bool) (*kgo.Record, *schemas.CallScheduled, error) {
+	cs := &schemas.CallScheduled{Request: *data, StartAt: startAt, DeferToCallingHours: deferToHours, ScheduledAt: data.RequestedAt}
+	rec, err := schemas.NewRecord(schemas.TopicCampaignCommands, data.CallID,
 		schemas.Meta{Type: schemas.TypeCallScheduled, Source: EventSource, Subject: data.CallID}, cs)
+	return rec, cs, err
+}
+
+// putOwnScheduled writes this replica's acknowledged call.scheduled into
+// the call records, as the recorder will (status scheduled), for
+// read-your-writes. Unlike a request it is written at once, not group
+// committed: scheduled calls are few, and a failure costs only
+// read-your-writes (the record is durable; the recorder adds it).
+func (h *handler) putOwnScheduled(ctx context.Context, cs *schemas.CallScheduled, rec *kgo.Record, logAttrs []any) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordsTimeout)
+	defer cancel()
+	err := h.st.Write(wctx, func(w *callrecords.Writer) error {
+		_, err := w.PutScheduled(wctx, cs, rec.Value, rec.Partition, rec.Offset)
+		return err
+	})
+	if err != nil {
+		h.log.WarnContext(ctx, "scheduled call written to Kafka but not to the call records yet; the recorder adds it", append(logAttrs, "error", err.Error())...)
+	}
 }
 
 func scheduledMessage(req *callRequest, to string, startAt time.Time) string {
