@@ -265,7 +265,17 @@ func (h *handler) cancelCall(c *gin.Context) {
 		h.fail(c, &apiError{code: http.StatusInternalServerError, reason: reasonInternal, message: "internal error"})
 		return
 	}
-	if err := h.produceAll(c.Request.Context(), rec); err != nil {
+	recs := []*kgo.Record{rec}
+	if r.scheduled || h.scheduled.has(ws.ID, id) {
+		srec, err := scheduledCancelRecord(&cc)
+		if err != nil {
+			h.log.ErrorContext(c.Request.Context(), "build call.cancel record for the scheduler", "call_id", id, "workspace_id", ws.ID, "error", err)
+			h.fail(c, &apiError{code: http.StatusInternalServerError, reason: reasonInternal, message: "internal error"})
+			return
+		}
+		recs = append(recs, srec)
+	}
+	if err := h.produceAll(c.Request.Context(), recs...); err != nil {
 		h.log.WarnContext(c.Request.Context(), "cancel not written: Kafka did not acknowledge", "call_id", id, "workspace_id", ws.ID, "error", err.Error())
 		h.fail(c, &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 2,
 			message: fmt.Sprintf("the cancel was not written: Kafka did not acknowledge it within %s; retry later (a repeated cancel is harmless)", h.cfg.Kafka.ProduceTimeout)})

@@ -60,6 +60,13 @@ type handler struct {
 	// supWait, set by Run, waits for the suppression follower to apply a
 	// produced offset (read-your-writes); nil: writes apply locally.
 	supWait func(ctx context.Context, partition int32, offset int64) error
+	// campaigns is st's campaign tables, nil while the store has none
+	// (campaigns.go); ownCamps the campaigns this replica created.
+	campaigns campaignStore
+	ownCamps  *ownCampaigns
+	// scheduled remembers the calls this replica scheduled, so that their
+	// cancel also reaches the scheduler (scheduled_calls.go).
+	scheduled *ownScheduled
 }
 
 // NewHandler returns the HTTP API (a Gin engine): every route of the OpenAPI
@@ -128,6 +135,9 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	}
 	h.st = cfg.Store
 	h.own = newOwnWrites(cfg.Store, h.log)
+	h.campaigns = cfg.Store
+	h.ownCamps = newOwnCampaigns()
+	h.scheduled = newOwnScheduled()
 	h.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	if cfg.Suppressions == nil {
 		cfg.Suppressions = compliance.NewTable()
@@ -188,6 +198,16 @@ func (h *handler) engine() *gin.Engine {
 	api.GET(rel(routeSuppressions), h.listSuppressions)
 	api.POST(rel(routeSuppressionsImport), h.importSuppressions)
 	api.GET(rel(routeSuppressionsExport), h.exportSuppressions)
+	api.POST(rel(routeCampaigns), h.createCampaign)
+	api.POST(rel(routeCampaignContacts), h.uploadContacts)
+	api.GET(rel(routeCampaign), h.getCampaign)
+	api.GET(rel(routeCampaigns), h.listCampaigns)
+	api.GET(rel(routeCampaignContacts), h.listCampaignContacts)
+	api.GET(rel(routeCampaignExport), h.exportCampaign)
+	api.POST(rel(routeCampaignStart), h.campaignControl(schemas.ActionStart))
+	api.POST(rel(routeCampaignPause), h.campaignControl(schemas.ActionPause))
+	api.POST(rel(routeCampaignResume), h.campaignControl(schemas.ActionResume))
+	api.POST(rel(routeCampaignCancel), h.campaignControl(schemas.ActionCancel))
 	// Agents authenticate with their call's report token, never a
 	// workspace key: the route sits outside the API group (reports.go).
 	e.POST(routeAgentReports, h.limitInFlight, h.agentReport)
@@ -253,6 +273,9 @@ func (h *handler) createCall(c *gin.Context) {
 		h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonMalformed, message: err.Error()})
 		return
 	}
+	if len(ferrs) == 0 && req.StartAt != nil {
+		ferrs = checkStartAt(*req.StartAt, h.now())
+	}
 	if len(ferrs) > 0 {
 		h.fail(c, invalidFields(ferrs))
 		return
@@ -294,7 +317,7 @@ func (h *handler) createCall(c *gin.Context) {
 	// would refuse a new call now (the call was accepted when they allowed
 	// it; the dialer checks again at the dial). A refused key is released,
 	// so the same key can be sent again once the rules allow it.
-	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil {
+	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil && !deferrable(req, aerr) {
 		if entry != nil {
 			h.idem.release(entry)
 		}
@@ -330,8 +353,16 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 		IdempotencyKey:   idemKey,
 		RequestedAt:      time.Now().UTC(),
 	}
-	rec, err := schemas.NewRecord(schemas.TopicRequested, callID,
-		schemas.Meta{Type: schemas.TypeCallRequested, Source: EventSource, Subject: callID}, data)
+	var rec *kgo.Record
+	var err error
+	startAt, scheduled := scheduledStart(req, data.RequestedAt)
+	var cs *schemas.CallScheduled
+	if scheduled {
+		rec, cs, err = scheduledRecord(&data, startAt, req.DeferToCallingHours)
+	} else {
+		rec, err = schemas.NewRecord(schemas.TopicRequested, callID,
+			schemas.Meta{Type: schemas.TypeCallRequested, Source: EventSource, Subject: callID}, data)
+	}
 	if err != nil {
 		// The checks above mirror the schema, so this is a gap between them;
 		// it is still the client's input, and gets a 4xx naming the field.
@@ -349,10 +380,14 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	if ws.MaskPhoneNumbers {
 		to = obs.MaskPhone(to)
 	}
+	status, message := "success", fmt.Sprintf("Outbound call job scheduled for agent %s to number %s", req.CallAgentID, to)
+	if scheduled {
+		status, message = "scheduled", scheduledMessage(req, to, startAt)
+	}
 	answer := func(r *kgo.Record) []byte {
 		b, _ := json.Marshal(CallResponse{
-			Status:   "success",
-			Message:  fmt.Sprintf("Outbound call job scheduled for agent %s to number %s", req.CallAgentID, to),
+			Status:   status,
+			Message:  message,
 			CallID:   callID,
 			RoomName: roomName,
 			JobID:    jobID(r.Partition, r.Offset),
@@ -368,12 +403,26 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	// is either written and the answer stored for a retry, or not written.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.Kafka.ProduceTimeout)
 	defer cancel()
+	if scheduled {
+		// Before the produce: a record acknowledged late (settleLate) is
+		// a scheduled call too; an entry for one never written is harmless.
+		h.scheduled.add(callID, ws.ID)
+	}
+	// Read-your-writes: the call is visible at once (queued, or scheduled);
+	// its events merge in by sequence as the recorder reads them.
+	putOwn := func(ctx context.Context, r *kgo.Record) {
+		if cs != nil {
+			h.putOwnScheduled(ctx, cs, r, logAttrs)
+			return
+		}
+		h.putOwnRequest(ctx, &data, r, logAttrs)
+	}
 	start := time.Now()
 	res, timedOut, late := produce(pctx, h.p, rec)
 	h.m.observeProduce(start, res.err, timedOut)
 	if res.err != nil {
 		if timedOut {
-			go h.settleLate(obs.SpanContextOnly(ctx), late, entry, &data, answer, logAttrs)
+			go h.settleLate(obs.SpanContextOnly(ctx), late, entry, putOwn, answer, logAttrs)
 		} else {
 			release()
 		}
@@ -382,9 +431,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 			message: fmt.Sprintf("the call was not scheduled: Kafka did not acknowledge it within %s; retry later, with the same Idempotency-Key so that a retry can never place the call twice", h.cfg.Kafka.ProduceTimeout)}
 	}
 	body := answer(res.rec)
-	// Read-your-writes: the call is visible (queued) at once; its events
-	// merge in by sequence as the recorder reads them.
-	h.putOwnRequest(ctx, &data, res.rec, logAttrs)
+	putOwn(ctx, res.rec)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
 	}
@@ -397,7 +444,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 // If Kafka wrote it after all, the call will be placed: the Idempotency-Key
 // (if any) then replays the accepted answer, so a retry learns the truth and
 // writes nothing; without a key the client cannot be told, which is logged.
-func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, entry *idemEntry, data *schemas.CallRequested, answer func(*kgo.Record) []byte, logAttrs []any) {
+func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, entry *idemEntry, putOwn func(context.Context, *kgo.Record), answer func(*kgo.Record) []byte, logAttrs []any) {
 	res := <-late
 	if res.err != nil {
 		if entry != nil {
@@ -406,7 +453,7 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 		return
 	}
 	h.m.accepted.Inc()
-	h.putOwnRequest(ctx, data, res.rec, logAttrs)
+	putOwn(ctx, res.rec)
 	if entry != nil {
 		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: answer(res.rec)})
 		h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; a retry with its Idempotency-Key gets the accepted answer", logAttrs...)

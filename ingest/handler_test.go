@@ -359,12 +359,12 @@ func TestCreateCallFieldRules(t *testing.T) {
 		{"metadata a string", `{"to":"+15550101234",` + agent + `,"metadata":"x"}`, one("metadata", "must be a JSON object, got a string")},
 		// the body's shape
 		{"unknown field", `{"to":"+15550101234",` + agent + `,"callbackUrl":"https://example.com"}`,
-			one("callbackUrl", "unknown field; the fields are to, call_agent_id, callback_url, dynamic_variables, metadata")},
+			one("callbackUrl", "unknown field; the fields are to, call_agent_id, callback_url, dynamic_variables, metadata, start_at, defer_to_calling_hours")},
 		{"field twice", `{"to":"+15550101234","to":"+15550101235",` + agent + `}`,
 			one("to", "appears more than once; send each field once")},
 		{"several problems", `{"to":"+1234567890","call_agent_id":"","extra":1}`,
 			errBody(t, "the request has 3 invalid fields; see errors",
-				fe("extra", "unknown field; the fields are to, call_agent_id, callback_url, dynamic_variables, metadata"),
+				fe("extra", "unknown field; the fields are to, call_agent_id, callback_url, dynamic_variables, metadata, start_at, defer_to_calling_hours"),
 				fe("to", `"+1234567890" is not a valid phone number: too few digits for country code +1; send E.164, e.g. `+ex),
 				fe("call_agent_id", "must be 1 to 64 letters, digits, _ or -"))},
 	} {

@@ -60,24 +60,34 @@ type isoCase struct {
 }
 
 var isolationCases = map[string]isoCase{
-	"createCall":         {kind: isoForeignRef, contentType: "application/json", body: `{"to":"+15550100009","call_agent_id":"{agent}"}`},
-	"getCall":            {kind: isoForeign},
-	"cancelCall":         {kind: isoForeign, contentType: "application/json", body: `{"reason":"not yours"}`},
-	"listDeliveries":     {kind: isoForeign},
-	"redeliverEvents":    {kind: isoForeign, contentType: "application/json", body: `{}`},
-	"listCalls":          {kind: isoList},
-	"exportCalls":        {kind: isoList, query: "format=ndjson"},
-	"agentReport":        {kind: isoReportToken, contentType: "application/json", body: `{"id":"r1","type":"answered_by","at":"2026-03-01T10:00:00Z","answered_by":"human"}`},
-	"putSuppression":     {kind: isoOwn, contentType: "application/json", body: `{"reason":"complaint"}`},
-	"deleteSuppression":  {kind: isoForeign},
-	"getSuppression":     {kind: isoForeign},
-	"listSuppressions":   {kind: isoList},
-	"importSuppressions": {kind: isoOwn, contentType: "text/csv", body: "{number},wrong_number\n"},
-	"exportSuppressions": {kind: isoList},
-	"healthz":            {kind: isoPublic},
-	"readyz":             {kind: isoPublic},
-	"metrics":            {kind: isoPublic},
-	"openapi":            {kind: isoPublic},
+	"createCall":             {kind: isoForeignRef, contentType: "application/json", body: `{"to":"+15550100009","call_agent_id":"{agent}"}`},
+	"getCall":                {kind: isoForeign},
+	"cancelCall":             {kind: isoForeign, contentType: "application/json", body: `{"reason":"not yours"}`},
+	"listDeliveries":         {kind: isoForeign},
+	"redeliverEvents":        {kind: isoForeign, contentType: "application/json", body: `{}`},
+	"listCalls":              {kind: isoList},
+	"exportCalls":            {kind: isoList, query: "format=ndjson"},
+	"agentReport":            {kind: isoReportToken, contentType: "application/json", body: `{"id":"r1","type":"answered_by","at":"2026-03-01T10:00:00Z","answered_by":"human"}`},
+	"putSuppression":         {kind: isoOwn, contentType: "application/json", body: `{"reason":"complaint"}`},
+	"deleteSuppression":      {kind: isoForeign},
+	"getSuppression":         {kind: isoForeign},
+	"listSuppressions":       {kind: isoList},
+	"importSuppressions":     {kind: isoOwn, contentType: "text/csv", body: "{number},wrong_number\n"},
+	"exportSuppressions":     {kind: isoList},
+	"createCampaign":         {kind: isoForeignRef, contentType: "application/json", body: "{" + strings.Replace(campaignBase, demoAgent, "{agent}", 1) + "}"},
+	"uploadCampaignContacts": {kind: isoForeign, contentType: "text/csv", body: "to,firstName\n+15550100009,Bo\n"},
+	"getCampaign":            {kind: isoForeign},
+	"listCampaigns":          {kind: isoList},
+	"listCampaignContacts":   {kind: isoForeign},
+	"exportCampaign":         {kind: isoForeign},
+	"startCampaign":          {kind: isoForeign},
+	"pauseCampaign":          {kind: isoForeign},
+	"resumeCampaign":         {kind: isoForeign},
+	"cancelCampaign":         {kind: isoForeign},
+	"healthz":                {kind: isoPublic},
+	"readyz":                 {kind: isoPublic},
+	"metrics":                {kind: isoPublic},
+	"openapi":                {kind: isoPublic},
 }
 
 // operation is one path+method of the OpenAPI document.
@@ -175,6 +185,7 @@ func newRecords(t *testing.T, addr, topic string, n int64) []*kgo.Record {
 
 func TestComponentIsolationEveryRoute(t *testing.T) {
 	b := stateBroker(t)
+	createCommandsTopic(t, b.Addr())
 	in := startIngest(t, b.Addr(), func(c *Config) { c.AgentReportSecrets = [][]byte{testReportSecret} })
 	in.waitReady(t)
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
@@ -201,7 +212,15 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 	if code, body := in.call(t, "PUT", "/v1/api/suppressions/"+number, `{"reason":"opt_out"}`); code != 200 {
 		t.Fatalf("A's PUT: %d %s", code, body)
 	}
-	params := map[string][2]string{"{callId}": {acc.CallID, missingCall}, "{number}": {number, missingNumber}}
+	// A's campaign, running, with a contact.
+	const missingCampaign = "0123456789abcdef01234567"
+	code, body := in.call(t, "POST", "/v1/api/campaigns", "{"+campaignBase+`,"start":true,"contacts":[{"to":"+15550100002"}]}`)
+	var camp CampaignCreated
+	if err := json.Unmarshal([]byte(body), &camp); code != 201 || err != nil {
+		t.Fatalf("A's campaign: %d %s", code, body)
+	}
+	params := map[string][2]string{"{callId}": {acc.CallID, missingCall}, "{number}": {number, missingNumber},
+		"{campaignId}": {camp.CampaignID, missingCampaign}}
 
 	// What A sees, before and after everything B tries.
 	aView := func() map[string]string {
@@ -218,7 +237,7 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 	}
 	before := aView()
 	// Nothing of A's may show in an answer to B.
-	aMarks := []string{acc.CallID, number, f.room}
+	aMarks := []string{acc.CallID, number, f.room, camp.CampaignID}
 
 	ops := operations(t, in.url)
 	var tried []string
@@ -286,7 +305,7 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 			m := in.raw(t, op.method, missingPath, otherKey, "ws_other", c.contentType, missingBody)
 			// The answer names the id it was asked about; with that
 			// swapped, it must be the nowhere-resource's answer, byte for byte.
-			swapped := strings.NewReplacer(acc.CallID, missingCall, number, missingNumber, demoAgent, missingAgent).Replace(a.body)
+			swapped := strings.NewReplacer(acc.CallID, missingCall, number, missingNumber, demoAgent, missingAgent, camp.CampaignID, missingCampaign).Replace(a.body)
 			if a.code != http.StatusNotFound || swapped != m.body || m.code != http.StatusNotFound {
 				t.Errorf("%s %s as B: %d %s\nthe same for a resource that exists nowhere: %d %s", op.method, path, a.code, a.body, m.code, m.body)
 			}
@@ -344,7 +363,8 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 	}
 	// The document is what the router serves: every /v1/api route was tried.
 	for _, want := range []string{"createCall", "getCall", "cancelCall", "listDeliveries", "redeliverEvents", "listCalls", "exportCalls", "agentReport",
-		"putSuppression", "deleteSuppression", "getSuppression", "listSuppressions", "importSuppressions", "exportSuppressions"} {
+		"putSuppression", "deleteSuppression", "getSuppression", "listSuppressions", "importSuppressions", "exportSuppressions",
+		"createCampaign", "uploadCampaignContacts", "getCampaign", "listCampaigns", "listCampaignContacts", "exportCampaign", "startCampaign", "pauseCampaign", "resumeCampaign", "cancelCampaign"} {
 		if !slices.Contains(tried, want) {
 			t.Errorf("operation %s was not tried: the served /openapi.json lacks it, or the table does", want)
 		}

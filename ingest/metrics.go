@@ -27,6 +27,14 @@ const (
 	routeSuppressions       = apiPrefix + "/suppressions"
 	routeSuppressionsImport = apiPrefix + "/suppressions/import"
 	routeSuppressionsExport = apiPrefix + "/suppressions/export"
+	routeCampaigns          = apiPrefix + "/campaigns"
+	routeCampaign           = apiPrefix + "/campaigns/:campaignId"
+	routeCampaignContacts   = apiPrefix + "/campaigns/:campaignId/contacts"
+	routeCampaignExport     = apiPrefix + "/campaigns/:campaignId/export"
+	routeCampaignStart      = apiPrefix + "/campaigns/:campaignId/start"
+	routeCampaignPause      = apiPrefix + "/campaigns/:campaignId/pause"
+	routeCampaignResume     = apiPrefix + "/campaigns/:campaignId/resume"
+	routeCampaignCancel     = apiPrefix + "/campaigns/:campaignId/cancel"
 	routeOpenAPI            = "/openapi.json"
 	routeHealthz            = "/healthz"
 	routeReadyz             = "/readyz"
@@ -48,6 +56,14 @@ var routeCodes = map[string][]int{
 	routeSuppressions:       {200, 400, 401, 403, 500, 503},
 	routeSuppressionsImport: {200, 400, 401, 403, 413, 415, 422, 500, 503},
 	routeSuppressionsExport: {200, 401, 403, 500, 503},
+	routeCampaigns:          {200, 201, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503},
+	routeCampaign:           {200, 400, 401, 403, 404, 500, 503},
+	routeCampaignExport:     {200, 401, 403, 404, 500, 503},
+	routeCampaignContacts:   {200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCampaignStart:      {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCampaignPause:      {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCampaignResume:     {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeCampaignCancel:     {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeAgentReports:       {202, 400, 401, 404, 409, 413, 415, 422, 500, 503},
 	routeOpenAPI:            {200},
 	routeHealthz:            {200},

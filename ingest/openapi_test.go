@@ -121,6 +121,9 @@ func (c *contract) validate(template string, r req, code int, header http.Header
 		rest := strings.TrimPrefix(strings.TrimPrefix(hr.URL.Path, "/v1/api/call/"), "/v1/agent/calls/")
 		params["callId"] = strings.Split(rest, "/")[0]
 	}
+	if strings.Contains(template, "{campaignId}") {
+		params["campaignId"] = strings.Split(strings.TrimPrefix(hr.URL.Path, "/v1/api/campaigns/"), "/")[0]
+	}
 	if strings.Contains(template, "{number}") {
 		params["number"] = strings.TrimPrefix(hr.URL.Path, "/v1/api/suppressions/")
 	}
@@ -398,6 +401,8 @@ func TestOpenAPIContract(t *testing.T) {
 	renv.p.err = errors.New("kafka: NOT_ENOUGH_REPLICAS")
 	renv.p.mu.Unlock()
 	c.check(renv, pReports, reportReq(rlive.id, rtok, resultBody), 503)
+
+	checkCampaignContract(c)
 
 	// Every status code the document lists was seen, for every route (500
 	// is a bug no input reaches).

@@ -34,6 +34,9 @@ type callRec struct {
 	outcome    schemas.Outcome
 	deliveries []schemas.WebhookAttempt
 	cancelAt   time.Time
+	// scheduled: the call came from a call.scheduled record (start_at),
+	// so its cancel must reach the scheduler too.
+	scheduled bool
 }
 
 // requestFacts is the call's request as the dialer took it.
@@ -88,7 +91,7 @@ var callIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
 // stored bytes with the types the projection used, so every value (zone
 // offsets included) is the one it held.
 func recOf(c *callrecords.Call) (*callRec, error) {
-	r := &callRec{id: c.ID, outcome: c.Outcome}
+	r := &callRec{id: c.ID, outcome: c.Outcome, scheduled: c.StartAt != nil}
 	if c.Request != nil {
 		rf := &requestFacts{partition: c.Request.Partition, offset: c.Request.Offset}
 		if err := json.Unmarshal(c.Request.Data, &rf.req); err != nil {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -22,12 +23,16 @@ type callRequest struct {
 	CallbackURL      string            // "" when absent
 	DynamicVariables map[string]string // nil when absent
 	Metadata         json.RawMessage   // the client's JSON object, nil when absent
+	// StartAt, when set, makes the call a scheduled one (scheduled_calls.go);
+	// DeferToCallingHours alone sets it to now.
+	StartAt             *time.Time
+	DeferToCallingHours bool
 }
 
 // The body's fields. Anything else is refused with 422: a misspelled
 // optional field ("callbackUrl") silently ignored would be a call whose
 // webhooks never arrive.
-var knownFields = []string{"to", "call_agent_id", "callback_url", "dynamic_variables", "metadata"}
+var knownFields = []string{"to", "call_agent_id", "callback_url", "dynamic_variables", "metadata", "start_at", "defer_to_calling_hours"}
 
 var (
 	agentIDRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -127,6 +132,23 @@ func parseCallRequest(body []byte, lim limits) (*callRequest, []FieldError, erro
 		} else {
 			r.Metadata = raw
 		}
+	}
+
+	if raw, ok := get("start_at"); ok && !isNull(raw) {
+		s, ok := jsonString(raw)
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if !ok || err != nil {
+			add("start_at", "must be an RFC 3339 timestamp with a zone, e.g. 2026-01-02T15:04:05Z")
+		} else {
+			t = t.UTC()
+			r.StartAt = &t
+		}
+	}
+	if raw, ok := get("defer_to_calling_hours"); ok && !isNull(raw) {
+		if string(raw) != "true" && string(raw) != "false" {
+			add("defer_to_calling_hours", "must be a boolean, got %s", jsonKind(raw))
+		}
+		r.DeferToCallingHours = string(raw) == "true"
 	}
 
 	if len(errs) > maxReports {
@@ -348,6 +370,14 @@ func (r *callRequest) fingerprint() [32]byte {
 		w(r.DynamicVariables[k])
 	}
 	w(string(canonicalJSON(r.Metadata)))
+	// Only when set, so an unscheduled call hashes as it always has.
+	if r.StartAt != nil || r.DeferToCallingHours {
+		w("scheduled")
+		if r.StartAt != nil {
+			w(r.StartAt.Format(time.RFC3339Nano))
+		}
+		w(fmt.Sprint(r.DeferToCallingHours))
+	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out

@@ -70,6 +70,8 @@ const (
 	reasonNothingToRedeliver reason = "nothing_to_redeliver"
 	reasonComplianceRefused  reason = "compliance_refused"
 	reasonComplianceLoading  reason = "compliance_loading"
+	reasonUnknownCampaign    reason = "unknown_campaign"
+	reasonCampaignEnded      reason = "campaign_ended"
 )
 
 var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, reasonRateLimited,
@@ -77,7 +79,7 @@ var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, 
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
 	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonRecordsUnavailable, reasonUnknownEvent,
 	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression,
-	reasonBadReportToken, reasonReportTooLate, reasonOverloaded}
+	reasonBadReportToken, reasonReportTooLate, reasonOverloaded, reasonUnknownCampaign, reasonCampaignEnded}
 
 // apiError is a refusal on its way to the client.
 type apiError struct {
