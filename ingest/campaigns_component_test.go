@@ -430,7 +430,8 @@ func TestScheduledCall(t *testing.T) {
 		t.Fatalf("call.scheduled %+v", cs)
 	}
 	// Read-your-writes, and the cancel goes to the dialer and the scheduler.
-	if code, body := e.get(t, "/v1/api/call/"+acc.CallID); code != 200 || !strings.Contains(body, acc.CallID) {
+	if code, body := e.get(t, "/v1/api/call/"+acc.CallID); code != 200 || !strings.Contains(body, acc.CallID) ||
+		!strings.Contains(body, `"status":"scheduled"`) {
 		t.Fatalf("GET: %d %s", code, body)
 	}
 	if w := e.do(t, req{path: "/v1/api/call/" + acc.CallID + "/cancel"}); w.Code != 202 {

@@ -37,6 +37,9 @@ type callRec struct {
 	// scheduled: the call came from a call.scheduled record (start_at),
 	// so its cancel must reach the scheduler too.
 	scheduled bool
+	// waiting: the scheduler has not released it yet (the only request
+	// known is the one inside its call.scheduled record).
+	waiting bool
 }
 
 // requestFacts is the call's request as the dialer took it.
@@ -65,8 +68,15 @@ func (c *callRec) status() schemas.Status {
 			return s
 		}
 	}
+	if c.waiting {
+		return statusScheduled
+	}
 	return schemas.StatusQueued
 }
+
+// statusScheduled is a call's status while the scheduler holds it: not a
+// lifecycle status (no event says it), only the API's view.
+const statusScheduled schemas.Status = "scheduled"
 
 // decode returns a stored event's data.
 func (e *storedEvent) decode() (schemas.CallEvent, error) {
@@ -91,7 +101,7 @@ var callIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
 // stored bytes with the types the projection used, so every value (zone
 // offsets included) is the one it held.
 func recOf(c *callrecords.Call) (*callRec, error) {
-	r := &callRec{id: c.ID, outcome: c.Outcome, scheduled: c.StartAt != nil}
+	r := &callRec{id: c.ID, outcome: c.Outcome, scheduled: c.StartAt != nil, waiting: c.Request != nil && c.Request.Scheduled}
 	if c.Request != nil {
 		rf := &requestFacts{partition: c.Request.Partition, offset: c.Request.Offset}
 		if err := json.Unmarshal(c.Request.Data, &rf.req); err != nil {
