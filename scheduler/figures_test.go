@@ -54,3 +54,74 @@ func TestFigureMemory(t *testing.T) {
 		float64(campaigns*perCampaign)/took.Seconds())
 	runtime.KeepAlive(all)
 }
+
+// TestFigureReleaseRate measures how close the service's release rate comes
+// to the pacing it is set to: three campaigns at 10, 25 and 50 calls/s
+// through the service and the embedded broker, each call ended as soon as
+// it is seen (max_concurrent never binds), for 20 s. A figure, not a check
+// (SCHEDULER_FIGURES=1); the test fails only if a campaign ran over its
+// rate in any one-second window.
+func TestFigureReleaseRate(t *testing.T) {
+	if os.Getenv("SCHEDULER_FIGURES") == "" {
+		t.Skip("set SCHEDULER_FIGURES=1 to measure")
+	}
+	b := startBroker(t)
+	p := newPipeline(t, b)
+	startScheduler(t, b, nil)
+	rates := []float64{10, 25, 50}
+	const run = 20 * time.Second
+	for i, r := range rates {
+		id := campaignID(100 + i)
+		p.send(schemas.TypeCampaignCreated, id, schemas.Campaign{CampaignID: id, WorkspaceID: "ws_a", Name: "rate", CallAgentID: "agent_a",
+			Schedule: schemas.CampaignSchedule{Windows: allWeek}, Pacing: schemas.Pacing{CallsPerSecond: r, MaxConcurrent: 10_000},
+			CreatedAt: time.Now().UTC()})
+		n := int(r) * 30
+		for base := 0; base < n; base += schemas.MaxContactsPerRecord {
+			var ks []schemas.Contact
+			for j := base; j < min(n, base+schemas.MaxContactsPerRecord); j++ {
+				ks = append(ks, schemas.Contact{ContactID: fmt.Sprintf("c%05d", j), To: fmt.Sprintf("+1202%03d%04d", 200+i, j)})
+			}
+			p.send(schemas.TypeCampaignContacts, id, schemas.CampaignContacts{CampaignID: id, WorkspaceID: "ws_a", UploadID: uploadID,
+				Contacts: ks, AddedAt: time.Now().UTC()})
+		}
+	}
+	start := time.Now()
+	for i := range rates {
+		id := campaignID(100 + i)
+		p.send(schemas.TypeCampaignControl, id, schemas.CampaignControl{CampaignID: id, WorkspaceID: "ws_a", Action: schemas.ActionStart, RequestedAt: time.Now().UTC()})
+	}
+	ended := map[string]bool{}
+	deadline := time.NewTimer(run)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-deadline.C:
+			done = true
+		case <-tick.C:
+			for _, r := range p.requests() {
+				if !ended[r.CallID] {
+					p.end(r, schemas.OutcomeCompleted)
+					ended[r.CallID] = true
+				}
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	by := map[string][]time.Time{}
+	for _, r := range p.requests() {
+		by[r.Campaign.CampaignID] = append(by[r.Campaign.CampaignID], r.RequestedAt)
+	}
+	for i, rate := range rates {
+		at := by[campaignID(100+i)]
+		if len(at) < 2 {
+			t.Fatalf("campaign at %v/s released %d", rate, len(at))
+		}
+		first, last := at[0], at[len(at)-1]
+		got := float64(len(at)-1) / last.Sub(first).Seconds()
+		assertPaced(t, at, int(rate))
+		t.Logf("pacing %5.1f calls/s: %4d releases in %.1f s, measured %.2f calls/s (%.1f%% of the pacing); first release %.0f ms after start",
+			rate, len(at), last.Sub(first).Seconds(), got, 100*got/rate, first.Sub(start).Seconds()*1000)
+	}
+	t.Logf("run %s", elapsed.Round(time.Millisecond))
+}
