@@ -31,7 +31,7 @@ func TestDashboardsWellFormed(t *testing.T) {
 	}
 	uid := prov.Datasources[0].UID
 
-	want := map[string]bool{"dialstream-pipeline": false, "dialstream-telephony": false, "dialstream-webhooks": false}
+	want := map[string]bool{"dialstream-pipeline": false, "dialstream-telephony": false, "dialstream-webhooks": false, "dialstream-campaigns": false}
 	for _, d := range loadDashboards(t) {
 		if _, ok := want[d.UID]; !ok {
 			t.Errorf("%s: unexpected uid %q", d.file, d.UID)
@@ -128,7 +128,7 @@ func knownMetricNames(t *testing.T) func(string) bool {
 	short := regexp.MustCompile(`Name:\s*"([a-z0-9_]+)"`)
 	concat := regexp.MustCompile(`\+\s*"(_?[a-z0-9_]+)"`)
 	nsSub := regexp.MustCompile(`ns, sub = "dialstream", "([a-z]+)"`)
-	for _, dir := range []string{"ingest", "dialer", "notifier", "agent", "recorder", "internal/phonesim"} {
+	for _, dir := range []string{"ingest", "dialer", "notifier", "agent", "recorder", "scheduler", "internal/phonesim"} {
 		files, _ := filepath.Glob(filepath.Join(testbin.RepoRoot(t), dir, "*.go"))
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {
