@@ -56,17 +56,18 @@ func StartDev(t testing.TB, env map[string]string) *Dev {
 	}
 
 	settings := map[string]string{
-		"INGEST_HTTP_ADDR":   FreeAddr(t),
-		"DIALER_HTTP_ADDR":   FreeAddr(t),
-		"NOTIFIER_HTTP_ADDR": FreeAddr(t),
-		"RECORDER_HTTP_ADDR": FreeAddr(t),
-		"DEV_INSPECTOR_ADDR": FreeAddr(t),
-		"PHONESIM_HTTP_ADDR": FreeAddr(t),
-		"BROKER_LISTEN":      FreeAddr(t),
-		"AGENT_HTTP_ADDR":    FreeAddr(t),
-		"DEV_LIVEKIT_PORT":   "0",
-		"LIVEKIT_SERVER_BIN": lk,
-		"LOG_FORMAT":         "text",
+		"INGEST_HTTP_ADDR":    FreeAddr(t),
+		"DIALER_HTTP_ADDR":    FreeAddr(t),
+		"NOTIFIER_HTTP_ADDR":  FreeAddr(t),
+		"RECORDER_HTTP_ADDR":  FreeAddr(t),
+		"SCHEDULER_HTTP_ADDR": FreeAddr(t),
+		"DEV_INSPECTOR_ADDR":  FreeAddr(t),
+		"PHONESIM_HTTP_ADDR":  FreeAddr(t),
+		"BROKER_LISTEN":       FreeAddr(t),
+		"AGENT_HTTP_ADDR":     FreeAddr(t),
+		"DEV_LIVEKIT_PORT":    "0",
+		"LIVEKIT_SERVER_BIN":  lk,
+		"LOG_FORMAT":          "text",
 	}
 	maps.Copy(settings, env)
 	d.Ingest, d.Dialer, d.Notifier, d.Inspector, d.Agent = settings["INGEST_HTTP_ADDR"], settings["DIALER_HTTP_ADDR"],
