@@ -22,6 +22,7 @@ import (
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/notifier"
 	"github.com/dialstream/dialstream/recorder"
+	"github.com/dialstream/dialstream/scheduler"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -35,21 +36,22 @@ import (
 type role string
 
 const (
-	roleIngest   role = "ingest"
-	roleDialer   role = "dialer"
-	roleNotifier role = "notifier"
-	roleRecorder role = "recorder"
-	roleTopics   role = "topics"
+	roleIngest    role = "ingest"
+	roleDialer    role = "dialer"
+	roleNotifier  role = "notifier"
+	roleRecorder  role = "recorder"
+	roleScheduler role = "scheduler"
+	roleTopics    role = "topics"
 )
 
-var allRoles = []role{roleIngest, roleDialer, roleNotifier, roleRecorder, roleTopics}
+var allRoles = []role{roleIngest, roleDialer, roleNotifier, roleRecorder, roleScheduler, roleTopics}
 
 func roleOf(args []string) (role, error) {
 	if len(args) == 0 {
 		return "", errors.New("no arguments: the image's default is help, not a service")
 	}
 	switch r := role(args[0]); r {
-	case roleIngest, roleDialer, roleNotifier, roleRecorder:
+	case roleIngest, roleDialer, roleNotifier, roleRecorder, roleScheduler:
 		if len(args) != 1 {
 			return "", fmt.Errorf("%s takes no arguments, got %q", r, args[1:])
 		}
@@ -178,6 +180,18 @@ func loadRole(t *testing.T, r role, env containerEnv) (roleFacts, []error) {
 		// group leave and the ops server (10s).
 		f = roleFacts{httpPort: port(l, "RECORDER_HTTP_ADDR", c.HTTPAddr), group: c.GroupID, topic: schemas.TopicEvents,
 			partitions: c.Kafka.Partitions, stopBound: 10 * time.Second, databaseURL: c.DatabaseURL, recordsRetention: c.Retention}
+	case roleScheduler:
+		c := scheduler.LoadConfig(l)
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		registryPath = c.RegistryPath
+		// Run: the partitions' owners finish their rounds (stopGrace, 10s,
+		// in parallel), the outcome relay's final commit (10s) and the ops
+		// server (5s). KEDA scales it on the commands topic: the outcome
+		// relay's group only forwards.
+		f = roleFacts{httpPort: port(l, "SCHEDULER_HTTP_ADDR", c.HTTPAddr), group: c.Group, topic: schemas.TopicCampaignCommands,
+			partitions: c.Kafka.Partitions, stopBound: 25 * time.Second}
 	case roleTopics:
 		k := kafkax.LoadConfig(l, "topics")
 		k.Validate(l)
@@ -307,6 +321,8 @@ var roleKeys = sync.OnceValue(func() map[role]map[string]bool {
 			notifier.LoadConfig(l)
 		case roleRecorder:
 			recorder.LoadConfig(l)
+		case roleScheduler:
+			scheduler.LoadConfig(l)
 		case roleTopics:
 			kafkax.LoadTopicsConfig(l, kafkax.LoadConfig(l, "topics"))
 			read["NOTIFIER_RETRY_SCHEDULE"] = true
@@ -368,7 +384,7 @@ func TestRoleChecksCatchMissingConfig(t *testing.T) {
 	good := map[string]string{
 		"KAFKA_BROKERS": "kafka:9092", "DIALSTREAM_REGISTRY": "/etc/reg.yaml", "KEY_DIGEST": strings.Repeat("a", 64),
 		"WS_SECRETS": placeholderSecret, "LIVEKIT_URL": "http://lk", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
-		"INGEST_HTTP_ADDR": ":8080", "NOTIFIER_HTTP_ADDR": ":8082", "RECORDER_HTTP_ADDR": ":8084",
+		"INGEST_HTTP_ADDR": ":8080", "NOTIFIER_HTTP_ADDR": ":8082", "RECORDER_HTTP_ADDR": ":8084", "SCHEDULER_HTTP_ADDR": ":8086",
 		"DATABASE_URL": placeholderDatabaseURL,
 	}
 	for _, r := range allRoles {

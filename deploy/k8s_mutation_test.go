@@ -107,13 +107,39 @@ func TestKubernetesChecksCatchMistakes(t *testing.T) {
 			c := &b.deployments["dialstream-ingest"].Spec.Template.Spec.Containers[0]
 			c.Env = deleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "DATABASE_URL" })
 		}, "DATABASE_URL: required"},
-		{"recorder missing", func(b *bundle) { delete(b.deployments, "dialstream-recorder") }, "want 4 Deployments"},
+		{"recorder missing", func(b *bundle) { delete(b.deployments, "dialstream-recorder") }, "want 5 Deployments"},
+		{"scheduler missing", func(b *bundle) { delete(b.deployments, "dialstream-scheduler") }, "want 5 Deployments"},
 		{"recorder on another group than KEDA watches", func(b *bundle) {
 			b.scaled[2].Spec.Triggers[0].Metadata["consumerGroup"] = "recorder"
 		}, `consumerGroup "recorder", but the service's group is "dialstream-recorder"`},
 		{"no egress to PostgreSQL", func(b *bundle) {
 			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-egress-postgres" })
 		}, "Deployment dialstream-recorder: no egress rule for PostgreSQL's port 5432"},
+		{"scheduler without its ScaledObject", func(b *bundle) {
+			b.scaled = deleteFunc(b.scaled, func(so *scaledObject) bool { return so.Name == "dialstream-scheduler" })
+		}, "Deployment dialstream-scheduler: scaled by [], want exactly one autoscaler"},
+		{"scheduler scaled on the outcome relay's group", func(b *bundle) {
+			scaledNamed(b, "dialstream-scheduler").Spec.Triggers[0].Metadata["consumerGroup"] = "dialstream-scheduler-outcomes"
+		}, `consumerGroup "dialstream-scheduler-outcomes", but the service's group is "dialstream-scheduler"`},
+		{"scheduler scaled past the partitions", func(b *bundle) {
+			n := int32(7)
+			scaledNamed(b, "dialstream-scheduler").Spec.MaxReplicaCount = &n
+		}, "ScaledObject dialstream-scheduler: maxReplicaCount 7 exceeds KAFKA_TOPIC_PARTITIONS=6"},
+		{"scheduler on loopback", func(b *bundle) {
+			for _, cm := range b.configMaps {
+				delete(cm.Data, "SCHEDULER_HTTP_ADDR")
+			}
+		}, "SCHEDULER_HTTP_ADDR: 127.0.0.1:8086 listens on 127.0.0.1 only"},
+		{"scheduler open to everyone", func(b *bundle) {
+			netpolNamed(b, "dialstream-scheduler-ingress").Spec.Ingress[0].From = nil
+		}, "Deployment dialstream-scheduler: NetworkPolicy dialstream-scheduler-ingress admits everyone"},
+		{"scheduler not scraped", func(b *bundle) {
+			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-scheduler-ingress" })
+		}, "Deployment dialstream-scheduler: no NetworkPolicy lets Prometheus reach its metrics port 8086"},
+		{"scheduler may reach PostgreSQL", func(b *bundle) {
+			sel := &netpolNamed(b, "dialstream-egress-postgres").Spec.PodSelector.MatchExpressions[0]
+			sel.Values = append(sel.Values, "dialstream-scheduler")
+		}, "Deployment dialstream-scheduler: NetworkPolicy dialstream-egress-postgres opens egress on port 5432"},
 		{"no Kafka egress", func(b *bundle) {
 			b.netpols = deleteFunc(b.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "dialstream-egress-dns-kafka" })
 		}, "no egress rule for Kafka's port 9096"},
@@ -143,6 +169,24 @@ func TestKubernetesChecksCatchMistakes(t *testing.T) {
 			t.Errorf("decoded without error: %s", j)
 		}
 	}
+}
+
+func scaledNamed(b *bundle, name string) *scaledObject {
+	for _, so := range b.scaled {
+		if so.Name == name {
+			return so
+		}
+	}
+	panic("no ScaledObject " + name)
+}
+
+func netpolNamed(b *bundle, name string) *networkingv1.NetworkPolicy {
+	for _, np := range b.netpols {
+		if np.Name == name {
+			return np
+		}
+	}
+	panic("no NetworkPolicy " + name)
 }
 
 func deleteFunc[T any](s []T, del func(T) bool) []T {

@@ -292,8 +292,8 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 }
 
 func (c *k8sChecker) checkPods() {
-	if len(c.b.deployments) != 4 || len(c.b.jobs) != 1 {
-		c.errorf("want 4 Deployments (ingest, dialer, notifier, recorder) and the topics Job, got %v and %v",
+	if len(c.b.deployments) != 5 || len(c.b.jobs) != 1 {
+		c.errorf("want 5 Deployments (ingest, dialer, notifier, recorder, scheduler) and the topics Job, got %v and %v",
 			slices.Sorted(mapsKeys(c.b.deployments)), slices.Sorted(mapsKeys(c.b.jobs)))
 	}
 	alsoKnown := map[string]bool{}
@@ -525,7 +525,7 @@ func (c *k8sChecker) containerEnv(s *corev1.PodSpec, ctr *corev1.Container) (con
 	return env, errs
 }
 
-// Autoscaling: ingest on CPU (HPA), dialer and notifier on their consumer
+// Autoscaling: ingest on CPU (HPA), the consumer group services on their
 // group's lag (KEDA), never past the partition count; a Deployment owned by
 // an autoscaler leaves replicas out so an apply does not reset it.
 func (c *k8sChecker) checkAutoscaling() {
@@ -804,6 +804,10 @@ func (c *k8sChecker) checkNetworkPolicies() {
 		}) {
 			c.errorf("%s: no egress rule for Kafka's port %d", where, kafkaPort)
 		}
+		c.checkEgressLimited(p, egress, kafkaPort)
+		if p.kind == "Deployment" {
+			c.checkIngressLimited(p)
+		}
 		for _, r := range rules {
 			for _, peer := range r.To {
 				if peer.IPBlock == nil {
@@ -856,6 +860,88 @@ func (c *k8sChecker) checkNetworkPolicies() {
 				c.errorf("%s: nothing may reach the webhook port %d: LiveKit's webhooks would be dropped", where, port)
 			}
 		}
+	}
+}
+
+// egressBeyondKafka are the pods whose work is outside the cluster's Kafka
+// and database: every other pod may reach DNS, Kafka and, when it reads
+// DATABASE_URL, PostgreSQL, and nothing else.
+var egressBeyondKafka = map[string]string{
+	"dialstream-dialer":   "LiveKit's API",
+	"dialstream-notifier": "callback URLs",
+}
+
+// checkEgressLimited: a pod outside egressBeyondKafka gets egress only on
+// the ports of DNS, Kafka and (if it uses the database) PostgreSQL, each
+// rule naming its ports.
+func (c *k8sChecker) checkEgressLimited(p podOwner, egress []*networkingv1.NetworkPolicy, kafkaPort int32) {
+	if _, ok := egressBeyondKafka[p.name]; ok {
+		return
+	}
+	allowed := []int32{53, kafkaPort}
+	if c.usesDatabase(p) {
+		allowed = append(allowed, postgresPort)
+	}
+	for _, np := range egress {
+		for _, r := range np.Spec.Egress {
+			open := "every port"
+			if len(r.Ports) > 0 {
+				open = ""
+			}
+			for _, pp := range r.Ports {
+				switch {
+				case pp.Port == nil:
+					open = "every port"
+				case pp.EndPort != nil || !slices.Contains(allowed, pp.Port.IntVal):
+					open = "port " + pp.Port.String()
+				}
+			}
+			if open != "" {
+				c.errorf("%s %s: NetworkPolicy %s opens egress on %s; it needs only ports %v (DNS, Kafka, PostgreSQL if it reads DATABASE_URL)",
+					p.kind, p.name, np.Name, open, allowed)
+			}
+		}
+	}
+}
+
+// prometheusPeer is how the policies name Prometheus (networkpolicies.yaml).
+func prometheusPeer(peer networkingv1.NetworkPolicyPeer) bool {
+	return peer.IPBlock == nil && peer.NamespaceSelector != nil && peer.PodSelector != nil &&
+		peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "monitoring" &&
+		peer.PodSelector.MatchLabels["app.kubernetes.io/name"] == "prometheus"
+}
+
+// checkIngressLimited: Prometheus reaches every Deployment's metrics port
+// (default deny would otherwise leave it unscraped), and a Deployment that
+// no Service exposes admits Prometheus alone.
+func (c *k8sChecker) checkIngressLimited(p podOwner) {
+	where := p.kind + " " + p.name
+	port := int32(c.facts[p.name].httpPort)
+	exposed := false
+	for _, s := range c.b.services {
+		exposed = exposed || selects(&metav1.LabelSelector{MatchLabels: s.Spec.Selector}, p.labels)
+	}
+	scraped := false
+	for _, np := range c.policiesFor(p, networkingv1.PolicyTypeIngress) {
+		for _, r := range np.Spec.Ingress {
+			if portsAllow(r.Ports, port, corev1.ProtocolTCP) && (len(r.From) == 0 || slices.ContainsFunc(r.From, prometheusPeer)) {
+				scraped = true
+			}
+			if exposed {
+				continue
+			}
+			if len(r.From) == 0 {
+				c.errorf("%s: NetworkPolicy %s admits everyone; no Service exposes it, so only Prometheus may reach it", where, np.Name)
+			}
+			for _, peer := range r.From {
+				if !prometheusPeer(peer) {
+					c.errorf("%s: NetworkPolicy %s admits %+v; no Service exposes it, so only Prometheus may reach it", where, np.Name, peer)
+				}
+			}
+		}
+	}
+	if !scraped {
+		c.errorf("%s: no NetworkPolicy lets Prometheus reach its metrics port %d", where, port)
 	}
 }
 
