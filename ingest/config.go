@@ -101,7 +101,7 @@ type Config struct {
 	// DefaultRegion parses numbers written without a leading + (ISO 3166
 	// region, INGEST_DEFAULT_REGION, default US).
 	DefaultRegion string
-	// RejectTestNumbers refuses +1 555 010 xxxx, the dev/test range that is
+	// RejectTestNumbers refuses +1 555 01x xxxx, the dev/test range that is
 	// accepted by default although the phone-number library calls it invalid
 	// (INGEST_ALLOW_TEST_NUMBERS=false sets it; default false). See
 	// isTestNumber for why such a number can never ring a real person.

@@ -29,7 +29,7 @@
 //	handler.go      the Gin engine and its routes; POST /v1/api/call from request to record
 //	auth.go         the /v1/api group's middleware: API key and x-workspace-id
 //	request.go      decoding and validating the body of POST /v1/api/call
-//	phone.go        numbers to E.164, and the +1 555 010 xxxx test range
+//	phone.go        numbers to E.164, and the +1 555 01x xxxx test range
 //	idempotency.go  Idempotency-Key: replay, 409/422, call ids that survive a replica change
 //	produce.go      the Producer, waiting for the acknowledgement, the client's options
 //	calls.go        the call-state and control routes: get, list, cancel, deliveries, redeliver

@@ -311,6 +311,8 @@ func TestCreateCallFieldRules(t *testing.T) {
 			one("to", `"+120255501234567" is not a valid phone number: too many digits for country code +1; send E.164, e.g. `+ex)},
 		{"to near the test range", `{"to":"+1555010123",` + agent + `}`,
 			one("to", `"+1555010123" is not a valid phone number: too few digits for country code +1; send E.164, e.g. `+ex)},
+		{"to just past the test range", `{"to":"+15550200001",` + agent + `}`,
+			one("to", `"+15550200001" is not a valid phone number: no such number range for country code +1; send E.164, e.g. `+ex)},
 		// call_agent_id
 		{"agent missing", `{"to":"+15550101234"}`, one("call_agent_id", "required: the id of the agent that places the call")},
 		{"agent not a string", `{"to":"+15550101234","call_agent_id":7}`, one("call_agent_id", "must be a string, got a number")},
@@ -421,6 +423,12 @@ func TestCreateCallNormalizes(t *testing.T) {
 		{"dev test range", `{"to":"+1 555 010 0001","call_agent_id":"` + demoAgent + `"}`,
 			func(t *testing.T, d schemas.CallRequested) {
 				if d.To != "+15550100001" {
+					t.Fatalf("to %s", d.To)
+				}
+			}},
+		{"dev test range, its last exchange", `{"to":"+1 555 019 9999","call_agent_id":"` + demoAgent + `"}`,
+			func(t *testing.T, d schemas.CallRequested) {
+				if d.To != "+15550199999" {
 					t.Fatalf("to %s", d.To)
 				}
 			}},

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/nyaruka/phonenumbers"
+
+	"github.com/dialstream/dialstream/internal/compliance"
 )
 
 // exampleNumber is what error messages suggest: a valid NANP number in the
@@ -63,22 +65,11 @@ func normalizePhone(s, defaultRegion string, allowTest bool) (string, string) {
 	return "", fmt.Sprintf("%q is not a valid phone number: no such number range for country code +%d; send E.164, e.g. %s", s, cc, exampleNumber)
 }
 
-// isTestNumber reports whether an E.164 number is in +1 555 010 0000-9999,
-// the range Dialstream's dev registry, phone simulator and tests use. The
-// phone-number library calls these invalid, rightly: 555 is not an area code
-// in service, and a NANP exchange never starts with 0. That is what makes the
-// range safe to accept: a carrier cannot route it to a subscriber, so a test
-// can never ring a real person. (The NANP's own fictional range, NXX-555-01xx,
-// is valid to the library and accepted anyway.)
-func isTestNumber(e164 string) bool {
-	const prefix = "+1555010"
-	if len(e164) != len(prefix)+4 || !strings.HasPrefix(e164, prefix) {
-		return false
-	}
-	for _, c := range e164[len(prefix):] {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
+// isTestNumber reports whether an E.164 number is in the fictional test
+// range +1 555 01x xxxx (compliance.IsTestNumber). The phone-number library
+// calls these invalid, rightly: 555 is not an area code in service, and a
+// NANP exchange never starts with 0. That is what makes the range safe to
+// accept: a carrier cannot route it to a subscriber, so a test can never ring
+// a real person. (The NANP's own fictional range, NXX-555-01xx, is valid to
+// the library and accepted anyway.)
+func isTestNumber(e164 string) bool { return compliance.IsTestNumber(e164) }

@@ -1,11 +1,18 @@
 // Package scheduler releases campaign contacts and scheduled single calls as
-// ordinary call requests (issue 15). The design it is built to is in
-// docs/architecture.md, "Campaigns and scheduled calls"; the service itself
-// (the partition owner, the release loop, the outcome relay, `dialstream
-// scheduler`) is not built yet.
+// ordinary call requests (issue 15): `dialstream scheduler`, and inside
+// `dialstream dev`. The design is in docs/architecture.md, "Campaigns and
+// scheduled calls".
 //
-// Built so far, as pure functions the service will call with the command's
-// time or its clock:
+// The service:
+//   - run.go, config.go: the process (producer, the commands group, the
+//     outcome relay group, topics, the co-partition check, HTTP);
+//   - owner.go, stateload.go, write.go: one owner per partition of the
+//     commands topic: load the state partition, apply commands in batches,
+//     fence with a commit, then write requests, events and states;
+//   - relay.go: each ended event of a campaign call back as an outcome;
+//   - metrics.go: the dialstream_scheduler_* metrics.
+//
+// The decisions, pure functions called with the command's time or a clock:
 //   - machine.go: the campaign state machine (created, contacts added with
 //     repeated ids and numbers skipped, start/pause/resume/cancel, outcomes,
 //     end_at), the campaign events and counters it writes, and release, which

@@ -60,7 +60,7 @@ type Number struct {
 	// +870, +881...), "" when no number range matches.
 	Region string
 	Type   NumberType
-	// Test is set for the fictional range +1 555 010 xxxx; see IsTestNumber.
+	// Test is set for the fictional range +1 555 01x xxxx; see IsTestNumber.
 	Test bool
 	// zones are the callee's possible time zones; nil means unknown, and
 	// unknown means anywhere on Earth (see zones.go).
@@ -113,15 +113,15 @@ func Classify(e164 string) (Number, error) {
 	return n, nil
 }
 
-// IsTestNumber reports whether an E.164 number is in +1 555 010 0000-9999,
-// the fictional range Dialstream's dev registry, phone simulator and tests
-// use. The phone-number library calls these invalid, rightly: 555 is not an
+// IsTestNumber reports whether an E.164 number is in +1 555 010 0000 -
+// +1 555 019 9999, the fictional range Dialstream's dev registry, phone
+// simulator and tests use. The phone-number library calls these invalid, rightly: 555 is not an
 // area code in service and no NANP exchange starts with 0, so no carrier
 // can route one to a subscriber and a test can never ring a real person.
 // The rules treat such a number as a US number whose time zone is unknown.
 func IsTestNumber(e164 string) bool {
-	const prefix = "+1555010"
-	if len(e164) != len(prefix)+4 || !strings.HasPrefix(e164, prefix) {
+	const prefix = "+155501"
+	if len(e164) != len(prefix)+5 || !strings.HasPrefix(e164, prefix) {
 		return false
 	}
 	for _, c := range e164[len(prefix):] {

@@ -63,16 +63,30 @@ var scriptByDigits = map[string]Script{
 // ScriptFor picks the script for a dialed number. Only digits count, so
 // "+1 555-010-0486" and "15550100486" are busy too.
 //
+// Every number of the test range +1 555 01x xxxx behaves like the fixed
+// number +1 555 010 0xxx with the same last three digits: "+1 555 011 3486"
+// is busy, "+1 555 017 0300" a voicemail (the fixed numbers are the block's
+// first row). A campaign refuses a number twice, so a test that needs 50 busy
+// callees takes them from the block.
+//
 // Any other number answers like NumberAnswer: dev mode then behaves like a
 // phone network where people pick up, and a test dialing an arbitrary
 // number sees a complete call rather than an error it did not ask for. A
 // test that needs a failure must dial the failure's number.
 func ScriptFor(number string) Script {
-	if s, ok := scriptByDigits[digits(number)]; ok {
+	d := digits(number)
+	if len(d) == len(blockPrefix)+5 && strings.HasPrefix(d, blockPrefix) && d[len(blockPrefix):len(blockPrefix)+2] != "00" {
+		d = fixedPrefix + d[len(d)-3:]
+	}
+	if s, ok := scriptByDigits[d]; ok {
 		return s
 	}
 	return ScriptAnswer
 }
+
+// blockPrefix starts the numbers that borrow a fixed number's script by its
+// last three digits; fixedPrefix is what those fixed numbers share.
+const blockPrefix, fixedPrefix = "155501", "15550100"
 
 // rejection is the SIP final response a script ends with instead of 200 OK,
 // and the disconnect reason the real livekit/sip bridge gives its

@@ -25,6 +25,14 @@ func TestScriptFor(t *testing.T) {
 		{"15550100486", ScriptBusy},
 		{"+1 (555) 010-0486", ScriptBusy},
 		{"+4915112345678", ScriptAnswer},
+		{"+15550113486", ScriptBusy},
+		{"+15550170300", ScriptVoicemail},
+		{"+1 555 019 9480", ScriptNoAnswer},
+		{"+15550101999", ScriptHold},
+		{"+15550110001", ScriptAnswer},
+		{"+15550101234", ScriptAnswer},
+		{"+15550200486", ScriptAnswer},  // not the block
+		{"+155501100486", ScriptAnswer}, // one digit too many
 		{"", ScriptAnswer},
 	}
 	for _, tt := range tests {
