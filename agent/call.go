@@ -124,6 +124,16 @@ func (s *service) runCall(ctx context.Context, job *livekit.Job, d schemas.Agent
 		return err
 	}
 	defer c.room.Disconnect()
+	if !c.sameRoom(ctx, job.GetRoom().GetSid()) {
+		// The room is the agent's own making: nobody else will join it.
+		c.log.Info("agent: the call's room closed before the agent joined; leaving")
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := c.s.rooms.DeleteRoom(dctx, &livekit.DeleteRoomRequest{Room: c.roomName}); err != nil {
+			c.log.Warn("agent: delete the room its join created", "err", err)
+		}
+		return nil
+	}
 	calleeID, answeredAt, ok := c.waitAnswer(ctx)
 	if !ok {
 		return nil
@@ -173,6 +183,38 @@ func (c *call) join(ctx context.Context, url, token string) error {
 	}
 	c.voice, c.voiceSID = voice, pub.SID()
 	return nil
+}
+
+// roomSIDWait bounds the wait for the joined room's session id, which
+// LiveKit sends within about 2 s of the join.
+const roomSIDWait = 5 * time.Second
+
+// sameRoom reports whether the room joined is the session the job was
+// offered for (sid, the job's room SID). A call that fails at once (a busy
+// number: the SIP dial fails within milliseconds and the dialer deletes the
+// room) can be assigned after its room closed; joining then makes LiveKit
+// create a new, empty room of the same name, with another session id, where
+// no callee will ever come. Without this check the agent would wait there
+// for AnswerTimeout, holding one of its MaxJobs slots, and a campaign of
+// busy numbers would fill the worker until LiveKit offered it no more jobs.
+// An unknown answer (no SID in the job, none received in time) counts as the
+// same room: the agent then waits for the callee as before.
+func (c *call) sameRoom(ctx context.Context, sid string) bool {
+	if sid == "" {
+		return true
+	}
+	got := make(chan string, 1)
+	go func() { got <- c.room.SID() }() // returns at the latest when the room disconnects
+	t := time.NewTimer(roomSIDWait)
+	defer t.Stop()
+	select {
+	case joined := <-got:
+		return joined == "" || joined == sid
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return true
+	}
 }
 
 // emit hands an SDK callback's news to the call's goroutine; after the call

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +174,58 @@ func roomGone(t *testing.T, e *env, room string) {
 		res, err := e.rooms.ListRooms(context.Background(), &livekit.ListRoomsRequest{Names: []string{room}})
 		return err == nil && len(res.Rooms) == 0
 	})
+}
+
+// A busy number fails within milliseconds and the dialer deletes the room
+// at once, so the agent is often assigned the job after its room closed,
+// and joining makes LiveKit create an empty room of the same name. The agent
+// must see it is not the room it was offered (another session id) and leave
+// at once, not wait AnswerTimeout (2 min) holding a job slot: a campaign of
+// busy numbers filled the worker that way until LiveKit offered it nothing.
+func TestJobForAClosedRoom(t *testing.T) {
+	e := startEnv(t, 500*time.Millisecond)
+	reg := prometheus.NewRegistry()
+	e.startAgent(t, reg)
+	const calls = 6
+	var rooms []string
+	for range calls {
+		p, err := e.tryPlace(callSpec{to: phonesim.NumberBusy, settings: map[string]any{"greeting": greeting}})
+		if err == nil || !strings.Contains(err.Error(), "486") {
+			t.Fatalf("a call to the busy number: %v, want the SIP 486", err)
+		}
+		// What the dialer does when the dial failed.
+		if _, err := e.rooms.DeleteRoom(context.Background(), &livekit.DeleteRoomRequest{Room: p.room}); err != nil {
+			t.Fatalf("DeleteRoom: %v", err)
+		}
+		rooms = append(rooms, p.room)
+	}
+	testutil.Eventually(t, 3*time.Second, "the agent to be offered the jobs", func() bool {
+		return counterSum(t, reg, "dialstream_agent_job_requests_total") >= calls
+	})
+	testutil.EventuallyWhy(t, 15*time.Second, "the agent to hold no call", func() (bool, string) {
+		n := counterSum(t, reg, "dialstream_agent_calls_active")
+		return n == 0, fmt.Sprintf("%v calls active", n)
+	})
+	for _, r := range rooms {
+		roomGone(t, e, r)
+	}
+}
+
+// counterSum sums every sample of a metric family in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
 }
