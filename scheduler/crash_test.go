@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -27,10 +29,7 @@ func TestSchedulerSurvivesSIGKILL(t *testing.T) {
 	}
 	b := startBroker(t)
 	p := newPipeline(t, b)
-	regPath := filepath.Join(t.TempDir(), "registry.yaml")
-	if err := os.WriteFile(regPath, []byte(testRegistryYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	regPath := writeRegistry(t)
 	var logs syncBuffer
 	defer func() {
 		if t.Failed() {
@@ -38,17 +37,7 @@ func TestSchedulerSurvivesSIGKILL(t *testing.T) {
 		}
 	}()
 	start := func() *exec.Cmd {
-		addr := freeAddr(t)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "SCHEDULER_TEST_CHILD=1", "KAFKA_BROKERS="+b.Addr(), "KAFKA_TOPIC_PARTITIONS=3",
-			"KAFKA_REPLICATION_FACTOR=1", "KAFKA_SESSION_TIMEOUT=1s", "DIALSTREAM_REGISTRY="+regPath,
-			"SCHEDULER_HTTP_ADDR="+addr, "SCHEDULER_MAX_WAKE=200ms")
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		waitReady(t, "http://"+addr)
+		cmd, _ := startChild(t, b, regPath, &logs, "KAFKA_TOPIC_PARTITIONS=3")
 		return cmd
 	}
 	kill := func(cmd *exec.Cmd) {
@@ -188,4 +177,34 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// writeRegistry writes the service tests' registry for a child process.
+func writeRegistry(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "registry.yaml")
+	if err := os.WriteFile(path, []byte(testRegistryYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startChild starts the scheduler in a child process (this test binary in
+// SCHEDULER_TEST_CHILD mode) on broker b, writing its output to logs, and
+// returns it once it is ready, with its HTTP address. env adds settings.
+func startChild(t *testing.T, b *kafkax.Broker, registry string, logs io.Writer, env ...string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SCHEDULER_TEST_CHILD=1", "KAFKA_BROKERS="+b.Addr(),
+		"KAFKA_REPLICATION_FACTOR=1", "KAFKA_SESSION_TIMEOUT=1s", "DIALSTREAM_REGISTRY="+registry,
+		"SCHEDULER_HTTP_ADDR="+addr, "SCHEDULER_MAX_WAKE=200ms")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitReady(t, "http://"+addr)
+	return cmd, addr
 }

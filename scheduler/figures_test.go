@@ -1,11 +1,20 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dialstream/dialstream/internal/testutil"
 
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -124,4 +133,140 @@ func TestFigureReleaseRate(t *testing.T) {
 			rate, len(at), last.Sub(first).Seconds(), got, 100*got/rate, first.Sub(start).Seconds()*1000)
 	}
 	t.Logf("run %s", elapsed.Round(time.Millisecond))
+}
+
+// TestFigureServiceMemory measures a running scheduler process holding
+// 1,000,000 contacts in 10 draft campaigns, as uploads put them on the
+// commands topic (500 contacts a record, each contact with two dynamic
+// variables and a small metadata object): how long it takes to apply them
+// and write their state, then its RSS and Go heap; then it is killed and
+// restarted, and the time to load the state back is measured with the RSS
+// after the load. A figure, not a check (SCHEDULER_FIGURES=1);
+// docs/architecture.md has the result.
+func TestFigureServiceMemory(t *testing.T) {
+	if os.Getenv("SCHEDULER_FIGURES") == "" {
+		t.Skip("set SCHEDULER_FIGURES=1 to measure")
+	}
+	const campaigns, perCampaign = 10, 100_000
+	b := startBroker(t)
+	p := newPipeline(t, b)
+	reg := writeRegistry(t)
+	var logs syncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("scheduler output:\n%s", logs.String())
+		}
+	}()
+	cmd, addr := startChild(t, b, reg, &logs)
+	idle := procStatus(t, cmd.Process.Pid)
+
+	start := time.Now()
+	ctx := context.Background()
+	for ci := range campaigns {
+		id := campaignID(1000 + ci)
+		p.send(schemas.TypeCampaignCreated, id, schemas.Campaign{CampaignID: id, WorkspaceID: "ws_a", Name: "memory", CallAgentID: "agent_a",
+			Schedule: schemas.CampaignSchedule{Windows: allWeek}, Pacing: schemas.Pacing{CallsPerSecond: 10, MaxConcurrent: 10},
+			CreatedAt: time.Now().UTC()})
+		for base := 0; base < perCampaign; base += schemas.MaxContactsPerRecord {
+			ks := make([]schemas.Contact, 0, schemas.MaxContactsPerRecord)
+			for i := base; i < base+schemas.MaxContactsPerRecord; i++ {
+				ks = append(ks, schemas.Contact{
+					ContactID: fmt.Sprintf("crm-%07d", i), To: fmt.Sprintf("+1202%d%06d", ci, i), Row: i + 2,
+					DynamicVariables: map[string]string{"firstName": "Ada", "lastName": fmt.Sprintf("Lovelace%d", i)},
+					Metadata:         []byte(fmt.Sprintf(`{"crm_id":%d}`, i)),
+				})
+			}
+			r, err := schemas.NewRecord(schemas.TopicCampaignCommands, id, schemas.Meta{Type: schemas.TypeCampaignContacts, Source: "/test", Subject: id},
+				schemas.CampaignContacts{CampaignID: id, WorkspaceID: "ws_a", UploadID: uploadID, Contacts: ks, AddedAt: time.Now().UTC()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	if err := p.cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	produced := time.Since(start)
+	held := func() float64 {
+		return sumMetric(t, "http://"+addr+"/metrics", "dialstream_scheduler_contacts")
+	}
+	testutil.EventuallyWhy(t, 10*time.Minute, "the scheduler to hold every contact", func() (bool, string) {
+		n := held()
+		return n == campaigns*perCampaign, fmt.Sprintf("%.0f contacts", n)
+	})
+	applied := time.Since(start)
+	// Let the last state writes drain before measuring.
+	time.Sleep(2 * time.Second)
+	full := procStatus(t, cmd.Process.Pid)
+	heap := sumMetric(t, "http://"+addr+"/metrics", "go_memstats_heap_inuse_bytes")
+	t.Logf("idle: RSS %.0f MiB", idle.rss)
+	t.Logf("%d contacts in %d campaigns: produced in %s, held by the scheduler after %s (%.0f contacts/s)",
+		campaigns*perCampaign, campaigns, produced.Round(time.Millisecond), applied.Round(time.Millisecond),
+		float64(campaigns*perCampaign)/applied.Seconds())
+	t.Logf("holding them: RSS %.0f MiB (peak %.0f MiB), Go heap in use %.0f MiB, %.0f bytes of RSS per contact",
+		full.rss, full.hwm, heap/(1<<20), (full.rss-idle.rss)*(1<<20)/float64(campaigns*perCampaign))
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	restart := time.Now()
+	cmd, addr = startChild(t, b, reg, &logs)
+	testutil.EventuallyWhy(t, 10*time.Minute, "the restarted scheduler to load every contact", func() (bool, string) {
+		n := sumMetric(t, "http://"+addr+"/metrics", "dialstream_scheduler_contacts")
+		return n == campaigns*perCampaign, fmt.Sprintf("%.0f contacts", n)
+	})
+	loaded := time.Since(restart)
+	after := procStatus(t, cmd.Process.Pid)
+	t.Logf("after SIGKILL and restart: state loaded in %s, RSS %.0f MiB (peak %.0f MiB)", loaded.Round(time.Millisecond), after.rss, after.hwm)
+}
+
+type memStatus struct{ rss, hwm float64 } // MiB
+
+// procStatus reads VmRSS and VmHWM of a process from /proc.
+func procStatus(t *testing.T, pid int) memStatus {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	var m memStatus
+	for _, line := range strings.Split(string(b), "\n") {
+		var kb float64
+		if _, err := fmt.Sscanf(line, "VmRSS: %f kB", &kb); err == nil {
+			m.rss = kb / 1024
+		}
+		if _, err := fmt.Sscanf(line, "VmHWM: %f kB", &kb); err == nil {
+			m.hwm = kb / 1024
+		}
+	}
+	return m
+}
+
+// sumMetric sums every sample of a metric family at a /metrics URL.
+func sumMetric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	r, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscanf(rest[strings.LastIndexByte(rest, ' ')+1:], "%g", &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
