@@ -255,25 +255,24 @@ func (h *eventHub) dispatch(run *hubRun, rec *kgo.Record) {
 
 // drop ends s from the hub's side; the caller holds h.mu.
 func (h *eventHub) drop(s *streamSub, why string) {
-	if _, ok := h.subs[s.ws][s]; !ok {
-		return
+	if h.remove(s) {
+		s.why = why
+		close(s.ended)
 	}
-	delete(h.subs[s.ws], s)
-	if len(h.subs[s.ws]) == 0 {
-		delete(h.subs, s.ws)
-	}
-	h.open--
-	s.why = why
-	close(s.ended)
-	h.idle()
 }
 
 // unsubscribe closes s from the client's side (it went away).
 func (h *eventHub) unsubscribe(s *streamSub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.remove(s)
+}
+
+// remove takes s out of the hub, false when it was out already; the caller
+// holds h.mu.
+func (h *eventHub) remove(s *streamSub) bool {
 	if _, ok := h.subs[s.ws][s]; !ok {
-		return
+		return false
 	}
 	delete(h.subs[s.ws], s)
 	if len(h.subs[s.ws]) == 0 {
@@ -281,6 +280,7 @@ func (h *eventHub) unsubscribe(s *streamSub) {
 	}
 	h.open--
 	h.idle()
+	return true
 }
 
 // idle stops the reader streamLinger after the last stream closed, unless
