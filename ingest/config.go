@@ -45,6 +45,7 @@ const (
 	DefaultShutdownTimeout    = 15 * time.Second
 	DefaultMaxInFlight        = 512
 	DefaultCallsRetention     = callrecords.DefaultRetention
+	DefaultEventStreams       = 4 // per workspace and replica
 )
 
 // Config is everything ingest needs. LoadConfig fills it from the
@@ -114,6 +115,12 @@ type Config struct {
 	// bounded, instead of queueing requests until they time out.
 	MaxInFlight int
 
+	// EventStreamsPerWorkspace caps the GET /v1/api/events/stream
+	// connections one workspace may hold open on this replica; past it a
+	// new one is answered 429 with Retry-After
+	// (INGEST_EVENT_STREAMS_PER_WORKSPACE, default 4, 1 to 1000).
+	EventStreamsPerWorkspace int
+
 	// ShutdownTimeout bounds the graceful drain of in-flight requests
 	// (INGEST_SHUTDOWN_TIMEOUT, default 15s).
 	ShutdownTimeout time.Duration
@@ -177,6 +184,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 		AgentReportSecrets: schemas.ReportSecrets(l.List("DIALSTREAM_AGENT_REPORT_SECRET", nil)),
 		AgentReportWindow:  l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),
 	}
+	c.EventStreamsPerWorkspace = l.Int("INGEST_EVENT_STREAMS_PER_WORKSPACE", DefaultEventStreams, 1, maxStreamsPerWorkspace)
 	records := callrecords.LoadConfig(l)
 	c.DatabaseURL, c.CallsRetention = records.URL, records.Retention
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
@@ -195,6 +203,9 @@ const (
 	minBodyBytes = 1 << 10
 	maxBodyBytes = 512 << 10
 )
+
+// maxStreamsPerWorkspace bounds INGEST_EVENT_STREAMS_PER_WORKSPACE.
+const maxStreamsPerWorkspace = 1000
 
 // withDefaults fills the zero values of a Config built in code.
 func (c Config) withDefaults() Config {
@@ -224,6 +235,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.EventStreamsPerWorkspace == 0 {
+		c.EventStreamsPerWorkspace = DefaultEventStreams
 	}
 	if c.CallsRetention == 0 {
 		c.CallsRetention = DefaultCallsRetention
@@ -256,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		p.Add("INGEST_MAX_IN_FLIGHT", "must be >= 1, got %d", c.MaxInFlight)
+	}
+	if c.EventStreamsPerWorkspace < 1 || c.EventStreamsPerWorkspace > maxStreamsPerWorkspace {
+		p.Add("INGEST_EVENT_STREAMS_PER_WORKSPACE", "must be between 1 and %d, got %d", maxStreamsPerWorkspace, c.EventStreamsPerWorkspace)
 	}
 	if c.MaxVariables < 1 || c.MaxVariables > schemaMaxVariables {
 		p.Add("INGEST_MAX_VARIABLES", "must be between 1 and %d (the call.requested.v1 schema cap), got %d", schemaMaxVariables, c.MaxVariables)

@@ -67,6 +67,9 @@ type handler struct {
 	// scheduled remembers the calls this replica scheduled, so that their
 	// cancel also reaches the scheduler (scheduled_calls.go).
 	scheduled *ownScheduled
+	// events fans the call events out to GET /v1/api/events/stream
+	// (events_hub.go); Run gives it its Kafka feed.
+	events *eventHub
 }
 
 // NewHandler returns the HTTP API (a Gin engine): every route of the OpenAPI
@@ -138,6 +141,8 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	h.campaigns = cfg.Store
 	h.ownCamps = newOwnCampaigns()
 	h.scheduled = newOwnScheduled()
+	h.events = newEventHub(cfg.EventStreamsPerWorkspace, h.log)
+	h.events.frame = h.sseFrame
 	h.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	if cfg.Suppressions == nil {
 		cfg.Suppressions = compliance.NewTable()
@@ -161,11 +166,13 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	}
 	m, err := newMetrics(cfg.Metrics, gauges{
 		idemKeys: func() float64 { return float64(h.idem.len()) },
+		streams:  func() float64 { return float64(h.events.streams()) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}
 	h.m = m
+	h.events.dropped = m.streamsDropped.Inc
 	return h, nil
 }
 
@@ -208,6 +215,10 @@ func (h *handler) engine() *gin.Engine {
 	api.POST(rel(routeCampaignPause), h.campaignControl(schemas.ActionPause))
 	api.POST(rel(routeCampaignResume), h.campaignControl(schemas.ActionResume))
 	api.POST(rel(routeCampaignCancel), h.campaignControl(schemas.ActionCancel))
+	// A stream is open for as long as its client listens: it takes no
+	// in-flight token for its life (overload.go), only its workspace's
+	// stream slot (events_hub.go).
+	e.GET(routeEventsStream, h.limitInFlightAtOpen, h.authenticated, h.streamEvents)
 	// Agents authenticate with their call's report token, never a
 	// workspace key: the route sits outside the API group (reports.go).
 	e.POST(routeAgentReports, h.limitInFlight, h.agentReport)

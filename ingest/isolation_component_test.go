@@ -50,6 +50,9 @@ const (
 	// agent's report route): B's token for B's own call, or B's API key,
 	// on A's call is 401 and writes nothing.
 	isoReportToken
+	// isoStream: B's event stream opens (200) and shows nothing of A's
+	// (TestComponentEventStream has A's events written while B listens).
+	isoStream
 )
 
 type isoCase struct {
@@ -84,6 +87,7 @@ var isolationCases = map[string]isoCase{
 	"pauseCampaign":          {kind: isoForeign},
 	"resumeCampaign":         {kind: isoForeign},
 	"cancelCampaign":         {kind: isoForeign},
+	"streamEvents":           {kind: isoStream},
 	"healthz":                {kind: isoPublic},
 	"readyz":                 {kind: isoPublic},
 	"metrics":                {kind: isoPublic},
@@ -350,6 +354,22 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 				}
 			}
 			unchanged("B's")
+		case isoStream:
+			s := openStream(t, in.url+strings.TrimSuffix(path, op.path), otherKey, "ws_other", "")
+			if s.code != http.StatusOK {
+				t.Errorf("%s %s as B: %d %s", op.method, path, s.code, s.body)
+				break
+			}
+			s.waitLine(t, 10*time.Second, ": stream open")
+			s.cancel()
+			for _, l := range s.all() {
+				for _, m := range aMarks {
+					if strings.Contains(l, m) {
+						t.Errorf("%s %s as B shows A's %q: %s", op.method, path, m, l)
+					}
+				}
+			}
+			unchanged("B's")
 		default:
 			t.Fatalf("isolation case %q: no kind", op.id)
 		}
@@ -364,7 +384,7 @@ func TestComponentIsolationEveryRoute(t *testing.T) {
 	// The document is what the router serves: every /v1/api route was tried.
 	for _, want := range []string{"createCall", "getCall", "cancelCall", "listDeliveries", "redeliverEvents", "listCalls", "exportCalls", "agentReport",
 		"putSuppression", "deleteSuppression", "getSuppression", "listSuppressions", "importSuppressions", "exportSuppressions",
-		"createCampaign", "uploadCampaignContacts", "getCampaign", "listCampaigns", "listCampaignContacts", "exportCampaign", "startCampaign", "pauseCampaign", "resumeCampaign", "cancelCampaign"} {
+		"createCampaign", "uploadCampaignContacts", "getCampaign", "listCampaigns", "listCampaignContacts", "exportCampaign", "startCampaign", "pauseCampaign", "resumeCampaign", "cancelCampaign", "streamEvents"} {
 		if !slices.Contains(tried, want) {
 			t.Errorf("operation %s was not tried: the served /openapi.json lacks it, or the table does", want)
 		}

@@ -35,6 +35,7 @@ const (
 	routeCampaignPause      = apiPrefix + "/campaigns/:campaignId/pause"
 	routeCampaignResume     = apiPrefix + "/campaigns/:campaignId/resume"
 	routeCampaignCancel     = apiPrefix + "/campaigns/:campaignId/cancel"
+	routeEventsStream       = apiPrefix + "/events/stream"
 	routeOpenAPI            = "/openapi.json"
 	routeHealthz            = "/healthz"
 	routeReadyz             = "/readyz"
@@ -64,6 +65,7 @@ var routeCodes = map[string][]int{
 	routeCampaignPause:      {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeCampaignResume:     {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeCampaignCancel:     {202, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
+	routeEventsStream:       {200, 400, 401, 403, 429, 500, 503},
 	routeAgentReports:       {202, 400, 401, 404, 409, 413, 415, 422, 500, 503},
 	routeOpenAPI:            {200},
 	routeHealthz:            {200},
@@ -90,11 +92,14 @@ type metrics struct {
 	produceDuration *prometheus.HistogramVec
 	idemKeys        prometheus.GaugeFunc
 	agentReports    *prometheus.CounterVec
+	streams         prometheus.GaugeFunc
+	streamsDropped  prometheus.Counter
 }
 
 // gauges are read when metrics are gathered.
 type gauges struct {
 	idemKeys func() float64
+	streams  func() float64
 }
 
 // newMetrics registers ingest's metrics on reg and initializes every label
@@ -139,7 +144,15 @@ func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 	for _, t := range schemas.ReportTypes {
 		m.agentReports.WithLabelValues(string(t))
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys, m.agentReports} {
+	m.streams = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dialstream_ingest_event_streams",
+		Help: "GET /v1/api/events/stream connections open on this replica.",
+	}, g.streams)
+	m.streamsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dialstream_ingest_event_streams_dropped_total",
+		Help: "Event streams ended by the server because their client fell too far behind.",
+	})
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys, m.agentReports, m.streams, m.streamsDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

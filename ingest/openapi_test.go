@@ -403,6 +403,7 @@ func TestOpenAPIContract(t *testing.T) {
 	c.check(renv, pReports, reportReq(rlive.id, rtok, resultBody), 503)
 
 	checkCampaignContract(c)
+	checkStreamContract(c)
 
 	// Every status code the document lists was seen, for every route (500
 	// is a bug no input reaches).
@@ -446,6 +447,7 @@ func (c *contract) eachNDJSONLine(body []byte, name string, n int) {
 
 func init() {
 	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 }
 
 // The validation is not vacuous: an answer with an undocumented field, a

@@ -28,10 +28,26 @@ func (h *handler) limitInFlight(c *gin.Context) {
 	select {
 	case h.inFlight <- struct{}{}:
 	default:
-		h.fail(c, &apiError{code: http.StatusServiceUnavailable, reason: reasonOverloaded, retryAfter: 1,
-			message: fmt.Sprintf("ingest is serving its limit of %d requests at once; retry after 1 s (with the same Idempotency-Key, a retried call is one call)", cap(h.inFlight))})
+		h.fail(c, h.overloaded())
 		return
 	}
 	defer func() { <-h.inFlight }()
 	c.Next()
+}
+
+// limitInFlightAtOpen is limitInFlight for the event stream: a replica at
+// its limit refuses a new stream, but an open stream does not hold a token.
+// Held, a few hundred idle streams would refuse every call.
+func (h *handler) limitInFlightAtOpen(c *gin.Context) {
+	select {
+	case h.inFlight <- struct{}{}:
+		<-h.inFlight
+	default:
+		h.fail(c, h.overloaded())
+	}
+}
+
+func (h *handler) overloaded() *apiError {
+	return &apiError{code: http.StatusServiceUnavailable, reason: reasonOverloaded, retryAfter: 1,
+		message: fmt.Sprintf("ingest is serving its limit of %d requests at once; retry after 1 s (with the same Idempotency-Key, a retried call is one call)", cap(h.inFlight))}
 }

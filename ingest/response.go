@@ -72,6 +72,8 @@ const (
 	reasonComplianceLoading  reason = "compliance_loading"
 	reasonUnknownCampaign    reason = "unknown_campaign"
 	reasonCampaignEnded      reason = "campaign_ended"
+	reasonTooManyStreams     reason = "too_many_streams"
+	reasonStreamUnavailable  reason = "stream_unavailable"
 )
 
 var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, reasonRateLimited,
@@ -79,7 +81,8 @@ var reasons = []reason{reasonMalformed, reasonUnauthenticated, reasonForbidden, 
 	reasonIdempotencyReused, reasonKafkaUnavailable, reasonMethodNotAllowed, reasonNotFoundRoute, reasonInternal,
 	reasonIdempotencyInvalid, reasonUnknownCall, reasonCallEnded, reasonRecordsUnavailable, reasonUnknownEvent,
 	reasonNothingToRedeliver, reasonComplianceRefused, reasonComplianceLoading, reasonUnknownSuppression,
-	reasonBadReportToken, reasonReportTooLate, reasonOverloaded, reasonUnknownCampaign, reasonCampaignEnded}
+	reasonBadReportToken, reasonReportTooLate, reasonOverloaded, reasonUnknownCampaign, reasonCampaignEnded,
+	reasonTooManyStreams, reasonStreamUnavailable}
 
 // apiError is a refusal on its way to the client.
 type apiError struct {

@@ -84,6 +84,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	defer func() { stopFollow(); <-sdone }()
 
+	// The event stream's reader: a client of its own, no kprom hooks (as
+	// the follower's above), started by the first stream.
+	h.events.feed = kafkaEvents(fopts)
+
 	srv := &http.Server{
 		Handler:           h.engine(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -109,6 +113,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
+	// Streams never finish by themselves: end them first, each with a
+	// close message, or Shutdown would wait for them until its timeout.
+	h.events.close()
 	err = srv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("ingest: requests still running after %s: %w", cfg.ShutdownTimeout, err)

@@ -14,8 +14,12 @@
 //	dialstream receiver   a recording webhook receiver that checks signatures
 //	dialstream probe      an HTTP health probe for images without a shell
 //	dialstream hash-key   prints the registry digest of an API key
+//	dialstream campaign   creates, watches and controls campaigns over the API
+//	dialstream tail       prints a workspace's call events as they happen
 //
-// Every service reads its configuration from the environment (see README).
+// Every service reads its configuration from the environment (see README);
+// campaign and tail are API clients (DIALSTREAM_API_URL, DIALSTREAM_API_KEY,
+// DIALSTREAM_WORKSPACE).
 package main
 
 import (
