@@ -157,7 +157,13 @@ func TestFigureServiceMemory(t *testing.T) {
 			t.Logf("scheduler output:\n%s", logs.String())
 		}
 	}()
-	cmd, addr := startChild(t, b, reg, &logs)
+	// SCHEDULER_FIGURES_GOMEMLIMIT sets the child's GOMEMLIMIT (e.g.
+	// 1100MiB), to measure what a container memory limit holds it to.
+	env := []string{"KAFKA_TOPIC_PARTITIONS=3", "GOMEMLIMIT=" + os.Getenv("SCHEDULER_FIGURES_GOMEMLIMIT")}
+	if os.Getenv("SCHEDULER_FIGURES_GOMEMLIMIT") == "" {
+		env = env[:1]
+	}
+	cmd, addr := startChild(t, b, reg, &logs, env...)
 	idle := procStatus(t, cmd.Process.Pid)
 
 	start := time.Now()
@@ -216,7 +222,7 @@ func TestFigureServiceMemory(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	restart := time.Now()
-	cmd, addr = startChild(t, b, reg, &logs)
+	cmd, addr = startChild(t, b, reg, &logs, env...)
 	testutil.EventuallyWhy(t, 10*time.Minute, "the restarted scheduler to load every contact", func() (bool, string) {
 		n := sumMetric(t, "http://"+addr+"/metrics", "dialstream_scheduler_contacts")
 		return n == campaigns*perCampaign, fmt.Sprintf("%.0f contacts", n)
