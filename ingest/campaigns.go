@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -220,10 +221,17 @@ func finalCampaign(s schemas.CampaignStatus) bool {
 // command, then its inline contacts in records of at most
 // MaxContactsPerRecord, all acknowledged before the 201. Every problem with
 // the campaign's own fields is a 422 and writes nothing; a bad contact is
-// reported in the answer and skipped, as in an upload.
+// reported in the answer and skipped, as in an upload. The checks run in
+// createCall's order, the Idempotency-Key store (409/422/replay) last
+// before Kafka.
 func (h *handler) createCampaign(c *gin.Context) {
 	ws := workspaceOf(c)
 	if aerr := h.admit(ws); aerr != nil {
+		h.fail(c, aerr)
+		return
+	}
+	idemKey, aerr := idempotencyKey(c)
+	if aerr != nil {
 		h.fail(c, aerr)
 		return
 	}
@@ -248,15 +256,32 @@ func (h *handler) createCampaign(c *gin.Context) {
 			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
 		return
 	}
+	entry, answered := h.claimIdempotencyKey(c, routeCampaigns, ws.ID, idemKey, campaignFingerprint(def, contacts), "campaign")
+	if answered {
+		return
+	}
+	// Every failure below releases the key, even once something was
+	// written: the retry writes under the same derived campaign id, and the
+	// scheduler drops what it has already (idempotency.go).
+	release := func() {
+		if entry != nil {
+			h.idem.release(entry)
+		}
+	}
 	def.CampaignID, def.WorkspaceID, def.CreatedAt = newCampaignID(), ws.ID, now
+	if idemKey != "" {
+		def.CampaignID = deriveCampaignID(h.secret, ws.ID, idemKey)
+	}
 	rec, err := schemas.NewRecord(schemas.TopicCampaignCommands, def.CampaignID,
 		schemas.Meta{Type: schemas.TypeCampaignCreated, Source: EventSource, Subject: def.CampaignID}, def)
 	if err != nil {
+		release()
 		h.schemaGap(c, err, "campaign_id", def.CampaignID, ws.ID)
 		return
 	}
 	ctx := c.Request.Context()
 	if err := h.produceAll(ctx, rec); err != nil {
+		release()
 		h.log.WarnContext(ctx, "campaign not created: Kafka did not acknowledge", "campaign_id", def.CampaignID, "workspace_id", ws.ID, "error", err.Error())
 		h.fail(c, &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 2,
 			message: fmt.Sprintf("the campaign was not created: Kafka did not acknowledge it within %s; retry later", h.cfg.Kafka.ProduceTimeout)})
@@ -274,13 +299,41 @@ func (h *handler) createCampaign(c *gin.Context) {
 		up.addJSON(i+1, raw)
 	}
 	if aerr := up.finish(); aerr != nil {
+		release()
 		aerr.message = fmt.Sprintf("campaign %s was created, but only %d of its contacts were written before Kafka stopped acknowledging; upload the rest to /v1/api/campaigns/%s/contacts (contacts already written are reported as already in the campaign)", def.CampaignID, up.report.Accepted, def.CampaignID)
 		h.fail(c, aerr)
 		return
 	}
 	h.log.InfoContext(ctx, "campaign created", "campaign_id", def.CampaignID, "workspace_id", ws.ID, "status", status,
 		"contacts", up.report.Accepted, "skipped", up.report.Skipped)
-	writeJSON(c, http.StatusCreated, CampaignCreated{CampaignID: def.CampaignID, Status: status, Contacts: up.report})
+	resp, _ := json.Marshal(CampaignCreated{CampaignID: def.CampaignID, Status: status, Contacts: up.report})
+	if entry != nil {
+		h.idem.complete(entry, storedResponse{code: http.StatusCreated, body: resp})
+	}
+	c.Data(http.StatusCreated, "application/json; charset=utf-8", resp)
+}
+
+// campaignFingerprint hashes a create as it would be written, before its
+// id, workspace and time are set: the campaign's fields normalized as
+// parsed (member order, whitespace, null for absent, start_at's offset do
+// not count), then each inline contact as canonical JSON, in order. A
+// contact is hashed as sent, not normalized: "+1 202 555 0123" and
+// "+12025550123" differ here, which a retry that resends its bytes never
+// meets.
+func campaignFingerprint(def *schemas.Campaign, contacts []json.RawMessage) [32]byte {
+	d := *def
+	d.CampaignID, d.WorkspaceID, d.CreatedAt = "", "", time.Time{}
+	h := sha256.New()
+	w := func(b []byte) { fmt.Fprintf(h, "%d:%s", len(b), b) }
+	b, _ := json.Marshal(d) // a struct of plain fields: it always marshals
+	w(b)
+	w([]byte(fmt.Sprint(len(contacts))))
+	for _, raw := range contacts {
+		w(canonicalJSON(raw))
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // schemaGap answers a record that passed ingest's checks but not its schema:

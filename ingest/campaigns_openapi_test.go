@@ -51,6 +51,20 @@ func checkCampaignContract(c *contract) {
 	c.check(env, pCampaigns, ct(post(pCampaigns, body), "text/plain"), 415)
 	c.check(env, pCampaigns, post(pCampaigns, strings.Replace(body, `"end":"19:00"`, `"end":"09:00"`, 1)), 422)
 
+	// Idempotency-Key: the replay (201, Idempotent-Replayed), another body
+	// under the key (422), a malformed key (400), and the 409 while the
+	// first request is still being written.
+	keyed := func(r req, k string) req { r.idemKey = k; return r }
+	c.check(env, pCampaigns, keyed(post(pCampaigns, body), "contract"), 201)
+	if w := c.check(env, pCampaigns, keyed(post(pCampaigns, body), "contract"), 201); w.Header().Get(HeaderReplayed) != "true" {
+		t.Fatalf("replay: %v", w.Header())
+	}
+	c.check(env, pCampaigns, keyed(post(pCampaigns, strings.Replace(body, `"renewals"`, `"winback"`, 1)), "contract"), 422)
+	c.check(env, pCampaigns, keyed(post(pCampaigns, body), "caf\u00e9"), 400)
+	busy, finish := inFlight(t, keyed(post(pCampaigns, body), "in-flight"))
+	c.check(busy, pCampaigns, keyed(post(pCampaigns, body), "in-flight"), 409)
+	finish()
+
 	contacts := "/v1/api/campaigns/" + id + "/contacts"
 	c.check(env, pContacts, csvReq(contacts, "to,contact_id,firstName,metadata.crm\n+15550100002,c-2,Bob,7\nnope,c-3,,\n"), 200)
 	c.check(env, pContacts, post(contacts, `[{"to":"+15550100003","timezone":"Europe/Berlin","metadata":{"a":1}},{"to":"+15550100003"}]`), 200)

@@ -261,18 +261,10 @@ func (h *handler) createCall(c *gin.Context) {
 		h.fail(c, aerr)
 		return
 	}
-	var idemKey string
-	if v := c.Request.Header.Values("Idempotency-Key"); len(v) > 0 {
-		if len(v) > 1 {
-			h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonIdempotencyInvalid, message: "send one Idempotency-Key header, not several"})
-			return
-		}
-		k, msg := parseIdempotencyKey(v[0])
-		if msg != "" {
-			h.fail(c, &apiError{code: http.StatusBadRequest, reason: reasonIdempotencyInvalid, message: msg})
-			return
-		}
-		idemKey = k
+	idemKey, aerr := idempotencyKey(c)
+	if aerr != nil {
+		h.fail(c, aerr)
+		return
 	}
 	body, aerr := h.readBody(c)
 	if aerr != nil {
@@ -299,26 +291,12 @@ func (h *handler) createCall(c *gin.Context) {
 			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
 		return
 	}
+	entry, answered := h.claimIdempotencyKey(c, routeCall, ws.ID, idemKey, req.fingerprint(), "call")
+	if answered {
+		return
+	}
 	var callID, suffix string
-	var entry *idemEntry
 	if idemKey != "" {
-		e, outcome := h.idem.begin(idemScope(ws.ID, idemKey), req.fingerprint())
-		switch outcome {
-		case idemReplay:
-			h.m.replayed.Inc()
-			c.Header(HeaderReplayed, "true")
-			c.Data(e.resp.code, "application/json; charset=utf-8", e.resp.body)
-			return
-		case idemInFlight:
-			h.fail(c, &apiError{code: http.StatusConflict, reason: reasonIdempotencyBusy, retryAfter: 1,
-				message: "a request with this Idempotency-Key is still being processed; retry later to get its answer"})
-			return
-		case idemMismatch:
-			h.fail(c, &apiError{code: http.StatusUnprocessableEntity, reason: reasonIdempotencyReused,
-				message: "this Idempotency-Key was already used with a different request body; use a new key for a new call"})
-			return
-		}
-		entry = e
 		callID, suffix = deriveIDs(h.secret, ws.ID, idemKey)
 	} else {
 		callID, suffix = randomIDs()

@@ -291,6 +291,24 @@ func newRequest(r req) *http.Request {
 	return hr
 }
 
+// inFlight sends r to a fresh handler whose producer holds every record,
+// and returns once r's first record is held: r is in flight. finish lets
+// the records through and returns r's answer.
+func inFlight(t *testing.T, r req) (env *testEnv, finish func() *httptest.ResponseRecorder) {
+	t.Helper()
+	env = newTestEnv(t)
+	env.p.block = make(chan struct{})
+	env.p.started = make(chan struct{}, 1)
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- env.do(t, r) }()
+	<-env.p.started
+	env.p.started = nil
+	return env, func() *httptest.ResponseRecorder {
+		close(env.p.block)
+		return <-done
+	}
+}
+
 // assertJSON compares two JSON documents as values (the whole document).
 func assertJSON(t testing.TB, got []byte, want string) {
 	t.Helper()

@@ -7,9 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gin-gonic/gin"
 )
 
 // Idempotency-Key (IETF httpapi draft "The Idempotency-Key HTTP Header
@@ -25,6 +28,13 @@ import (
 // and INGEST_IDEMPOTENCY_TTL; only accepted answers are stored, so a request
 // refused for bad input may be corrected and resent under the same key.
 //
+// POST /v1/api/call and POST /v1/api/campaigns share the store, each in its
+// own scope (idemScope): one key sent to both routes is two independent
+// keys. Refusing the second use with a 422, as a key reused for another
+// body, was weighed and not taken: the two answers share no body to
+// compare, and a client that names keys after its own order ids would be
+// refused a campaign for an order that also placed a call.
+//
 // Replicas do not share the store: a retry that lands on another replica (or
 // after this one restarted, or after the key was evicted) is not recognized
 // there and writes a second record. That second record is harmless because a
@@ -37,6 +47,16 @@ import (
 // a duplicate rather than refused with 422. A shared store (Redis, a
 // compacted topic) would close that gap at the cost of a dependency ingest
 // does not otherwise have.
+//
+// A campaign created with a key gets its campaign_id the same way
+// (deriveCampaignID), for the same reason: the scheduler ignores a second
+// campaign.created for a campaign it has, and skips contacts whose id or
+// number the campaign has already, so a second write of one create adds no
+// campaign and no contact. That is also why a campaign create that failed
+// (503, with or without its contacts written) releases its key at once
+// rather than waiting for a late acknowledgement as a call does
+// (settleLate): the retry writes under the same campaign id, and what the
+// first attempt wrote after all is a duplicate the scheduler drops.
 
 // maxIdemKey is the longest Idempotency-Key accepted (the schema's cap on
 // idempotency_key).
@@ -75,13 +95,7 @@ const defaultIdemSecret = "dialstream-ingest-idempotency-v1"
 // (10 of [a-z0-9]) for a workspace's Idempotency-Key, the same on every
 // replica that shares the secret.
 func deriveIDs(secret []byte, workspace, key string) (callID, suffix string) {
-	mac := hmac.New(sha256.New, secret)
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(workspace)))
-	mac.Write(n[:])
-	mac.Write([]byte(workspace))
-	mac.Write([]byte(key))
-	sum := mac.Sum(nil) // 32 bytes: 12 for the id, 20 for the suffix
+	sum := idemMAC(secret, "", workspace, key) // 32 bytes: 12 for the id, 20 for the suffix
 	callID = hex.EncodeToString(sum[:12])
 	var b [10]byte
 	for i := range b {
@@ -89,6 +103,30 @@ func deriveIDs(secret []byte, workspace, key string) (callID, suffix string) {
 		b[i] = roomAlphabet[binary.BigEndian.Uint16(sum[12+2*i:])%36]
 	}
 	return callID, string(b[:])
+}
+
+// deriveCampaignID returns the campaign id (24 lowercase hex) for a
+// workspace's Idempotency-Key on POST /v1/api/campaigns, the same on every
+// replica that shares the secret, and never the call id the same key gets
+// on POST /v1/api/call.
+func deriveCampaignID(secret []byte, workspace, key string) string {
+	return hex.EncodeToString(idemMAC(secret, "campaign", workspace, key)[:12])
+}
+
+// idemMAC is HMAC(secret, domain, len(workspace), workspace, key). The
+// domain keeps the routes' ids apart; the call ids' is empty, so they are
+// what they were before campaigns had keys (replicas of two versions agree),
+// and no other domain's input can equal theirs: it starts with the 8-byte
+// length, whose first byte is 0, and a domain starts with a letter.
+func idemMAC(secret []byte, domain, workspace, key string) []byte {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(domain))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(workspace)))
+	mac.Write(n[:])
+	mac.Write([]byte(workspace))
+	mac.Write([]byte(key))
+	return mac.Sum(nil)
 }
 
 const roomAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -155,7 +193,11 @@ func newIdemStore(ttl time.Duration, max int) *idemStore {
 	return &idemStore{ttl: ttl, max: max, now: time.Now, entries: map[string]*idemEntry{}, order: list.New()}
 }
 
-func idemScope(workspace, key string) string { return workspace + "\x00" + key }
+// idemScope is the store's key: the route (routeCall, routeCampaigns), the
+// workspace and the client's key.
+func idemScope(route, workspace, key string) string {
+	return route + "\x00" + workspace + "\x00" + key
+}
 
 // begin claims scope for a request with fingerprint fp, or says how to answer.
 func (s *idemStore) begin(scope string, fp [32]byte) (*idemEntry, idemOutcome) {
@@ -235,4 +277,49 @@ func (s *idemStore) evictLocked(now time.Time) {
 		}
 		el = next
 	}
+}
+
+// idempotencyKey reads the request's Idempotency-Key header: "" when there
+// is none, a 400 when there are several or the one is malformed.
+func idempotencyKey(c *gin.Context) (string, *apiError) {
+	v := c.Request.Header.Values("Idempotency-Key")
+	if len(v) == 0 {
+		return "", nil
+	}
+	if len(v) > 1 {
+		return "", &apiError{code: http.StatusBadRequest, reason: reasonIdempotencyInvalid, message: "send one Idempotency-Key header, not several"}
+	}
+	k, msg := parseIdempotencyKey(v[0])
+	if msg != "" {
+		return "", &apiError{code: http.StatusBadRequest, reason: reasonIdempotencyInvalid, message: msg}
+	}
+	return k, nil
+}
+
+// claimIdempotencyKey looks workspace ws's key up in route's scope, for a
+// request whose normalized body hashes to fp. It answers the replay, the 409
+// and the 422 itself and returns answered; otherwise the caller owns the
+// returned entry and must complete or release it. No key: nil, not answered.
+// noun names what a new key would make ("call", "campaign").
+func (h *handler) claimIdempotencyKey(c *gin.Context, route, ws, key string, fp [32]byte, noun string) (entry *idemEntry, answered bool) {
+	if key == "" {
+		return nil, false
+	}
+	e, outcome := h.idem.begin(idemScope(route, ws, key), fp)
+	switch outcome {
+	case idemReplay:
+		h.m.replayed.Inc()
+		c.Header(HeaderReplayed, "true")
+		c.Data(e.resp.code, "application/json; charset=utf-8", e.resp.body)
+		return nil, true
+	case idemInFlight:
+		h.fail(c, &apiError{code: http.StatusConflict, reason: reasonIdempotencyBusy, retryAfter: 1,
+			message: "a request with this Idempotency-Key is still being processed; retry later to get its answer"})
+		return nil, true
+	case idemMismatch:
+		h.fail(c, &apiError{code: http.StatusUnprocessableEntity, reason: reasonIdempotencyReused,
+			message: "this Idempotency-Key was already used with a different request body; use a new key for a new " + noun})
+		return nil, true
+	}
+	return e, false
 }

@@ -17,10 +17,31 @@ func TestDeriveIDs(t *testing.T) {
 			t.Fatalf("%v collides", other)
 		}
 	}
+	// Pinned: replicas of two versions must derive the same call id.
+	if id != "488906ea0fddfe1edc6cbc84" {
+		t.Fatalf("the call id of a key changed: %s", id)
+	}
 	for range 100 {
 		id, suffix := randomIDs()
 		if !callIDRE.MatchString(id) || !roomRE.MatchString("a-"+suffix) {
 			t.Fatalf("%s %s", id, suffix)
+		}
+	}
+}
+
+// A campaign's id derives from its key like a call's, and is never the call
+// id the same key gets.
+func TestDeriveCampaignID(t *testing.T) {
+	id := deriveCampaignID([]byte("s"), "ws_demo", "k")
+	if id != "a9cd403cf3becfc8e1c4b791" || !callIDRE.MatchString(id) {
+		t.Fatalf("campaign id %s", id)
+	}
+	if callID, _ := deriveIDs([]byte("s"), "ws_demo", "k"); callID == id {
+		t.Fatalf("call and campaign share the id %s", id)
+	}
+	for _, other := range [][3]string{{"s", "ws_other", "k"}, {"s", "ws_demo", "k2"}, {"t", "ws_demo", "k"}, {"s", "ws_dem", "ok"}} {
+		if o := deriveCampaignID([]byte(other[0]), other[1], other[2]); o == id {
+			t.Fatalf("%v collides", other)
 		}
 	}
 }

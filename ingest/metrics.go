@@ -57,7 +57,7 @@ var routeCodes = map[string][]int{
 	routeSuppressions:       {200, 400, 401, 403, 500, 503},
 	routeSuppressionsImport: {200, 400, 401, 403, 413, 415, 422, 500, 503},
 	routeSuppressionsExport: {200, 401, 403, 500, 503},
-	routeCampaigns:          {200, 201, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503},
+	routeCampaigns:          {200, 201, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},
 	routeCampaign:           {200, 400, 401, 403, 404, 500, 503},
 	routeCampaignExport:     {200, 401, 403, 404, 500, 503},
 	routeCampaignContacts:   {200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503},

@@ -302,19 +302,9 @@ func TestOpenAPIContract(t *testing.T) {
 
 	// 409 on POST /v1/api/call: the same Idempotency-Key while the first
 	// request is still being written.
-	busyEnv := newTestEnv(t)
-	busyEnv.p.block = make(chan struct{})
-	busyEnv.p.started = make(chan struct{}, 1)
-	first := make(chan struct{})
-	go func() {
-		defer close(first)
-		busyEnv.do(t, req{idemKey: "in-flight", body: createAccept})
-	}()
-	<-busyEnv.p.started
-	busyEnv.p.started = nil
+	busyEnv, finish := inFlight(t, req{idemKey: "in-flight", body: createAccept})
 	c.check(busyEnv, pCall, req{idemKey: "in-flight", body: createAccept}, 409)
-	close(busyEnv.p.block)
-	<-first
+	finish()
 
 	// The do-not-call list routes, and the compliance refusal of a call.
 	const (
