@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,7 +297,7 @@ func (c *k8sChecker) checkPods() {
 		c.errorf("want 5 Deployments (ingest, dialer, notifier, recorder, scheduler) and the topics Job, got %v and %v",
 			slices.Sorted(mapsKeys(c.b.deployments)), slices.Sorted(mapsKeys(c.b.jobs)))
 	}
-	alsoKnown := map[string]bool{}
+	alsoKnown := map[string]bool{"GOMEMLIMIT": true} // read by the Go runtime
 	for _, cm := range c.b.configMaps {
 		for _, v := range cm.Data {
 			for k := range registryKeys([]byte(v)) {
@@ -379,6 +380,9 @@ func (c *k8sChecker) checkContainer(p podOwner, ctr *corev1.Container, init bool
 	}
 	if u := unknownKeys(env.vars, alsoKnown); len(u) > 0 {
 		c.errorf("%s: %v set but read by no Dialstream service (typo? removed setting?)", where, u)
+	}
+	if r == roleScheduler && !init {
+		c.checkMemoryLimit(where, ctr, env.vars["GOMEMLIMIT"])
 	}
 	c.all = append(c.all, facts)
 	if init || p.kind != "Deployment" {
@@ -970,4 +974,26 @@ func (c *k8sChecker) kafkaPort(p podOwner) int32 {
 		}
 	}
 	return 0
+}
+
+// checkMemoryLimit: the scheduler holds its campaigns' contacts in memory,
+// so its Go heap needs GOMEMLIMIT under the container's memory limit (with
+// room for the runtime and buffers, 50-95 % of it): without one the heap
+// grows to twice the live set before a collection and the pod is OOM-killed
+// at half the contacts it could hold.
+func (c *k8sChecker) checkMemoryLimit(where string, ctr *corev1.Container, gomemlimit string) {
+	limit, ok := ctr.Resources.Limits[corev1.ResourceMemory]
+	if !ok {
+		return // reported above
+	}
+	m := regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB)$`).FindStringSubmatch(gomemlimit)
+	if m == nil {
+		c.errorf("%s: GOMEMLIMIT %q, want a size such as 900MiB below the memory limit %s", where, gomemlimit, limit.String())
+		return
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	n <<= map[string]uint{"B": 0, "KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
+	if ratio := float64(n) / float64(limit.Value()); ratio < 0.5 || ratio > 0.95 {
+		c.errorf("%s: GOMEMLIMIT %s is %.0f %% of the memory limit %s, want 50-95 %%", where, gomemlimit, 100*ratio, limit.String())
+	}
 }
