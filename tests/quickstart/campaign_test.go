@@ -385,3 +385,58 @@ func sendCSV(t *testing.T, url, body string) (int, []byte) {
 	b, _ := io.ReadAll(r.Body)
 	return r.StatusCode, b
 }
+
+// TestFigureCampaignImport measures the upload and import of 100,000 CSV
+// contacts through `dialstream dev` (ingest, the scheduler, the recorder
+// and its SQLite file): the upload's own time, and the time until every
+// contact is in the call records, read back through the campaign's CSV
+// export. A figure, not a check (DIALSTREAM_FIGURES=1); the README's
+// campaign figures come from it.
+func TestFigureCampaignImport(t *testing.T) {
+	if os.Getenv("DIALSTREAM_FIGURES") == "" {
+		t.Skip("set DIALSTREAM_FIGURES=1 to measure")
+	}
+	const contacts = 100_000
+	dev := testbin.StartDev(t, nil)
+	base := "http://" + dev.Ingest + "/v1/api"
+	code, b := send(t, http.MethodPost, base+"/campaigns", `{"name": "import", "call_agent_id": "a1b2c3d4e5f6a7b8c9d0e1f2",
+		"schedule": {"windows": [{"days": ["mon"], "start": "10:00", "end": "11:00"}]},
+		"pacing": {"calls_per_second": 1, "max_concurrent": 1}}`)
+	var created struct {
+		CampaignID string `json:"campaign_id"`
+	}
+	if code/100 != 2 || json.Unmarshal(b, &created) != nil {
+		t.Fatalf("POST campaigns: %d %s", code, b)
+	}
+	campaign := base + "/campaigns/" + created.CampaignID
+	start := time.Now()
+	code, b = sendCSV(t, campaign+"/contacts", uniqueNumbers(contacts))
+	uploaded := time.Since(start)
+	var up struct{ Accepted, Skipped int }
+	if code != http.StatusOK || json.Unmarshal(b, &up) != nil || up.Accepted != contacts {
+		t.Fatalf("upload: %d %.500s", code, b)
+	}
+	var rows int
+	testutil.EventuallyWhy(t, 10*time.Minute, "every contact in the call records", func() (bool, string) {
+		code, b := send(t, http.MethodGet, campaign+"/export", "")
+		if code != http.StatusOK {
+			return false, fmt.Sprintf("%d %.300s", code, b)
+		}
+		rows = strings.Count(string(b), "\n") - 1
+		return rows == contacts, fmt.Sprintf("%d rows exported", rows)
+	})
+	imported := time.Since(start)
+	t.Logf("%d contacts: upload answered in %s (%.0f rows/s); all in the call records after %s (%.0f contacts/s)",
+		contacts, uploaded.Round(time.Millisecond), contacts/uploaded.Seconds(), imported.Round(time.Millisecond), contacts/imported.Seconds())
+}
+
+// uniqueNumbers is an n-row contacts CSV (n at most 100,000), each row
+// its own number of the fictional test range +1 555 01x xxxx.
+func uniqueNumbers(n int) string {
+	var b strings.Builder
+	b.WriteString("to,contact_id,firstName,lastName,metadata.crm_id\n")
+	for i := range n {
+		fmt.Fprintf(&b, "+155501%05d,crm-%06d,Ada,Lovelace%d,%d\n", i, i, i, i)
+	}
+	return b.String()
+}
