@@ -125,13 +125,8 @@ func (s *service) runCall(ctx context.Context, job *livekit.Job, d schemas.Agent
 	}
 	defer c.room.Disconnect()
 	if !c.sameRoom(ctx, job.GetRoom().GetSid()) {
-		// The room is the agent's own making: nobody else will join it.
 		c.log.Info("agent: the call's room closed before the agent joined; leaving")
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if _, err := c.s.rooms.DeleteRoom(dctx, &livekit.DeleteRoomRequest{Room: c.roomName}); err != nil {
-			c.log.Warn("agent: delete the room its join created", "err", err)
-		}
+		c.closeGhostRoom(ctx)
 		return nil
 	}
 	calleeID, answeredAt, ok := c.waitAnswer(ctx)
@@ -194,7 +189,8 @@ const roomSIDWait = 5 * time.Second
 // number: the SIP dial fails within milliseconds and the dialer deletes the
 // room) can be assigned after its room closed; joining then makes LiveKit
 // create a new, empty room of the same name, with another session id, where
-// no callee will ever come. Without this check the agent would wait there
+// no callee will ever come (the same name may also be a later session of a
+// call dialed again: its id differs too, and the agent leaves it alone). Without this check the agent would wait there
 // for AnswerTimeout, holding one of its MaxJobs slots, and a campaign of
 // busy numbers would fill the worker until LiveKit offered it no more jobs.
 // An unknown answer (no SID in the job, none received in time) counts as the
@@ -214,6 +210,32 @@ func (c *call) sameRoom(ctx context.Context, sid string) bool {
 		return true
 	case <-ctx.Done():
 		return true
+	}
+}
+
+// closeGhostRoom leaves the room a late join created and deletes it when
+// nobody else is in it. LiveKit would keep a room only an agent ever joined
+// for its empty timeout (5 minutes by default). A room with anyone else in it
+// is left alone: the name may belong to a later session of the call (dialed
+// again after an attempt that never left the dialer), and deleting by name
+// would end it.
+func (c *call) closeGhostRoom(ctx context.Context) {
+	me := c.room.LocalParticipant.Identity()
+	c.room.Disconnect()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	res, err := c.s.rooms.ListParticipants(dctx, &livekit.ListParticipantsRequest{Room: c.roomName})
+	if err != nil {
+		c.log.Warn("agent: list the participants of the room its join created", "err", err)
+		return
+	}
+	for _, p := range res.GetParticipants() {
+		if p.GetIdentity() != me {
+			return
+		}
+	}
+	if _, err := c.s.rooms.DeleteRoom(dctx, &livekit.DeleteRoomRequest{Room: c.roomName}); err != nil {
+		c.log.Warn("agent: delete the room its join created", "err", err)
 	}
 }
 

@@ -182,6 +182,8 @@ func roomGone(t *testing.T, e *env, room string) {
 // must see it is not the room it was offered (another session id) and leave
 // at once, not wait AnswerTimeout (2 min) holding a job slot: a campaign of
 // busy numbers filled the worker that way until LiveKit offered it nothing.
+// It deletes the room its join created only when nobody else is in it (a
+// later session of the call may own the name).
 func TestJobForAClosedRoom(t *testing.T) {
 	e := startEnv(t, 500*time.Millisecond)
 	reg := prometheus.NewRegistry()
