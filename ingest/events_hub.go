@@ -215,12 +215,33 @@ func (h *eventHub) read(ctx context.Context, run *hubRun, r eventReader) {
 	}
 }
 
-// dispatch queues rec for the streams of its workspace. A record that does
-// not decode is skipped: the dialer validated it when it wrote it, and one
-// bad record must not end every stream.
+// streamTypes maps the CloudEvent type of each event a stream shows (the
+// call lifecycle and agent reports) to its status.
+var streamTypes = func() map[string]schemas.Status {
+	m := map[string]schemas.Status{}
+	for _, s := range schemas.EventStatuses {
+		m[s.Type()] = s
+	}
+	return m
+}()
+
+// dispatch queues rec for the streams of its workspace. Only a call's
+// event is streamed: the topic also carries the scheduler's campaign events
+// (dialstream.campaign.*.v1, keyed by the campaign), which decode as a
+// CallEvent with no call id and would break the StreamEvent contract, so the
+// type must be a call event's and the call id valid and the record's key, as
+// the recorder checks them (recorder/apply.go). A record that does not pass
+// is skipped: the dialer validated it when it wrote it, and one bad record
+// must not end every stream.
 func (h *eventHub) dispatch(run *hubRun, rec *kgo.Record) {
+	typ := kafkax.Header(rec, schemas.HeaderType)
+	status, ok := streamTypes[typ]
+	if !ok {
+		return
+	}
 	var ev schemas.CallEvent
-	if err := json.Unmarshal(rec.Value, &ev); err != nil || ev.WorkspaceID == "" {
+	if err := json.Unmarshal(rec.Value, &ev); err != nil || ev.WorkspaceID == "" || ev.Status != status ||
+		!callIDPattern.MatchString(ev.CallID) || string(rec.Key) != ev.CallID {
 		return
 	}
 	h.mu.Lock()
@@ -228,10 +249,6 @@ func (h *eventHub) dispatch(run *hubRun, rec *kgo.Record) {
 	subs := h.subs[ev.WorkspaceID]
 	if h.run != run || len(subs) == 0 {
 		return
-	}
-	typ := kafkax.Header(rec, schemas.HeaderType)
-	if typ == "" {
-		typ = ev.Status.Type()
 	}
 	id := kafkax.Header(rec, schemas.HeaderID)
 	var frame []byte
