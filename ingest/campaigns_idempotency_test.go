@@ -362,3 +362,60 @@ func TestCampaignIdempotencyInFlight(t *testing.T) {
 		t.Fatalf("after: %d %s", w.Code, w.Body)
 	}
 }
+
+// panicOnce arms a panic in the request's goroutine once: in the
+// producer's Produce (POST /v1/api/call calls it there; the campaign route
+// produces from goroutines of its own, where a panic is no request's) and
+// in the records' CampaignNumbers (the campaign route's contacts check).
+type panicOnce struct {
+	Producer
+	campaignStore
+	armed atomic.Bool
+}
+
+func (p *panicOnce) fire() {
+	if p.armed.CompareAndSwap(true, false) {
+		panic("bug")
+	}
+}
+
+func (p *panicOnce) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.fire()
+	p.Producer.Produce(ctx, r, promise)
+}
+
+func (p *panicOnce) CampaignNumbers(ctx context.Context, ws, id string, numbers []string) (map[string]string, error) {
+	p.fire()
+	return p.campaignStore.CampaignNumbers(ctx, ws, id, numbers)
+}
+
+// A panic between claiming a key and completing it (recovered into a 500)
+// releases the key, on both routes that take one: the retry is served, not
+// answered 409 until the replica restarts.
+func TestIdempotencyKeyReleasedAfterPanic(t *testing.T) {
+	e := newKafkaEnv(t)
+	createCommandsTopic(t, e.addr)
+	pc := &panicOnce{Producer: e.hd.p}
+	pp := &panicOnce{campaignStore: e.hd.campaigns}
+	for _, tc := range []struct {
+		route string
+		arm   *panicOnce
+		r     req
+		code  int
+	}{
+		{"/v1/api/call", pc, req{idemKey: "panics", body: validBody}, http.StatusAccepted},
+		{"/v1/api/campaigns", pp, req{path: "/v1/api/campaigns", idemKey: "panics", body: campaignWithContacts}, http.StatusCreated},
+	} {
+		e.hd.p, e.hd.campaigns = pc, pp
+		tc.arm.armed.Store(true)
+		if w := e.do(t, tc.r); w.Code != http.StatusInternalServerError || tc.arm.armed.Load() {
+			t.Fatalf("%s, a panic while served: %d %s", tc.route, w.Code, w.Body)
+		}
+		if w := e.do(t, tc.r); w.Code != tc.code || w.Header().Get(HeaderReplayed) != "" {
+			t.Fatalf("%s, retry after the panic: %d %s", tc.route, w.Code, w.Body)
+		}
+		if w := e.do(t, tc.r); w.Code != tc.code || w.Header().Get(HeaderReplayed) != "true" {
+			t.Fatalf("%s, second retry: %d %v %s", tc.route, w.Code, w.Header(), w.Body)
+		}
+	}
+}

@@ -308,12 +308,55 @@ func idempotencyKey(c *gin.Context) (string, *apiError) {
 	return k, nil
 }
 
+// idemClaim is a request's hold on its Idempotency-Key: the handler defers
+// done, which releases the key unless the request completed it or handed it
+// on (settleLate). An in-flight entry never expires, so a key left claimed
+// by a path that forgot to release it, or by a panic between claim and
+// complete (recovered into a 500), would answer 409 until the replica
+// restarts; the defer covers every path, the ones written later included.
+// A nil claim (no key) does nothing.
+type idemClaim struct {
+	store *idemStore
+	e     *idemEntry
+	owned bool // false once completed or handed on
+}
+
+// complete stores the answer to replay for the key.
+func (c *idemClaim) complete(resp storedResponse) {
+	if c == nil || !c.owned {
+		return
+	}
+	c.owned = false
+	c.store.complete(c.e, resp)
+}
+
+// handOff gives the entry to the caller, who must complete or release it
+// (settleLate, once Kafka has answered a record the client was told 503
+// about); done leaves it alone from here. Nil without a key.
+func (c *idemClaim) handOff() *idemEntry {
+	if c == nil {
+		return nil
+	}
+	c.owned = false
+	return c.e
+}
+
+// done releases the key unless it was completed or handed on: the request
+// failed, or panicked, and may be retried.
+func (c *idemClaim) done() {
+	if c == nil || !c.owned {
+		return
+	}
+	c.owned = false
+	c.store.release(c.e)
+}
+
 // claimIdempotencyKey looks workspace ws's key up in route's scope, for a
 // request whose normalized body hashes to fp. It answers the replay, the 409
-// and the 422 itself and returns answered; otherwise the caller owns the
-// returned entry and must complete or release it. No key: nil, not answered.
+// and the 422 itself and returns answered; otherwise the caller holds the
+// returned claim and must defer its done. No key: nil, not answered.
 // noun names what a new key would make ("call", "campaign").
-func (h *handler) claimIdempotencyKey(c *gin.Context, route, ws, key string, fp [32]byte, noun string) (entry *idemEntry, answered bool) {
+func (h *handler) claimIdempotencyKey(c *gin.Context, route, ws, key string, fp [32]byte, noun string) (claim *idemClaim, answered bool) {
 	if key == "" {
 		return nil, false
 	}
@@ -333,5 +376,5 @@ func (h *handler) claimIdempotencyKey(c *gin.Context, route, ws, key string, fp 
 			message: "this Idempotency-Key was already used with a different request body; use a new key for a new " + noun})
 		return nil, true
 	}
-	return e, false
+	return &idemClaim{store: h.idem, e: e, owned: true}, false
 }
