@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ the key in DIALSTREAM_API_KEY or --api-key-file FILE.`
 // (every 15 s), before tail takes the connection for dead and reconnects.
 const tailIdle = 45 * time.Second
 
+// tailHeaderTimeout is how long tail waits for a stream's response headers.
+const tailHeaderTimeout = 30 * time.Second
+
 func runTail(ctx context.Context, args []string) error {
 	return tailMain(ctx, args, os.Getenv, os.Stdout, os.Stderr)
 }
@@ -54,9 +58,15 @@ func tailMain(ctx context.Context, args []string, getenv func(string) string, ou
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}
+	// The stream's answer is its headers at once; a server that accepts
+	// the connection and never answers is reconnected to, not waited on
+	// (the idle timer starts only once the headers came).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = tailHeaderTimeout
+	cl.http = &http.Client{Transport: tr}
 	path := "/v1/api/events/stream"
 	if *campaign != "" {
-		path += "?campaign_id=" + *campaign
+		path += "?" + url.Values{"campaign_id": {*campaign}}.Encode()
 	}
 	t := tailer{cl: cl, path: path, out: out, errOut: errOut, json: *asJSON, idle: tailIdle}
 	return t.run(ctx)
