@@ -84,6 +84,7 @@ type streamSub struct {
 type eventHub struct {
 	feed         eventFeed // nil: the route answers 503 (no Kafka to read)
 	perWorkspace int
+	max          int // streams of all workspaces
 	heartbeat    time.Duration
 	log          *slog.Logger
 	// frame renders one event for its workspace's streams (masking).
@@ -107,20 +108,22 @@ type hubRun struct {
 	done   chan struct{}
 }
 
-func newEventHub(perWorkspace int, log *slog.Logger) *eventHub {
-	return &eventHub{perWorkspace: perWorkspace, heartbeat: streamHeartbeat, log: log,
+func newEventHub(perWorkspace, max int, log *slog.Logger) *eventHub {
+	return &eventHub{perWorkspace: perWorkspace, max: max, heartbeat: streamHeartbeat, log: log,
 		subs: map[string]map[*streamSub]struct{}{}, dropped: func() {}}
 }
 
 var (
 	errStreamsFull   = errors.New("too many streams")
+	errStreamsMax    = errors.New("too many streams on this replica")
 	errStreamsClosed = errors.New("shutting down")
 )
 
 // subscribe opens a stream of workspace ws, starting the reader if none
 // runs; the stream sees every event the reader reads after subscribe
 // returns. It fails with errStreamsFull past perWorkspace streams of ws on
-// this replica, errStreamsClosed once the hub is closed, or the feed's
+// this replica, errStreamsMax past max streams of all workspaces,
+// errStreamsClosed once the hub is closed, or the feed's
 // error when the topic's end cannot be found.
 func (h *eventHub) subscribe(ctx context.Context, ws, campaign string) (*streamSub, error) {
 	s := &streamSub{ws: ws, campaign: campaign, frames: make(chan []byte, streamQueue), ended: make(chan struct{})}
@@ -132,6 +135,9 @@ func (h *eventHub) subscribe(ctx context.Context, ws, campaign string) (*streamS
 	case len(h.subs[ws]) >= h.perWorkspace:
 		h.mu.Unlock()
 		return nil, errStreamsFull
+	case h.open >= h.max:
+		h.mu.Unlock()
+		return nil, errStreamsMax
 	}
 	if h.subs[ws] == nil {
 		h.subs[ws] = map[*streamSub]struct{}{}

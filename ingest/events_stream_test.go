@@ -274,6 +274,25 @@ func TestEventStreamCap(t *testing.T) {
 	assertContains(t, m, "dialstream_ingest_event_streams 3", `dialstream_ingest_requests_total{code="429",route="/v1/api/events/stream"} 1`)
 }
 
+// Past INGEST_EVENT_STREAMS_MAX streams on a replica, of all workspaces
+// together, a new one is a 503 with Retry-After, even for a workspace below
+// its own cap; a stream that closes frees its slot.
+func TestEventStreamReplicaCap(t *testing.T) {
+	env, _, srv := streamEnv(t, func(c *Config) { c.EventStreamsPerWorkspace = 2; c.EventStreamsMax = 3 })
+	first := openStream(t, srv.URL, demoKey, "ws_demo", "")
+	for _, s := range []*sseStream{first, openStream(t, srv.URL, demoKey, "ws_demo", ""), openStream(t, srv.URL, otherKey, "ws_other", "")} {
+		s.waitLine(t, 5*time.Second, ": stream open")
+	}
+	full := openStream(t, srv.URL, maskedKey, "ws_masked", "")
+	if full.code != 503 || full.header.Get("Retry-After") != "5" ||
+		!strings.Contains(full.body, "this server has its limit of 3 event streams open; retry after 5s") {
+		t.Fatalf("fourth stream: %d %s %s", full.code, full.header, full.body)
+	}
+	first.cancel()
+	testutil.Eventually(t, 5*time.Second, "the closed stream's slot freed", func() bool { return env.hd.events.streams() == 2 })
+	openStream(t, srv.URL, maskedKey, "ws_masked", "").waitLine(t, 5*time.Second, ": stream open")
+}
+
 // A client that stops reading is dropped once streamQueue events wait for
 // it, and told why; the reader never waits for it, so a stream that keeps
 // up gets every event.

@@ -141,7 +141,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	h.campaigns = cfg.Store
 	h.ownCamps = newOwnCampaigns()
 	h.scheduled = newOwnScheduled()
-	h.events = newEventHub(cfg.EventStreamsPerWorkspace, h.log)
+	h.events = newEventHub(cfg.EventStreamsPerWorkspace, cfg.EventStreamsMax, h.log)
 	h.events.frame = h.sseFrame
 	h.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	if cfg.Suppressions == nil {
