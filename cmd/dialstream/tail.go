@@ -58,18 +58,23 @@ func tailMain(ctx context.Context, args []string, getenv func(string) string, ou
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}
-	// The stream's answer is its headers at once; a server that accepts
-	// the connection and never answers is reconnected to, not waited on
-	// (the idle timer starts only once the headers came).
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = tailHeaderTimeout
-	cl.http = &http.Client{Transport: tr}
+	cl.http = streamHTTP(tailHeaderTimeout)
 	path := "/v1/api/events/stream"
 	if *campaign != "" {
 		path += "?" + url.Values{"campaign_id": {*campaign}}.Encode()
 	}
 	t := tailer{cl: cl, path: path, out: out, errOut: errOut, json: *asJSON, idle: tailIdle}
 	return t.run(ctx)
+}
+
+// streamHTTP is tail's HTTP client. The stream's answer is its headers at
+// once; a server that accepts the connection and never answers within
+// headerTimeout is reconnected to, not waited on for ever (the idle timer
+// starts only once the headers came).
+func streamHTTP(headerTimeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = headerTimeout
+	return &http.Client{Transport: tr}
 }
 
 type tailer struct {
