@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -45,7 +46,7 @@ func TestCampaignIdempotencyReplay(t *testing.T) {
 	}
 	var got CampaignCreated
 	mustUnmarshal(t, first.Body.Bytes(), &got)
-	if want := deriveCampaignID([]byte(defaultIdemSecret), "ws_demo", "campaign-7"); got.CampaignID != want || got.Contacts.Accepted != 2 {
+	if want := deriveCampaignID([]byte(defaultIdemSecret), "ws_demo", "campaign-7", campaignBodyHash([]byte(campaignWithContacts))); got.CampaignID != want || got.Contacts.Accepted != 2 {
 		t.Fatalf("answer %s; want campaign_id %s, derived from the key", first.Body, want)
 	}
 	written := len(e.commands(t))
@@ -125,6 +126,74 @@ func TestCampaignIdempotencyReplay(t *testing.T) {
 	}
 	if w := e.createKeyed(t, "fix-me", campaignWithContacts); w.Code != 201 || w.Header().Get(HeaderReplayed) != "" {
 		t.Fatalf("fixed: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+}
+
+// Once the store has forgotten a key (expiry here; eviction, a restart or
+// another replica alike), the same body still gets its campaign id, and
+// another body under the key is another campaign: never new contacts merged
+// into the first campaign under its agent and pacing.
+func TestCampaignIdempotencyKeyReusedAfterExpiry(t *testing.T) {
+	e := newKafkaEnv(t)
+	now := time.Now()
+	var mu sync.Mutex
+	e.hd.idem.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	later := func() { mu.Lock(); defer mu.Unlock(); now = now.Add(e.hd.cfg.IdempotencyTTL + time.Minute) }
+
+	w := e.createKeyed(t, "order-1", campaignWithContacts)
+	if w.Code != 201 {
+		t.Fatalf("first: %d %s", w.Code, w.Body)
+	}
+	var first CampaignCreated
+	mustUnmarshal(t, w.Body.Bytes(), &first)
+	before := e.commands(t)
+
+	later()
+	w = e.createKeyed(t, "order-1", campaignWithContacts)
+	var same CampaignCreated
+	mustUnmarshal(t, w.Body.Bytes(), &same)
+	if w.Code != 201 || w.Header().Get(HeaderReplayed) != "" || same.CampaignID != first.CampaignID {
+		t.Fatalf("same body after expiry: %d %v %s, want a new write under campaign %s", w.Code, w.Header(), w.Body, first.CampaignID)
+	}
+
+	later()
+	other := strings.Replace(strings.Replace(campaignWithContacts, `"+15550100002"`, `"+15550100003"`, 1), `"calls_per_second":2`, `"calls_per_second":3`, 1)
+	w = e.createKeyed(t, "order-1", other)
+	var second CampaignCreated
+	mustUnmarshal(t, w.Body.Bytes(), &second)
+	if w.Code != 201 || second.CampaignID == first.CampaignID || second.Contacts.Accepted != 2 {
+		t.Fatalf("another body after expiry: %d %s, want a campaign other than %s", w.Code, w.Body, first.CampaignID)
+	}
+
+	// The first campaign's records are what the first two creates wrote:
+	// its create twice (a duplicate the scheduler drops) and its contacts,
+	// the first body's, nothing of the other body.
+	var firstRecs, secondRecs []*kgo.Record
+	for _, r := range e.commands(t) {
+		switch string(r.Key) {
+		case first.CampaignID:
+			firstRecs = append(firstRecs, r)
+		case second.CampaignID:
+			secondRecs = append(secondRecs, r)
+		default:
+			t.Fatalf("a record of campaign %s", r.Key)
+		}
+	}
+	if len(firstRecs) != 2*len(before) {
+		t.Fatalf("campaign %s has %d records, want the %d of its create written twice", first.CampaignID, len(firstRecs), len(before))
+	}
+	for _, r := range firstRecs {
+		if strings.Contains(string(r.Value), "+15550100003") || strings.Contains(string(r.Value), `"calls_per_second":3`) {
+			t.Fatalf("the other body reached campaign %s: %s", first.CampaignID, r.Value)
+		}
+	}
+	var types []string
+	for _, r := range secondRecs {
+		types = append(types, ceType(r))
+	}
+	if len(types) != 2 || types[0] != schemas.TypeCampaignCreated || types[1] != schemas.TypeCampaignContacts ||
+		!strings.Contains(string(secondRecs[1].Value), "+15550100003") {
+		t.Fatalf("campaign %s records %v", second.CampaignID, types)
 	}
 }
 
@@ -243,7 +312,7 @@ func TestCampaignIdempotencyRetryAfter503(t *testing.T) {
 	if w.Code != 503 || w.Header().Get("Retry-After") != "2" {
 		t.Fatalf("first: %d %v %s", w.Code, w.Header(), w.Body)
 	}
-	id := deriveCampaignID([]byte(defaultIdemSecret), "ws_demo", "half-way")
+	id := deriveCampaignID([]byte(defaultIdemSecret), "ws_demo", "half-way", campaignBodyHash([]byte(campaignWithContacts)))
 	if !strings.Contains(w.Body.String(), "campaign "+id+" was created") {
 		t.Fatalf("first: %s", w.Body)
 	}
@@ -291,5 +360,62 @@ func TestCampaignIdempotencyInFlight(t *testing.T) {
 	}
 	if w := env.do(t, req{path: "/v1/api/campaigns", idemKey: "k", body: campaignWithContacts}); w.Code != 201 || w.Body.String() != first.Body.String() {
 		t.Fatalf("after: %d %s", w.Code, w.Body)
+	}
+}
+
+// panicOnce arms a panic in the request's goroutine once: in the
+// producer's Produce (POST /v1/api/call calls it there; the campaign route
+// produces from goroutines of its own, where a panic is no request's) and
+// in the records' CampaignNumbers (the campaign route's contacts check).
+type panicOnce struct {
+	Producer
+	campaignStore
+	armed atomic.Bool
+}
+
+func (p *panicOnce) fire() {
+	if p.armed.CompareAndSwap(true, false) {
+		panic("bug")
+	}
+}
+
+func (p *panicOnce) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.fire()
+	p.Producer.Produce(ctx, r, promise)
+}
+
+func (p *panicOnce) CampaignNumbers(ctx context.Context, ws, id string, numbers []string) (map[string]string, error) {
+	p.fire()
+	return p.campaignStore.CampaignNumbers(ctx, ws, id, numbers)
+}
+
+// A panic between claiming a key and completing it (recovered into a 500)
+// releases the key, on both routes that take one: the retry is served, not
+// answered 409 until the replica restarts.
+func TestIdempotencyKeyReleasedAfterPanic(t *testing.T) {
+	e := newKafkaEnv(t)
+	createCommandsTopic(t, e.addr)
+	pc := &panicOnce{Producer: e.hd.p}
+	pp := &panicOnce{campaignStore: e.hd.campaigns}
+	for _, tc := range []struct {
+		route string
+		arm   *panicOnce
+		r     req
+		code  int
+	}{
+		{"/v1/api/call", pc, req{idemKey: "panics", body: validBody}, http.StatusAccepted},
+		{"/v1/api/campaigns", pp, req{path: "/v1/api/campaigns", idemKey: "panics", body: campaignWithContacts}, http.StatusCreated},
+	} {
+		e.hd.p, e.hd.campaigns = pc, pp
+		tc.arm.armed.Store(true)
+		if w := e.do(t, tc.r); w.Code != http.StatusInternalServerError || tc.arm.armed.Load() {
+			t.Fatalf("%s, a panic while served: %d %s", tc.route, w.Code, w.Body)
+		}
+		if w := e.do(t, tc.r); w.Code != tc.code || w.Header().Get(HeaderReplayed) != "" {
+			t.Fatalf("%s, retry after the panic: %d %s", tc.route, w.Code, w.Body)
+		}
+		if w := e.do(t, tc.r); w.Code != tc.code || w.Header().Get(HeaderReplayed) != "true" {
+			t.Fatalf("%s, second retry: %d %v %s", tc.route, w.Code, w.Header(), w.Body)
+		}
 	}
 }

@@ -45,7 +45,8 @@ const (
 	DefaultShutdownTimeout    = 15 * time.Second
 	DefaultMaxInFlight        = 512
 	DefaultCallsRetention     = callrecords.DefaultRetention
-	DefaultEventStreams       = 4 // per workspace and replica
+	DefaultEventStreams       = 4    // per workspace and replica
+	DefaultEventStreamsMax    = 1000 // per replica, all workspaces
 )
 
 // Config is everything ingest needs. LoadConfig fills it from the
@@ -121,6 +122,14 @@ type Config struct {
 	// (INGEST_EVENT_STREAMS_PER_WORKSPACE, default 4, 1 to 1000).
 	EventStreamsPerWorkspace int
 
+	// EventStreamsMax caps the GET /v1/api/events/stream connections this
+	// replica holds open, all workspaces together; past it a new one is
+	// answered 503 with Retry-After (INGEST_EVENT_STREAMS_MAX, default
+	// 1000, 1 to 1000000). The per-workspace cap alone lets many
+	// workspaces together hold more connections (each a goroutine, a
+	// 256-event queue and a socket) than a replica can carry.
+	EventStreamsMax int
+
 	// ShutdownTimeout bounds the graceful drain of in-flight requests
 	// (INGEST_SHUTDOWN_TIMEOUT, default 15s).
 	ShutdownTimeout time.Duration
@@ -185,6 +194,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 		AgentReportWindow:  l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),
 	}
 	c.EventStreamsPerWorkspace = l.Int("INGEST_EVENT_STREAMS_PER_WORKSPACE", DefaultEventStreams, 1, maxStreamsPerWorkspace)
+	c.EventStreamsMax = l.Int("INGEST_EVENT_STREAMS_MAX", DefaultEventStreamsMax, 1, maxStreams)
 	records := callrecords.LoadConfig(l)
 	c.DatabaseURL, c.CallsRetention = records.URL, records.Retention
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
@@ -204,8 +214,11 @@ const (
 	maxBodyBytes = 512 << 10
 )
 
-// maxStreamsPerWorkspace bounds INGEST_EVENT_STREAMS_PER_WORKSPACE.
-const maxStreamsPerWorkspace = 1000
+// Bounds of INGEST_EVENT_STREAMS_PER_WORKSPACE and INGEST_EVENT_STREAMS_MAX.
+const (
+	maxStreamsPerWorkspace = 1000
+	maxStreams             = 1_000_000
+)
 
 // withDefaults fills the zero values of a Config built in code.
 func (c Config) withDefaults() Config {
@@ -238,6 +251,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EventStreamsPerWorkspace == 0 {
 		c.EventStreamsPerWorkspace = DefaultEventStreams
+	}
+	if c.EventStreamsMax == 0 {
+		c.EventStreamsMax = DefaultEventStreamsMax
 	}
 	if c.CallsRetention == 0 {
 		c.CallsRetention = DefaultCallsRetention
@@ -273,6 +289,9 @@ func (c Config) Validate() error {
 	}
 	if c.EventStreamsPerWorkspace < 1 || c.EventStreamsPerWorkspace > maxStreamsPerWorkspace {
 		p.Add("INGEST_EVENT_STREAMS_PER_WORKSPACE", "must be between 1 and %d, got %d", maxStreamsPerWorkspace, c.EventStreamsPerWorkspace)
+	}
+	if c.EventStreamsMax < 1 || c.EventStreamsMax > maxStreams {
+		p.Add("INGEST_EVENT_STREAMS_MAX", "must be between 1 and %d, got %d", maxStreams, c.EventStreamsMax)
 	}
 	if c.MaxVariables < 1 || c.MaxVariables > schemaMaxVariables {
 		p.Add("INGEST_MAX_VARIABLES", "must be between 1 and %d (the call.requested.v1 schema cap), got %d", schemaMaxVariables, c.MaxVariables)

@@ -84,6 +84,7 @@ type streamSub struct {
 type eventHub struct {
 	feed         eventFeed // nil: the route answers 503 (no Kafka to read)
 	perWorkspace int
+	max          int // streams of all workspaces
 	heartbeat    time.Duration
 	log          *slog.Logger
 	// frame renders one event for its workspace's streams (masking).
@@ -107,20 +108,22 @@ type hubRun struct {
 	done   chan struct{}
 }
 
-func newEventHub(perWorkspace int, log *slog.Logger) *eventHub {
-	return &eventHub{perWorkspace: perWorkspace, heartbeat: streamHeartbeat, log: log,
+func newEventHub(perWorkspace, max int, log *slog.Logger) *eventHub {
+	return &eventHub{perWorkspace: perWorkspace, max: max, heartbeat: streamHeartbeat, log: log,
 		subs: map[string]map[*streamSub]struct{}{}, dropped: func() {}}
 }
 
 var (
 	errStreamsFull   = errors.New("too many streams")
+	errStreamsMax    = errors.New("too many streams on this replica")
 	errStreamsClosed = errors.New("shutting down")
 )
 
 // subscribe opens a stream of workspace ws, starting the reader if none
 // runs; the stream sees every event the reader reads after subscribe
 // returns. It fails with errStreamsFull past perWorkspace streams of ws on
-// this replica, errStreamsClosed once the hub is closed, or the feed's
+// this replica, errStreamsMax past max streams of all workspaces,
+// errStreamsClosed once the hub is closed, or the feed's
 // error when the topic's end cannot be found.
 func (h *eventHub) subscribe(ctx context.Context, ws, campaign string) (*streamSub, error) {
 	s := &streamSub{ws: ws, campaign: campaign, frames: make(chan []byte, streamQueue), ended: make(chan struct{})}
@@ -132,6 +135,9 @@ func (h *eventHub) subscribe(ctx context.Context, ws, campaign string) (*streamS
 	case len(h.subs[ws]) >= h.perWorkspace:
 		h.mu.Unlock()
 		return nil, errStreamsFull
+	case h.open >= h.max:
+		h.mu.Unlock()
+		return nil, errStreamsMax
 	}
 	if h.subs[ws] == nil {
 		h.subs[ws] = map[*streamSub]struct{}{}
@@ -215,12 +221,33 @@ func (h *eventHub) read(ctx context.Context, run *hubRun, r eventReader) {
 	}
 }
 
-// dispatch queues rec for the streams of its workspace. A record that does
-// not decode is skipped: the dialer validated it when it wrote it, and one
-// bad record must not end every stream.
+// streamTypes maps the CloudEvent type of each event a stream shows (the
+// call lifecycle and agent reports) to its status.
+var streamTypes = func() map[string]schemas.Status {
+	m := map[string]schemas.Status{}
+	for _, s := range schemas.EventStatuses {
+		m[s.Type()] = s
+	}
+	return m
+}()
+
+// dispatch queues rec for the streams of its workspace. Only a call's
+// event is streamed: the topic also carries the scheduler's campaign events
+// (dialstream.campaign.*.v1, keyed by the campaign), which decode as a
+// CallEvent with no call id and would break the StreamEvent contract, so the
+// type must be a call event's and the call id valid and the record's key, as
+// the recorder checks them (recorder/apply.go). A record that does not pass
+// is skipped: the dialer validated it when it wrote it, and one bad record
+// must not end every stream.
 func (h *eventHub) dispatch(run *hubRun, rec *kgo.Record) {
+	typ := kafkax.Header(rec, schemas.HeaderType)
+	status, ok := streamTypes[typ]
+	if !ok {
+		return
+	}
 	var ev schemas.CallEvent
-	if err := json.Unmarshal(rec.Value, &ev); err != nil || ev.WorkspaceID == "" {
+	if err := json.Unmarshal(rec.Value, &ev); err != nil || ev.WorkspaceID == "" || ev.Status != status ||
+		!callIDPattern.MatchString(ev.CallID) || string(rec.Key) != ev.CallID {
 		return
 	}
 	h.mu.Lock()
@@ -228,10 +255,6 @@ func (h *eventHub) dispatch(run *hubRun, rec *kgo.Record) {
 	subs := h.subs[ev.WorkspaceID]
 	if h.run != run || len(subs) == 0 {
 		return
-	}
-	typ := kafkax.Header(rec, schemas.HeaderType)
-	if typ == "" {
-		typ = ev.Status.Type()
 	}
 	id := kafkax.Header(rec, schemas.HeaderID)
 	var frame []byte

@@ -124,6 +124,12 @@ func (h *handler) streamEvents(c *gin.Context) {
 		h.fail(c, &apiError{code: http.StatusTooManyRequests, reason: reasonTooManyStreams, retryAfter: streamRetryAfter,
 			message: fmt.Sprintf("workspace %s has its limit of %d event streams open on this server; close one, or retry after %ds", ws.ID, h.events.perWorkspace, streamRetryAfter)})
 		return
+	case errors.Is(err, errStreamsMax):
+		// A 503, not the workspace's 429: the workspace is within its
+		// share, this replica is full; another replica may have room.
+		h.fail(c, &apiError{code: http.StatusServiceUnavailable, reason: reasonTooManyStreams, retryAfter: streamRetryAfter,
+			message: fmt.Sprintf("this server has its limit of %d event streams open; retry after %ds", h.events.max, streamRetryAfter)})
+		return
 	case errors.Is(err, errStreamsClosed):
 		h.fail(c, &apiError{code: http.StatusServiceUnavailable, reason: reasonStreamUnavailable, retryAfter: 1,
 			message: "this server is not serving event streams now (shutting down); retry"})

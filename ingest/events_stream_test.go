@@ -156,10 +156,11 @@ func dataOf(t *testing.T, line string) StreamEvent {
 	return ev
 }
 
-// A stream shows its workspace's events as they are read, each once, with
-// the call's campaign facts, the number masked where the workspace masks;
-// another workspace's events never; and campaign_id narrows it to one
-// campaign.
+// A stream shows its workspace's call events as they are read, each once,
+// with the call's campaign facts, the number masked where the workspace
+// masks; another workspace's events never; the scheduler's campaign events
+// on the same topic never (they are not StreamEvents); and campaign_id
+// narrows it to one campaign.
 func TestEventStreamShowsOwnWorkspaceOnly(t *testing.T) {
 	_, feed, srv := streamEnv(t)
 	demo := openStream(t, srv.URL, demoKey, "ws_demo", "")
@@ -180,7 +181,17 @@ func TestEventStreamShowsOwnWorkspaceOnly(t *testing.T) {
 	m := fixture{id: "00000000000000000000beef", ws: "ws_masked", agent: "masked_agent", to: "+15550100486", room: "masked_agent-abcdefghij", at: t0}
 	ended := a.busy()[3]
 	ended.CampaignID, ended.ContactID, ended.Attempt = camp, "c-1", 2
-	for _, r := range append(eventRecords(t, append(a.dialing(), ended)), eventRecord(t, b.event(1, schemas.StatusQueued, t0)), eventRecord(t, m.event(1, schemas.StatusQueued, t0))) {
+	// The scheduler's campaign event, on the calls' events topic, of ws_demo
+	// and of the campaign the demoCamp stream follows.
+	campEv, err := schemas.NewRecord(schemas.TopicEvents, camp, schemas.Meta{
+		ID: schemas.CampaignEventID(camp, 1), Type: schemas.CampaignEventStarted.Type(), Source: "/dialstream/scheduler",
+		Subject: camp, Time: t0}, schemas.CampaignEventData{CampaignID: camp, WorkspaceID: "ws_demo", Sequence: 1,
+		Event: schemas.CampaignEventStarted, Status: schemas.CampaignRunning, OccurredAt: t0, Name: "renewals", CallAgentID: demoAgent,
+		Counters: schemas.CampaignCounters{ByState: map[schemas.ContactStatus]int{}, ByOutcome: map[schemas.Outcome]int{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(eventRecords(t, append(a.dialing(), ended)), campEv, eventRecord(t, b.event(1, schemas.StatusQueued, t0)), eventRecord(t, m.event(1, schemas.StatusQueued, t0))) {
 		feed.recs <- r
 	}
 
@@ -208,10 +219,18 @@ func TestEventStreamShowsOwnWorkspaceOnly(t *testing.T) {
 	if ev := dataOf(t, demoCamp.waitLine(t, 5*time.Second, "data: ")); ev.Sequence != 4 || ev.CampaignID != camp {
 		t.Fatalf("campaign stream: %+v", ev)
 	}
-	// Every event was handed to every stream before the last was read
-	// above (one reader, one pass): nothing else may have arrived.
-	feed.recs <- eventRecord(t, b.event(2, schemas.StatusDialing, t0))
+	// A last marker event for every stream: one reader hands records out in
+	// order, so once a stream shows its marker, anything leaked to it
+	// earlier has been read too.
+	marker := demoCall(2, t0).event(1, schemas.StatusQueued, t0)
+	marker.CampaignID, marker.ContactID, marker.Attempt = camp, "c-2", 1
+	for _, r := range []*kgo.Record{eventRecord(t, marker), eventRecord(t, b.event(2, schemas.StatusDialing, t0)), eventRecord(t, m.event(2, schemas.StatusDialing, t0))} {
+		feed.recs <- r
+	}
+	demo.waitLine(t, 5*time.Second, `"callId":"`+marker.CallID+`"`)
+	demoCamp.waitLine(t, 5*time.Second, `"callId":"`+marker.CallID+`"`)
 	other.waitLine(t, 5*time.Second, `"sequence":2`)
+	masked.waitLine(t, 5*time.Second, `"sequence":2`)
 	for name, s := range map[string]*sseStream{"ws_demo": demo, "ws_other": other, "ws_masked": masked, "ws_demo campaign": demoCamp} {
 		var events []string
 		for _, l := range s.all() {
@@ -219,14 +238,14 @@ func TestEventStreamShowsOwnWorkspaceOnly(t *testing.T) {
 				events = append(events, l)
 			}
 		}
-		want := map[string]int{"ws_demo": 3, "ws_other": 2, "ws_masked": 1, "ws_demo campaign": 1}[name]
+		want := map[string]int{"ws_demo": 4, "ws_other": 2, "ws_masked": 2, "ws_demo campaign": 2}[name]
 		if len(events) != want {
 			t.Errorf("%s: %d events, want %d: %q", name, len(events), want, events)
 		}
 		for _, l := range events {
-			ws := map[string]string{a.id: "ws_demo", b.id: "ws_other", m.id: "ws_masked"}[dataOf(t, l).CallID]
-			if !strings.HasPrefix(name, ws) {
-				t.Errorf("%s's stream shows %s's event %s", name, ws, l)
+			ws, ok := map[string]string{a.id: "ws_demo", marker.CallID: "ws_demo", b.id: "ws_other", m.id: "ws_masked"}[dataOf(t, l).CallID]
+			if !ok || !strings.HasPrefix(name, ws) {
+				t.Errorf("%s's stream shows an event not its own: %s", name, l)
 			}
 		}
 	}
@@ -253,6 +272,25 @@ func TestEventStreamCap(t *testing.T) {
 	openStream(t, srv.URL, demoKey, "ws_demo", "").waitLine(t, 5*time.Second, ": stream open")
 	_, m := env.get(t, "/metrics")
 	assertContains(t, m, "dialstream_ingest_event_streams 3", `dialstream_ingest_requests_total{code="429",route="/v1/api/events/stream"} 1`)
+}
+
+// Past INGEST_EVENT_STREAMS_MAX streams on a replica, of all workspaces
+// together, a new one is a 503 with Retry-After, even for a workspace below
+// its own cap; a stream that closes frees its slot.
+func TestEventStreamReplicaCap(t *testing.T) {
+	env, _, srv := streamEnv(t, func(c *Config) { c.EventStreamsPerWorkspace = 2; c.EventStreamsMax = 3 })
+	first := openStream(t, srv.URL, demoKey, "ws_demo", "")
+	for _, s := range []*sseStream{first, openStream(t, srv.URL, demoKey, "ws_demo", ""), openStream(t, srv.URL, otherKey, "ws_other", "")} {
+		s.waitLine(t, 5*time.Second, ": stream open")
+	}
+	full := openStream(t, srv.URL, maskedKey, "ws_masked", "")
+	if full.code != 503 || full.header.Get("Retry-After") != "5" ||
+		!strings.Contains(full.body, "this server has its limit of 3 event streams open; retry after 5s") {
+		t.Fatalf("fourth stream: %d %s %s", full.code, full.header, full.body)
+	}
+	first.cancel()
+	testutil.Eventually(t, 5*time.Second, "the closed stream's slot freed", func() bool { return env.hd.events.streams() == 2 })
+	openStream(t, srv.URL, maskedKey, "ws_masked", "").waitLine(t, 5*time.Second, ": stream open")
 }
 
 // A client that stops reading is dropped once streamQueue events wait for

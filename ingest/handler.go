@@ -141,7 +141,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 	h.campaigns = cfg.Store
 	h.ownCamps = newOwnCampaigns()
 	h.scheduled = newOwnScheduled()
-	h.events = newEventHub(cfg.EventStreamsPerWorkspace, h.log)
+	h.events = newEventHub(cfg.EventStreamsPerWorkspace, cfg.EventStreamsMax, h.log)
 	h.events.frame = h.sseFrame
 	h.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	if cfg.Suppressions == nil {
@@ -291,10 +291,11 @@ func (h *handler) createCall(c *gin.Context) {
 			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
 		return
 	}
-	entry, answered := h.claimIdempotencyKey(c, routeCall, ws.ID, idemKey, req.fingerprint(), "call")
+	claim, answered := h.claimIdempotencyKey(c, routeCall, ws.ID, idemKey, req.fingerprint(), "call")
 	if answered {
 		return
 	}
+	defer claim.done()
 	var callID, suffix string
 	if idemKey != "" {
 		callID, suffix = deriveIDs(h.secret, ws.ID, idemKey)
@@ -304,17 +305,15 @@ func (h *handler) createCall(c *gin.Context) {
 	// Compliance is checked after the Idempotency-Key lookup: a retry of a
 	// request already accepted gets its stored answer even when the rules
 	// would refuse a new call now (the call was accepted when they allowed
-	// it; the dialer checks again at the dial). A refused key is released,
-	// so the same key can be sent again once the rules allow it.
+	// it; the dialer checks again at the dial). A refused key is released
+	// (claim.done), so the same key can be sent again once the rules allow
+	// it.
 	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil && !deferrable(req, aerr) {
-		if entry != nil {
-			h.idem.release(entry)
-		}
 		h.fail(c, aerr)
 		return
 	}
 
-	code, resp, aerr := h.schedule(c.Request.Context(), ws, req, callID, req.CallAgentID+"-"+suffix, idemKey, entry)
+	code, resp, aerr := h.schedule(c.Request.Context(), ws, req, callID, req.CallAgentID+"-"+suffix, idemKey, claim)
 	if aerr != nil {
 		h.fail(c, aerr)
 		return
@@ -322,14 +321,10 @@ func (h *handler) createCall(c *gin.Context) {
 	c.Data(code, "application/json; charset=utf-8", resp)
 }
 
-// schedule writes the call's record and returns the answer. It owns entry:
-// completed on success, released on a failure that wrote nothing.
-func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *callRequest, callID, roomName, idemKey string, entry *idemEntry) (int, []byte, *apiError) {
-	release := func() {
-		if entry != nil {
-			h.idem.release(entry)
-		}
-	}
+// schedule writes the call's record and returns the answer. It completes
+// claim on success and hands it to settleLate when the produce timed out;
+// on any other failure the caller's deferred claim.done releases it.
+func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *callRequest, callID, roomName, idemKey string, claim *idemClaim) (int, []byte, *apiError) {
 	data := schemas.CallRequested{
 		CallID:           callID,
 		WorkspaceID:      ws.ID,
@@ -355,7 +350,6 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	if err != nil {
 		// The checks above mirror the schema, so this is a gap between them;
 		// it is still the client's input, and gets a 4xx naming the field.
-		release()
 		var ve *schemas.ValidationError
 		if errors.As(err, &ve) {
 			h.log.WarnContext(ctx, "request passed ingest checks but failed the schema", "call_id", callID, "workspace_id", ws.ID, "error", err)
@@ -411,9 +405,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	h.m.observeProduce(start, res.err, timedOut)
 	if res.err != nil {
 		if timedOut {
-			go h.settleLate(obs.SpanContextOnly(ctx), late, entry, putOwn, answer, logAttrs)
-		} else {
-			release()
+			go h.settleLate(obs.SpanContextOnly(ctx), late, claim.handOff(), putOwn, answer, logAttrs)
 		}
 		h.log.WarnContext(ctx, "call not scheduled: Kafka did not acknowledge", append(logAttrs, "error", res.err.Error())...)
 		return 0, nil, &apiError{code: http.StatusServiceUnavailable, reason: reasonKafkaUnavailable, retryAfter: 2,
@@ -421,9 +413,7 @@ func (h *handler) schedule(ctx context.Context, ws *registry.Workspace, req *cal
 	}
 	body := answer(res.rec)
 	putOwn(ctx, res.rec)
-	if entry != nil {
-		h.idem.complete(entry, storedResponse{code: http.StatusAccepted, body: body})
-	}
+	claim.complete(storedResponse{code: http.StatusAccepted, body: body})
 	h.m.accepted.Inc()
 	h.log.InfoContext(ctx, "call scheduled", append(logAttrs, "job_id", jobID(res.rec.Partition, res.rec.Offset))...)
 	return http.StatusAccepted, body, nil

@@ -52,7 +52,15 @@ import (
 // (deriveCampaignID), for the same reason: the scheduler ignores a second
 // campaign.created for a campaign it has, and skips contacts whose id or
 // number the campaign has already, so a second write of one create adds no
-// campaign and no contact. That is also why a campaign create that failed
+// campaign and no contact. Unlike a call id, the campaign id also hashes the
+// request body (campaignBodyHash): the store is the only thing that answers
+// 422 for another body, and once it has forgotten the key (expiry, eviction,
+// restart, another replica) a key-only id would merge a different create
+// into the old campaign, its contacts dialed with the old agent and pacing,
+// behind a 201. With the body in the id, the same body keeps its id
+// everywhere, and another body is another campaign, never a merge. The
+// trade-off: after the store forgot the key, a reused key is not refused but
+// creates a second campaign. That is also why a campaign create that failed
 // (503, with or without its contacts written) releases its key at once
 // rather than waiting for a late acknowledgement as a call does
 // (settleLate): the retry writes under the same campaign id, and what the
@@ -95,7 +103,7 @@ const defaultIdemSecret = "dialstream-ingest-idempotency-v1"
 // (10 of [a-z0-9]) for a workspace's Idempotency-Key, the same on every
 // replica that shares the secret.
 func deriveIDs(secret []byte, workspace, key string) (callID, suffix string) {
-	sum := idemMAC(secret, "", workspace, key) // 32 bytes: 12 for the id, 20 for the suffix
+	sum := idemMAC(secret, "", workspace, key, nil) // 32 bytes: 12 for the id, 20 for the suffix
 	callID = hex.EncodeToString(sum[:12])
 	var b [10]byte
 	for i := range b {
@@ -106,19 +114,22 @@ func deriveIDs(secret []byte, workspace, key string) (callID, suffix string) {
 }
 
 // deriveCampaignID returns the campaign id (24 lowercase hex) for a
-// workspace's Idempotency-Key on POST /v1/api/campaigns, the same on every
-// replica that shares the secret, and never the call id the same key gets
-// on POST /v1/api/call.
-func deriveCampaignID(secret []byte, workspace, key string) string {
-	return hex.EncodeToString(idemMAC(secret, "campaign", workspace, key)[:12])
+// workspace's Idempotency-Key on POST /v1/api/campaigns and the hash of the
+// request body (campaignBodyHash): the same on every replica that shares
+// the secret, for as long as the client resends the same body; never the
+// call id the same key gets on POST /v1/api/call.
+func deriveCampaignID(secret []byte, workspace, key string, body [32]byte) string {
+	return hex.EncodeToString(idemMAC(secret, "campaign", workspace, key, body[:])[:12])
 }
 
-// idemMAC is HMAC(secret, domain, len(workspace), workspace, key). The
-// domain keeps the routes' ids apart; the call ids' is empty, so they are
-// what they were before campaigns had keys (replicas of two versions agree),
-// and no other domain's input can equal theirs: it starts with the 8-byte
-// length, whose first byte is 0, and a domain starts with a letter.
-func idemMAC(secret []byte, domain, workspace, key string) []byte {
+// idemMAC is HMAC(secret, domain, len(workspace), workspace, key, suffix).
+// The domain keeps the routes' ids apart; the call ids' is empty, with no
+// suffix, so they are what they were before campaigns had keys (replicas of
+// two versions agree), and no other domain's input can equal theirs: it
+// starts with the 8-byte length, whose first byte is 0, and a domain starts
+// with a letter. A domain's suffix has a fixed length, so key and suffix do
+// not run into each other.
+func idemMAC(secret []byte, domain, workspace, key string, suffix []byte) []byte {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(domain))
 	var n [8]byte
@@ -126,6 +137,7 @@ func idemMAC(secret []byte, domain, workspace, key string) []byte {
 	mac.Write(n[:])
 	mac.Write([]byte(workspace))
 	mac.Write([]byte(key))
+	mac.Write(suffix)
 	return mac.Sum(nil)
 }
 
@@ -296,12 +308,55 @@ func idempotencyKey(c *gin.Context) (string, *apiError) {
 	return k, nil
 }
 
+// idemClaim is a request's hold on its Idempotency-Key: the handler defers
+// done, which releases the key unless the request completed it or handed it
+// on (settleLate). An in-flight entry never expires, so a key left claimed
+// by a path that forgot to release it, or by a panic between claim and
+// complete (recovered into a 500), would answer 409 until the replica
+// restarts; the defer covers every path, the ones written later included.
+// A nil claim (no key) does nothing.
+type idemClaim struct {
+	store *idemStore
+	e     *idemEntry
+	owned bool // false once completed or handed on
+}
+
+// complete stores the answer to replay for the key.
+func (c *idemClaim) complete(resp storedResponse) {
+	if c == nil || !c.owned {
+		return
+	}
+	c.owned = false
+	c.store.complete(c.e, resp)
+}
+
+// handOff gives the entry to the caller, who must complete or release it
+// (settleLate, once Kafka has answered a record the client was told 503
+// about); done leaves it alone from here. Nil without a key.
+func (c *idemClaim) handOff() *idemEntry {
+	if c == nil {
+		return nil
+	}
+	c.owned = false
+	return c.e
+}
+
+// done releases the key unless it was completed or handed on: the request
+// failed, or panicked, and may be retried.
+func (c *idemClaim) done() {
+	if c == nil || !c.owned {
+		return
+	}
+	c.owned = false
+	c.store.release(c.e)
+}
+
 // claimIdempotencyKey looks workspace ws's key up in route's scope, for a
 // request whose normalized body hashes to fp. It answers the replay, the 409
-// and the 422 itself and returns answered; otherwise the caller owns the
-// returned entry and must complete or release it. No key: nil, not answered.
+// and the 422 itself and returns answered; otherwise the caller holds the
+// returned claim and must defer its done. No key: nil, not answered.
 // noun names what a new key would make ("call", "campaign").
-func (h *handler) claimIdempotencyKey(c *gin.Context, route, ws, key string, fp [32]byte, noun string) (entry *idemEntry, answered bool) {
+func (h *handler) claimIdempotencyKey(c *gin.Context, route, ws, key string, fp [32]byte, noun string) (claim *idemClaim, answered bool) {
 	if key == "" {
 		return nil, false
 	}
@@ -321,5 +376,5 @@ func (h *handler) claimIdempotencyKey(c *gin.Context, route, ws, key string, fp 
 			message: "this Idempotency-Key was already used with a different request body; use a new key for a new " + noun})
 		return nil, true
 	}
-	return e, false
+	return &idemClaim{store: h.idem, e: e, owned: true}, false
 }

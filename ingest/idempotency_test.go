@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/dialstream/dialstream/schemas"
 )
 
 func TestDeriveIDs(t *testing.T) {
@@ -29,20 +31,44 @@ func TestDeriveIDs(t *testing.T) {
 	}
 }
 
-// A campaign's id derives from its key like a call's, and is never the call
+// A campaign's id derives from its key and its body, and is never the call
 // id the same key gets.
 func TestDeriveCampaignID(t *testing.T) {
-	id := deriveCampaignID([]byte("s"), "ws_demo", "k")
-	if id != "a9cd403cf3becfc8e1c4b791" || !callIDRE.MatchString(id) {
-		t.Fatalf("campaign id %s", id)
+	body := campaignBodyHash([]byte(`{"name":"a"}`))
+	id := deriveCampaignID([]byte("s"), "ws_demo", "k", body)
+	// Pinned: replicas of two versions must derive the same campaign id for
+	// one retried create.
+	if id != "efc3e5c912d16e0726933d2b" || id != deriveCampaignID([]byte("s"), "ws_demo", "k", campaignBodyHash([]byte(` { "name" : "a" } `))) {
+		t.Fatalf("campaign id %s, or not the same for the same JSON", id)
 	}
 	if callID, _ := deriveIDs([]byte("s"), "ws_demo", "k"); callID == id {
 		t.Fatalf("call and campaign share the id %s", id)
 	}
 	for _, other := range [][3]string{{"s", "ws_other", "k"}, {"s", "ws_demo", "k2"}, {"t", "ws_demo", "k"}, {"s", "ws_dem", "ok"}} {
-		if o := deriveCampaignID([]byte(other[0]), other[1], other[2]); o == id {
+		if o := deriveCampaignID([]byte(other[0]), other[1], other[2], body); o == id {
 			t.Fatalf("%v collides", other)
 		}
+	}
+	if o := deriveCampaignID([]byte("s"), "ws_demo", "k", campaignBodyHash([]byte(`{"name":"b"}`))); o == id {
+		t.Fatalf("another body has the id %s", id)
+	}
+}
+
+// Adding a campaign again keeps one entry in the eviction order: evicting
+// the oldest must not delete the one just re-added.
+func TestOwnCampaignsReAdd(t *testing.T) {
+	o := newOwnCampaigns()
+	def := func(id string) schemas.Campaign { return schemas.Campaign{CampaignID: id, WorkspaceID: "ws_demo"} }
+	o.add(def("again"), schemas.CampaignDraft, 0)
+	o.add(def("again"), schemas.CampaignDraft, 0)
+	for i := range maxOwnCampaigns - 1 {
+		o.add(def(fmt.Sprintf("c%d", i)), schemas.CampaignDraft, 0)
+	}
+	if _, ok := o.get("ws_demo", "again"); !ok {
+		t.Fatal("the re-added campaign was forgotten before the store was full")
+	}
+	if len(o.order) != maxOwnCampaigns {
+		t.Fatalf("%d ids in order, want %d", len(o.order), maxOwnCampaigns)
 	}
 }
 

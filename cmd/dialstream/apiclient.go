@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,10 +54,14 @@ func (f apiFlags) client(getenv func(string) string) (*apiClient, error) {
 	key := getenv(envAPIKey)
 	if *f.keyFile != "" {
 		b, err := os.ReadFile(*f.keyFile)
+		key = strings.TrimSpace(string(b))
 		if err != nil {
 			problems = append(problems, "--api-key-file: "+err.Error())
+		} else if key == "" {
+			// Not a fall back to DIALSTREAM_API_KEY, nor a request with an
+			// empty key that the API answers 401 far from the cause.
+			problems = append(problems, fmt.Sprintf("--api-key-file: %s is empty", *f.keyFile))
 		}
-		key = strings.TrimSpace(string(b))
 	}
 	if key == "" && *f.keyFile == "" {
 		problems = append(problems, envAPIKey+": required (the workspace's API key; or --api-key-file)")
@@ -73,7 +76,7 @@ func (f apiFlags) client(getenv func(string) string) (*apiClient, error) {
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
-	return &apiClient{base: base, key: key, workspace: *f.workspace, http: &http.Client{}}, nil
+	return &apiClient{base: base, key: key, workspace: *f.workspace, http: &http.Client{}, retryWait: time.Second}, nil
 }
 
 type apiClient struct {
@@ -81,6 +84,8 @@ type apiClient struct {
 	// http has no overall timeout: an upload of 100,000 rows and a stream
 	// take as long as they take; each call bounds itself with its context.
 	http *http.Client
+	// retryWait is the first wait between attempts of a create (doubling).
+	retryWait time.Duration
 }
 
 // apiError is an error answer of the API, its envelope's message.
@@ -110,8 +115,13 @@ func (c *apiClient) request(ctx context.Context, method, path, contentType strin
 }
 
 // do sends one request and decodes a 2xx answer into out; any other answer
-// is an *apiError.
+// is an *apiError, a failure to reach the API an *errUnreachable.
 func (c *apiClient) do(ctx context.Context, method, path, contentType string, body io.Reader, size int64, out any) error {
+	return c.doKeyed(ctx, method, path, contentType, body, size, "", out)
+}
+
+// doKeyed is do with an Idempotency-Key, when idemKey is not empty.
+func (c *apiClient) doKeyed(ctx context.Context, method, path, contentType string, body io.Reader, size int64, idemKey string, out any) error {
 	r, err := c.request(ctx, method, path, contentType, body)
 	if err != nil {
 		return err
@@ -119,9 +129,12 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 	if size > 0 {
 		r.ContentLength = size
 	}
+	if idemKey != "" {
+		r.Header.Set("Idempotency-Key", idemKey)
+	}
 	resp, err := c.http.Do(r)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return &errUnreachable{fmt.Errorf("%s %s: %w", method, path, err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -135,6 +148,13 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 	}
 	return nil
 }
+
+// errUnreachable is a request that got no answer (connection refused or
+// reset, a timeout): transient.
+type errUnreachable struct{ err error }
+
+func (e *errUnreachable) Error() string { return e.err.Error() }
+func (e *errUnreachable) Unwrap() error { return e.err }
 
 // readAPIError reads the error envelope, or says what came instead (a proxy's
 // page, say).
@@ -154,13 +174,4 @@ func readAPIError(resp *http.Response) *apiError {
 	}
 	e.message = strings.TrimSpace(http.StatusText(resp.StatusCode) + " " + strings.TrimSpace(string(b)))
 	return e
-}
-
-// jsonBody is v as a request body.
-func jsonBody(v any) (io.Reader, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return bytes.NewReader(b), nil
 }

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dialstream/dialstream/ingest"
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -31,7 +38,9 @@ const campaignUsage = `usage:
   dialstream campaign get ID        the campaign as JSON
   dialstream campaign start|pause|resume|cancel ID
 
-create makes a draft campaign, streams FILE's contacts to it (a CSV: a header
+create makes a draft campaign (sent with a random Idempotency-Key, and sent
+again under the same key on a transient error: 409, 429, 5xx, no answer),
+streams FILE's contacts to it (a CSV: a header
 row naming to, contact_id, timezone, metadata.<key> and dynamic variables;
 rows the API refuses are listed with their row number and reason), and with
 --start starts it once every row is in. --watch starts it too, then watches
@@ -89,14 +98,14 @@ func campaignMain(ctx context.Context, args []string, getenv func(string) string
 		return w.watch(ctx, id)
 	case "get":
 		var raw jsonRaw
-		if err := cl.do(ctx, "GET", "/v1/api/campaigns/"+id, "", nil, 0, &raw); err != nil {
+		if err := cl.do(ctx, "GET", "/v1/api/campaigns/"+url.PathEscape(id), "", nil, 0, &raw); err != nil {
 			return fmt.Errorf("campaign get %s: %w", id, err)
 		}
 		_, err := fmt.Fprintln(out, string(raw))
 		return err
 	default:
 		var resp ingest.CampaignControlResponse
-		if err := cl.do(ctx, "POST", "/v1/api/campaigns/"+id+"/"+sub, "", nil, 0, &resp); err != nil {
+		if err := cl.do(ctx, "POST", "/v1/api/campaigns/"+url.PathEscape(id)+"/"+sub, "", nil, 0, &resp); err != nil {
 			return fmt.Errorf("campaign %s %s: %w", sub, id, err)
 		}
 		_, err := fmt.Fprintf(out, "campaign %s: %s written\n", resp.CampaignID, resp.Action)
@@ -279,12 +288,12 @@ func (c *createFlags) run(ctx context.Context, cl *apiClient, out, errOut io.Wri
 			size = st.Size()
 		}
 	}
-	body, err := jsonBody(req)
+	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
 	var created ingest.CampaignCreated
-	if err := cl.do(ctx, "POST", "/v1/api/campaigns", "application/json", body, 0, &created); err != nil {
+	if err := cl.createCampaign(ctx, body, errOut, &created); err != nil {
 		return fmt.Errorf("campaign create: %w", err)
 	}
 	id := created.CampaignID
@@ -293,7 +302,7 @@ func (c *createFlags) run(ctx context.Context, cl *apiClient, out, errOut io.Wri
 		var up ingest.ContactsUploaded
 		// The file is the request body as it is read: a large list is
 		// never held in memory here (the API streams it too).
-		if err := cl.do(ctx, "POST", "/v1/api/campaigns/"+id+"/contacts", "text/csv", file, size, &up); err != nil {
+		if err := cl.do(ctx, "POST", "/v1/api/campaigns/"+url.PathEscape(id)+"/contacts", "text/csv", file, size, &up); err != nil {
 			return fmt.Errorf("campaign %s: upload %s: %w", id, *c.csv, err)
 		}
 		for _, e := range up.Errors {
@@ -309,7 +318,7 @@ func (c *createFlags) run(ctx context.Context, cl *apiClient, out, errOut io.Wri
 		return nil
 	}
 	var ctl ingest.CampaignControlResponse
-	if err := cl.do(ctx, "POST", "/v1/api/campaigns/"+id+"/start", "", nil, 0, &ctl); err != nil {
+	if err := cl.do(ctx, "POST", "/v1/api/campaigns/"+url.PathEscape(id)+"/start", "", nil, 0, &ctl); err != nil {
 		return fmt.Errorf("campaign %s: start: %w", id, err)
 	}
 	fmt.Fprintf(out, "campaign %s started\n", id)
@@ -317,6 +326,55 @@ func (c *createFlags) run(ctx context.Context, cl *apiClient, out, errOut io.Wri
 		return w.watch(ctx, id)
 	}
 	return nil
+}
+
+// createAttempts is how many times create sends the campaign before it
+// gives up on transient errors.
+const createAttempts = 4
+
+// createCampaign sends the create with a random Idempotency-Key, and sends
+// it again under the same key on a transient error, waiting cl.retryWait,
+// doubling, or the Retry-After if longer. The key is what makes the retry
+// safe: a create whose answer was lost (a 503 after the campaign was
+// written, a connection reset) is replayed or rewritten under the same
+// campaign id, never created twice, which without a key would put every
+// contact in two campaigns and call each twice.
+func (c *apiClient) createCampaign(ctx context.Context, body []byte, errOut io.Writer, out *ingest.CampaignCreated) error {
+	key := newIdempotencyKey()
+	bo := backoff.Doubling{Next: c.retryWait, Max: 8 * c.retryWait}
+	for attempt := 1; ; attempt++ {
+		err := c.doKeyed(ctx, "POST", "/v1/api/campaigns", "application/json", bytes.NewReader(body), 0, key, out)
+		if err == nil || attempt == createAttempts || !retryableCreate(err) || ctx.Err() != nil {
+			return err
+		}
+		var ae *apiError
+		if errors.As(err, &ae) && ae.retryAfter > bo.Next {
+			bo.Next = min(ae.retryAfter, 30*time.Second)
+		}
+		fmt.Fprintf(errOut, "campaign create: %v; retrying in %s with the same Idempotency-Key\n", err, bo.Next)
+		if !bo.Wait(ctx) {
+			return err
+		}
+	}
+}
+
+// retryableCreate says whether a create may be sent again: no answer, 429,
+// 5xx, or a 409 (the first attempt is still being written: asking again
+// gets its answer).
+func retryableCreate(err error) bool {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.transient() || ae.code == http.StatusConflict
+	}
+	var un *errUnreachable
+	return errors.As(err, &un)
+}
+
+// newIdempotencyKey is 32 hex of crypto randomness.
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // rowWho names a refused row's contact and number, when the API said them.

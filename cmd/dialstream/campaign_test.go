@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,5 +358,136 @@ func TestParseWindow(t *testing.T) {
 		if (want == "") != (err != nil) || (err == nil && got != want) {
 			t.Errorf("%q: %q %v, want %q", in, got, err, want)
 		}
+	}
+}
+
+// create sends an Idempotency-Key, and on a transient error (here a 503)
+// sends the create again under the same key; an error that is the
+// request's own (422) is not sent again.
+func TestCampaignCreateRetriesWithSameKey(t *testing.T) {
+	const id = "0123456789abcdef01234567"
+	for _, tc := range []struct {
+		name     string
+		first    int
+		requests int
+		fails    bool
+	}{
+		{"503 then 201", http.StatusServiceUnavailable, 2, false},
+		{"422", http.StatusUnprocessableEntity, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var keys []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != "POST" || r.URL.Path != "/v1/api/campaigns" {
+					t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+					http.NotFound(w, r)
+					return
+				}
+				mu.Lock()
+				keys = append(keys, r.Header.Get("Idempotency-Key"))
+				n := len(keys)
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				if n == 1 {
+					w.WriteHeader(tc.first)
+					_, _ = w.Write([]byte(`{"status":"error","message":"not now"}`))
+					return
+				}
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`{"campaign_id":"` + id + `","status":"draft","contacts":{"accepted":0,"skipped":0,"errors":[]}}`))
+			}))
+			t.Cleanup(srv.Close)
+			var out, errOut bytes.Buffer
+			err := campaignMain(context.Background(), []string{"create", "--agent", cliAgent, "--name", "renewals"}, cliEnv(srv.URL), &out, &errOut, false)
+			if (err != nil) != tc.fails {
+				t.Fatalf("err %v\n%s%s", err, out.String(), errOut.String())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(keys) != tc.requests {
+				t.Fatalf("%d requests, want %d (keys %q)", len(keys), tc.requests, keys)
+			}
+			if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(keys[0]) {
+				t.Fatalf("Idempotency-Key %q, want 32 hex", keys[0])
+			}
+			for _, k := range keys[1:] {
+				if k != keys[0] {
+					t.Fatalf("keys %q: a retry under another key", keys)
+				}
+			}
+			if !tc.fails && !strings.HasPrefix(out.String(), "campaign "+id+" created (draft)\n") {
+				t.Fatalf("stdout %q", out.String())
+			}
+		})
+	}
+}
+
+// An empty --api-key-file is an error before any request, even with
+// DIALSTREAM_API_KEY set.
+func TestAPIKeyFileEmpty(t *testing.T) {
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	t.Cleanup(srv.Close)
+	empty := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := campaignMain(context.Background(), []string{"get", "--api-key-file", empty, "0123456789abcdef01234567"}, cliEnv(srv.URL), &out, &out, false)
+	if err == nil || !strings.Contains(err.Error(), "--api-key-file: "+empty+" is empty") {
+		t.Fatalf("err %v", err)
+	}
+	if err := tailMain(context.Background(), []string{"--api-key-file", empty}, cliEnv(srv.URL), &out, &out); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Fatalf("tail: err %v", err)
+	}
+	if asked.Load() != 0 {
+		t.Fatalf("%d requests sent", asked.Load())
+	}
+}
+
+// A watch GET that gets no answer is cut at the poll deadline and counted
+// as a transient failure: the watch goes on and sees the campaign end.
+func TestCampaignWatchPollDeadline(t *testing.T) {
+	var polls atomic.Int64
+	done := view(schemas.CampaignCompleted, map[schemas.ContactStatus]int{}, map[schemas.Outcome]int{}, 0)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if polls.Add(1) == 1 {
+			<-r.Context().Done() // a proxy that holds the request
+			return
+		}
+		_ = json.NewEncoder(w).Encode(ingest.CampaignEnvelope{Status: "success", Campaign: done})
+	}))
+	t.Cleanup(srv.Close)
+	var out, errOut bytes.Buffer
+	cl := &apiClient{base: srv.URL, key: cliKey, workspace: cliWSName, http: &http.Client{}}
+	w := watcher{cl: cl, out: &out, errOut: &errOut, interval: 10 * time.Millisecond, pollTimeout: 100 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.watch(ctx, done.CampaignID); err != nil || ctx.Err() != nil {
+		t.Fatalf("watch: %v (%v)\n%s", err, ctx.Err(), errOut.String())
+	}
+	if polls.Load() != 2 || !strings.Contains(errOut.String(), "deadline exceeded") || !strings.Contains(out.String(), "completed") {
+		t.Fatalf("%d polls; stdout %q; stderr %q", polls.Load(), out.String(), errOut.String())
+	}
+}
+
+// Ids and the --campaign value are escaped into the URL, never spliced.
+func TestCLIEscapesIDs(t *testing.T) {
+	got := make(chan string, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.EscapedPath() + "?" + r.URL.RawQuery
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"status":"error","message":"not found"}`))
+	}))
+	t.Cleanup(srv.Close)
+	var out bytes.Buffer
+	_ = campaignMain(context.Background(), []string{"get", "a/b?c"}, cliEnv(srv.URL), &out, &out, false)
+	if p := <-got; p != "/v1/api/campaigns/a%2Fb%3Fc?" {
+		t.Fatalf("get: %s", p)
+	}
+	_ = tailMain(context.Background(), []string{"--campaign", "x&campaign_id=y"}, cliEnv(srv.URL), &out, &out)
+	if p := <-got; p != "/v1/api/events/stream?campaign_id=x%26campaign_id%3Dy" {
+		t.Fatalf("tail: %s", p)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,18 @@ type watcher struct {
 	errOut   io.Writer
 	tty      bool
 	interval time.Duration
+	// pollTimeout bounds each GET; 0 means pollTimeout's default.
+	pollTimeout time.Duration
+}
+
+// pollTimeout is the default deadline of one watch GET.
+const pollTimeout = 30 * time.Second
+
+func (w watcher) poll() time.Duration {
+	if w.pollTimeout > 0 {
+		return w.pollTimeout
+	}
+	return pollTimeout
 }
 
 // linesEvery is the longest a plain-line watch stays silent.
@@ -45,7 +58,12 @@ func (w watcher) watch(ctx context.Context, id string) error {
 	defer t.Stop()
 	for {
 		var env ingest.CampaignEnvelope
-		err := w.cl.do(ctx, "GET", "/v1/api/campaigns/"+id, "", nil, 0, &env)
+		// Each poll has its own deadline: a GET the API never answers
+		// (a proxy holding it) is a transient failure, not a watch
+		// frozen on one request.
+		pctx, cancel := context.WithTimeout(ctx, w.poll())
+		err := w.cl.do(pctx, "GET", "/v1/api/campaigns/"+url.PathEscape(id), "", nil, 0, &env)
+		cancel()
 		var ae *apiError
 		switch {
 		case ctx.Err() != nil:

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ the key in DIALSTREAM_API_KEY or --api-key-file FILE.`
 // (every 15 s), before tail takes the connection for dead and reconnects.
 const tailIdle = 45 * time.Second
 
+// tailHeaderTimeout is how long tail waits for a stream's response headers.
+const tailHeaderTimeout = 30 * time.Second
+
 func runTail(ctx context.Context, args []string) error {
 	return tailMain(ctx, args, os.Getenv, os.Stdout, os.Stderr)
 }
@@ -54,12 +58,23 @@ func tailMain(ctx context.Context, args []string, getenv func(string) string, ou
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}
+	cl.http = streamHTTP(tailHeaderTimeout)
 	path := "/v1/api/events/stream"
 	if *campaign != "" {
-		path += "?campaign_id=" + *campaign
+		path += "?" + url.Values{"campaign_id": {*campaign}}.Encode()
 	}
 	t := tailer{cl: cl, path: path, out: out, errOut: errOut, json: *asJSON, idle: tailIdle}
 	return t.run(ctx)
+}
+
+// streamHTTP is tail's HTTP client. The stream's answer is its headers at
+// once; a server that accepts the connection and never answers within
+// headerTimeout is reconnected to, not waited on for ever (the idle timer
+// starts only once the headers came).
+func streamHTTP(headerTimeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = headerTimeout
+	return &http.Client{Transport: tr}
 }
 
 type tailer struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -191,5 +192,21 @@ func TestTailReconnects(t *testing.T) {
 	var ae *apiError
 	if !errors.As(err, &ae) || err.Error() != "tail: 401: invalid API key" {
 		t.Fatalf("%v", err)
+	}
+}
+
+// A server that takes the connection and never sends the stream's headers
+// is given up on after the header timeout, so tail reconnects.
+func TestTailHeaderTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(srv.Close)
+	cl := &apiClient{base: srv.URL, key: cliKey, workspace: cliWSName, http: streamHTTP(100 * time.Millisecond)}
+	var out bytes.Buffer
+	tl := tailer{cl: cl, path: "/v1/api/events/stream", out: &out, errOut: &out, idle: time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := tl.follow(ctx)
+	if got || err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+		t.Fatalf("follow: %v, %v (ctx %v)", got, err, ctx.Err())
 	}
 }
