@@ -1,14 +1,10 @@
 package containers
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -87,23 +83,23 @@ func TestSchedulerKilled(t *testing.T) {
 	t.Cleanup(rec.Close)
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	api := campaignClient{base: tp.url("ingest") + "/v1/api", key: tp.apiKey, hc: httpClient()}
+	api := tp.client()
 
 	csv, plan := campaignPlan()
 	var created struct {
 		CampaignID string `json:"campaign_id"`
 	}
-	api.must(t, ctx, http.MethodPost, "/campaigns", "application/json", campaignBody, &created)
+	tp.must("create the campaign", api.Do(ctx, http.MethodPost, "/campaigns", "application/json", campaignBody, &created))
 	campaign := "/campaigns/" + created.CampaignID
 	var up struct {
 		Accepted, Skipped int
 	}
-	api.must(t, ctx, http.MethodPost, campaign+"/contacts", "text/csv", csv, &up)
+	tp.must("upload the contacts", api.Do(ctx, http.MethodPost, campaign+"/contacts", "text/csv", csv, &up))
 	if up.Accepted != campaignContacts || up.Skipped != 0 {
 		t.Fatalf("upload: %d accepted, %d skipped; want %d, 0", up.Accepted, up.Skipped, campaignContacts)
 	}
 	tp.t0 = time.Now()
-	api.must(t, ctx, http.MethodPost, campaign+"/start", "", "", nil)
+	tp.must("start the campaign", api.Do(ctx, http.MethodPost, campaign+"/start", "", "", nil))
 	tp.logf("campaign %s started: %d contacts", created.CampaignID, campaignContacts)
 
 	// The fault: SIGKILL while releases are being written and contacts
@@ -126,20 +122,21 @@ func TestSchedulerKilled(t *testing.T) {
 	tp.at(ctx, time.Since(tp.t0)+3*time.Second)
 	tp.restart(ctx, sched)
 
-	var view campaignView
+	var view invariants.CampaignView
 	tp.waitUntil(ctx, 4*time.Minute, "the campaign to complete", func() (bool, string) {
-		view = campaignView{}
-		if err := api.do(ctx, http.MethodGet, campaign, "", "", &view); err != nil {
+		v, err := api.Campaign(ctx, created.CampaignID)
+		if err != nil {
 			return false, err.Error()
 		}
-		c := view.Campaign.Counters
-		return view.Campaign.Status == string(schemas.CampaignCompleted),
-			fmt.Sprintf("%s: %d attempts, by state %v", view.Campaign.Status, c.Attempts, c.ByState)
+		view = v
+		return v.Status == string(schemas.CampaignCompleted),
+			fmt.Sprintf("%s: %d attempts, by state %v", v.Status, v.Counters.Attempts, v.Counters.ByState)
 	})
 	tp.logf("campaign completed")
 	o := tp.settle(ctx, rec, 90*time.Second)
 	after := releases()
-	list := api.contacts(t, ctx, campaign)
+	list, err := api.CampaignContacts(ctx, created.CampaignID)
+	tp.must("list the contacts", err)
 
 	rep := checkCampaign(created.CampaignID, plan, view, list, o)
 	t.Logf("CHECKER %s:\n%s", t.Name(), rep.table())
@@ -156,99 +153,6 @@ func TestSchedulerKilled(t *testing.T) {
 	for _, p := range rep.problems {
 		t.Errorf("campaign invariant violated: %s", p)
 	}
-}
-
-// campaignClient calls ingest's campaign routes as the suite's workspace.
-type campaignClient struct {
-	base, key string
-	hc        *http.Client
-}
-
-func (c campaignClient) do(ctx context.Context, method, path, contentType, body string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("x-workspace-id", workspaceID)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s %.500s", method, path, resp.Status, b)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(bytes.NewReader(b)).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: %w in %.300s", method, path, err, b)
-	}
-	return nil
-}
-
-func (c campaignClient) must(t *testing.T, ctx context.Context, method, path, contentType, body string, out any) {
-	t.Helper()
-	if err := c.do(ctx, method, path, contentType, body, out); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// contacts pages through GET .../contacts.
-func (c campaignClient) contacts(t *testing.T, ctx context.Context, campaign string) []contactView {
-	t.Helper()
-	var all []contactView
-	cursor := ""
-	for range 100 {
-		path := campaign + "/contacts?limit=50"
-		if cursor != "" {
-			path += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var page struct {
-			Contacts   []contactView `json:"contacts"`
-			NextCursor string        `json:"next_cursor"`
-		}
-		c.must(t, ctx, http.MethodGet, path, "", "", &page)
-		all = append(all, page.Contacts...)
-		if page.NextCursor == "" {
-			return all
-		}
-		cursor = page.NextCursor
-	}
-	t.Fatal("GET contacts did not end after 100 pages")
-	return nil
-}
-
-type campaignView struct {
-	Campaign struct {
-		Status   string `json:"status"`
-		Counters struct {
-			Contacts  int            `json:"contacts"`
-			Attempts  int            `json:"attempts"`
-			ByState   map[string]int `json:"by_state"`
-			ByOutcome map[string]int `json:"by_outcome"`
-		} `json:"counters"`
-	} `json:"campaign"`
-}
-
-type contactView struct {
-	ContactID string `json:"contact_id"`
-	To        string `json:"to"`
-	Status    string `json:"status"`
-	Outcome   string `json:"outcome"`
-	Attempts  []struct {
-		Attempt int    `json:"attempt"`
-		CallID  string `json:"call_id"`
-		Outcome string `json:"outcome"`
-	} `json:"attempts"`
 }
 
 // campaignReport is the verdict on a campaign run, from the sides a user
@@ -268,7 +172,7 @@ func (r campaignReport) table() string {
 }
 
 // checkCampaign compares the campaign's plan with what every side saw.
-func checkCampaign(campaignID string, plan map[string]contactPlan, view campaignView, list []contactView,
+func checkCampaign(campaignID string, plan map[string]contactPlan, view invariants.CampaignView, list []invariants.ContactView,
 	o invariants.Observed) campaignReport {
 	var r campaignReport
 	problem := func(kind string, items []string) {
@@ -279,12 +183,12 @@ func checkCampaign(campaignID string, plan map[string]contactPlan, view campaign
 	}
 
 	// The campaign, as GET shows it.
-	c := view.Campaign.Counters
-	if view.Campaign.Status != string(schemas.CampaignCompleted) || c.Contacts != campaignContacts || c.Attempts != campaignDials ||
+	c := view.Counters
+	if view.Status != string(schemas.CampaignCompleted) || c.Contacts != campaignContacts || c.Attempts != campaignDials ||
 		c.ByState[string(schemas.ContactDone)] != campaignContacts || len(c.ByState) != 1 ||
 		c.ByOutcome[string(schemas.OutcomeCompleted)] != campaignAnswering || c.ByOutcome[string(schemas.OutcomeBusy)] != campaignBusy {
 		problem("campaign counters", []string{fmt.Sprintf("%s with %d contacts, %d attempts, by state %v, by outcome %v; want completed, "+
-			"%d, %d, all done, %d completed and %d busy", view.Campaign.Status, c.Contacts, c.Attempts, c.ByState, c.ByOutcome,
+			"%d, %d, all done, %d completed and %d busy", view.Status, c.Contacts, c.Attempts, c.ByState, c.ByOutcome,
 			campaignContacts, campaignDials, campaignAnswering, campaignBusy)})
 	}
 
@@ -461,7 +365,7 @@ func checkCampaign(campaignID string, plan map[string]contactPlan, view campaign
 	}
 	r.rows = [][2]string{
 		{"campaign", fmt.Sprintf("%s: %d contacts, %d attempts; by state [%s]; by outcome [%s]",
-			view.Campaign.Status, c.Contacts, c.Attempts, counts(c.ByState), counts(c.ByOutcome))},
+			view.Status, c.Contacts, c.Attempts, counts(c.ByState), counts(c.ByOutcome))},
 		{"contacts", fmt.Sprintf("%d uploaded, %d listed, %d attempts (want %d), %d call ids not derived",
 			len(plan), len(list), attempts, campaignDials, len(underived))},
 		{"calls", fmt.Sprintf("%d on the events topic, %d attempts ended exactly once [%s]", len(calls), endedOnce, counts(outcomes))},
