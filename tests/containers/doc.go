@@ -14,6 +14,20 @@
 //	TestNotifierPartitioned  take a notifier off the network for 15 s
 //	TestReceiverPaused       docker pause the callback receiver for 12 s
 //	TestDialersScaled        dialers 1 -> 3 -> 1 under load
+//	TestSchedulerKilled      SIGKILL the scheduler while it releases a campaign, restart it
+//
+// TestSchedulerKilled runs no steady load: its topology adds a scheduler and
+// the recorder (ingest reads campaigns from the recorder's SQLite file, on a
+// volume both mount), it creates a 120-contact campaign through ingest (80
+// answering numbers, 40 busy ones retried once: 160 dials at 4 calls/s, 10
+// at once), kills the scheduler after 40 releases and restarts it 3 s later.
+// Its checker (scheduler_test.go) compares what a user sees: the campaign
+// completed with every contact done on its outcome, each number dialed at
+// the phone simulator exactly as the retry policy says and no room twice,
+// every attempt's call (its id derived from campaign, contact and attempt)
+// ended exactly once, every call and campaign event delivered; its evidence
+// is the scheduler's own metrics: releases before the kill, contacts still
+// queued at it, releases by the restarted process.
 //
 // Each test also proves that its fault hit live work, measured from the
 // outside (evidence_test.go): metrics scraped from the containers, the
@@ -22,7 +36,9 @@
 // receiver's deliveries. A fault that hit nothing fails the test: the killed
 // dialer had dials in flight, the stopped broker left produces
 // unacknowledged, the cut-off notifier held back deliveries, the paused
-// receiver caused retries, the scaled group moved partitions with calls live.
+// receiver caused retries, the scaled group moved partitions with calls live,
+// the killed scheduler had released attempts and held contacts still to
+// release.
 // Each test prints the checker's table (CHECKER), its notes and its
 // EVIDENCE lines.
 //
@@ -42,6 +58,8 @@
 // end); each test then takes ~50 s: the topology is up in 6–12 s, the load
 // with its fault runs 30 s, the pipeline has healed ~10 s after the last
 // request (the no-answer number rings for 10 s), and teardown takes 1–3 s.
+// TestSchedulerKilled took 61 s: topology 6 s, the campaign with its fault
+// 51 s.
 //
 // Without Docker (or without livekit-server) the suite prints one SKIP line
 // and passes, except under CI=true, where it fails. scripts/test.sh runs it

@@ -49,7 +49,11 @@ const (
 	trunkEnv    = "DIALSTREAM_IT_TRUNK_ID"
 
 	registryPath = "/etc/dialstream/registry.yaml"
-	livekitPath  = "/etc/livekit/livekit.yaml"
+	// recordsURL is the call records database when the topology runs a
+	// recorder: one SQLite file on a volume that ingest and the recorder
+	// both mount (the recorder writes it, ingest reads campaigns from it).
+	recordsURL  = "sqlite:///records/records.db"
+	livekitPath = "/etc/livekit/livekit.yaml"
 
 	brokerPort   = "9092/tcp"
 	redisPort    = "6379/tcp"
@@ -58,6 +62,8 @@ const (
 	ingestPort   = "8080/tcp"
 	dialerPort   = "8081/tcp"
 	notifierPort = "8082/tcp"
+	recorderPort = "8084/tcp"
+	schedPort    = "8086/tcp"
 	receiverPort = "8090/tcp"
 
 	callbackURL = "http://receiver:8090/hooks/" + workspaceID
@@ -88,6 +94,10 @@ agents:
 type topoOptions struct {
 	dialers   int
 	notifiers int
+	// schedulers > 0 adds that many schedulers (scheduler-1...) and the
+	// recorder the campaign routes read through (ingest then shares the
+	// recorder's records volume); only the tests that ask for them run them.
+	schedulers int
 }
 
 // service is one container of the topology.
@@ -101,12 +111,13 @@ type service struct {
 
 // topology is the whole pipeline in containers, for one test.
 type topology struct {
-	t      *testing.T
-	id     string
-	opts   topoOptions
-	net    *testcontainers.DockerNetwork
-	subnet netip.Prefix
-	volume string // the broker's data
+	t       *testing.T
+	id      string
+	opts    topoOptions
+	net     *testcontainers.DockerNetwork
+	subnet  netip.Prefix
+	volume  string // the broker's data
+	records string // the call records' volume, shared by ingest and the recorder ("": none)
 
 	apiKey, whSecret, lkSecret string
 	trunk                      string
@@ -125,7 +136,8 @@ type topology struct {
 // newTopology starts broker, redis, livekit-server, phonesim, ingest,
 // dialers, notifiers and receiver on a new network, and removes every one
 // of them (and the network and the broker's volume) when the test ends,
-// whatever happened.
+// whatever happened. With opts.schedulers, the recorder and the schedulers
+// start with ingest.
 func newTopology(t *testing.T, opts topoOptions) *topology {
 	t.Helper()
 	start := time.Now()
@@ -136,6 +148,9 @@ func newTopology(t *testing.T, opts topoOptions) *topology {
 		lkSecret: "it-livekit-secret-" + randomHex(16)}
 
 	tp.volume = "dsit-" + tp.id + "-broker-data"
+	if opts.schedulers > 0 {
+		tp.records = "dsit-" + tp.id + "-records"
+	}
 	nw, err := tcnetwork.New(ctx, tcnetwork.WithLabels(map[string]string{"dialstream.it": suite.runID}))
 	if err != nil {
 		t.Fatalf("create network: %v", err)
@@ -164,6 +179,12 @@ func newTopology(t *testing.T, opts topoOptions) *topology {
 	tp.registry = fmt.Appendf(nil, registryTemplate, registry.HashKey(tp.apiKey), tp.whSecret)
 
 	specs := []spec{tp.ingestSpec(), tp.receiverSpec()}
+	if opts.schedulers > 0 {
+		specs = append(specs, tp.recorderSpec())
+	}
+	for i := 1; i <= opts.schedulers; i++ {
+		specs = append(specs, tp.schedulerSpec(i))
+	}
 	for i := 1; i <= opts.dialers; i++ {
 		specs = append(specs, tp.dialerSpec(i))
 	}
@@ -295,11 +316,44 @@ func (tp *topology) phonesimSpec() spec {
 }
 
 func (tp *topology) ingestSpec() spec {
-	return spec{
+	s := spec{
 		name: "ingest", image: suite.images.dialstream, cmd: []string{"ingest"}, port: ingestPort, ready: "/readyz",
-		// The suite reads no call state: a SQLite file on the container's
-		// tmpfs is enough for ingest's read-your-writes.
+		// The call tests read no call state: a SQLite file on the
+		// container's tmpfs is enough for ingest's read-your-writes.
 		env:   tp.kafkaEnv(map[string]string{"INGEST_HTTP_ADDR": "0.0.0.0:8080", "DATABASE_URL": "sqlite:///tmp/records.db"}),
+		files: map[string][]byte{registryPath: tp.registry},
+	}
+	if tp.records != "" {
+		s.env["DATABASE_URL"] = recordsURL
+		s.mounts = testcontainers.Mounts(testcontainers.VolumeMount(tp.records, "/records"))
+	}
+	return s
+}
+
+// recorderSpec is the recorder, writing the call records (campaigns
+// included) that ingest's read routes answer from.
+func (tp *topology) recorderSpec() spec {
+	return spec{
+		name: "recorder", image: suite.images.dialstream, cmd: []string{"recorder"}, port: recorderPort, ready: "/readyz",
+		env: tp.kafkaEnv(map[string]string{
+			"KAFKA_CLIENT_ID": "recorder", "RECORDER_HTTP_ADDR": "0.0.0.0:8084", "DATABASE_URL": recordsURL,
+		}),
+		mounts: testcontainers.Mounts(testcontainers.VolumeMount(tp.records, "/records")),
+		files:  map[string][]byte{registryPath: tp.registry},
+	}
+}
+
+func (tp *topology) schedulerSpec(i int) spec {
+	name := fmt.Sprintf("scheduler-%d", i)
+	return spec{
+		name: name, image: suite.images.dialstream, cmd: []string{"scheduler"}, port: schedPort, ready: "/readyz",
+		env: tp.kafkaEnv(map[string]string{
+			"KAFKA_CLIENT_ID":     name,
+			"SCHEDULER_HTTP_ADDR": "0.0.0.0:8086",
+			// The registry is read once; a short wake only bounds how long
+			// a partition's release loop sleeps between due contacts.
+			"SCHEDULER_MAX_WAKE": "1s",
+		}),
 		files: map[string][]byte{registryPath: tp.registry},
 	}
 }
@@ -529,9 +583,14 @@ func (tp *topology) teardown() {
 	}
 	wg.Wait()
 	tp.removeNetwork(ctx)
-	if _, err := suite.docker.VolumeRemove(ctx, tp.volume, client.VolumeRemoveOptions{Force: true}); err != nil &&
-		!strings.Contains(err.Error(), "no such volume") {
-		tp.t.Errorf("remove volume %s: %v", tp.volume, err)
+	for _, v := range []string{tp.volume, tp.records} {
+		if v == "" {
+			continue
+		}
+		if _, err := suite.docker.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true}); err != nil &&
+			!strings.Contains(err.Error(), "no such volume") {
+			tp.t.Errorf("remove volume %s: %v", v, err)
+		}
 	}
 }
 

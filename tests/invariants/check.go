@@ -238,8 +238,9 @@ func calls(events []Event) map[string]*callView {
 
 // Pending counts what a run is still waiting for: calls without an ended
 // event (every accepted call, and every call on the events topic), and
-// distinct events without a verified 2xx delivery. A test polls it until
-// both are zero (the faults have healed) or it gives up.
+// distinct events (lifecycle and campaign) without a verified 2xx
+// delivery. A test polls it until both are zero (the faults have healed)
+// or it gives up.
 func Pending(o Observed) (notEnded, undelivered int) {
 	ended := map[string]bool{}
 	events := map[string]bool{}
@@ -256,6 +257,9 @@ func Pending(o Observed) (notEnded, undelivered int) {
 		if !done {
 			notEnded++
 		}
+	}
+	for _, e := range o.CampaignEvents {
+		events[e.CEID] = true
 	}
 	delivered := deliveredIDs(o.Deliveries)
 	for id := range events {

@@ -23,5 +23,6 @@
 // fault test uses to prove its fault met live work (dials in flight, calls
 // live during a hand-over, deliveries held back). Both are pure functions,
 // unit-tested on hand-made runs, broken ones included; the container suite
-// (tests/containers) feeds them real ones.
+// (tests/containers) feeds them real ones. campaign.go reads a campaign and
+// its contacts as the API shows them, for the tests that run one.
 package invariants

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,6 +86,15 @@ type Event struct {
 	Written   time.Time // the record's timestamp: when its producer wrote it
 }
 
+// CampaignEvent is one campaign webhook's event read from the events topic
+// (campaign.started, campaign.completed...): keyed by its campaign, not a
+// call, so it is kept apart from the lifecycle events.
+type CampaignEvent struct {
+	CEID       string
+	Type       string
+	CampaignID string
+}
+
 // Dial is one CreateSIPParticipant the phone simulator received.
 type Dial struct {
 	Room string    `json:"room"`
@@ -112,8 +122,9 @@ type Observed struct {
 	// Requests is the client's side: every call request, with its answers.
 	Requests []Request
 
-	Events    []Event
-	BadEvents []string // records on the events topic that are not valid lifecycle events
+	Events         []Event
+	CampaignEvents []CampaignEvent
+	BadEvents      []string // records on the events topic that are not valid lifecycle or campaign events
 
 	Dials []Dial
 
@@ -135,11 +146,16 @@ type Recorder struct {
 	requests  map[string]*Request // by Idempotency-Key
 	order     []string            // keys in the order the requests were made
 	events    []Event
+	campaign  []CampaignEvent
 	badEvents []string
 	dlqWebh   int
 	dlqReq    int
 	consumed  map[string]map[int32]int64 // topic -> partition -> next offset
 }
+
+// campaignTypePrefix starts the ce_type of the scheduler's campaign events
+// (schemas.CampaignEvent.Type).
+const campaignTypePrefix = "dialstream.campaign."
 
 // recordedTopics are read from offset 0. None is created by the recorder:
 // the services create their topics, and the consumer waits for them.
@@ -210,6 +226,18 @@ func (r *Recorder) record(rec *kgo.Record) {
 		r.badEvents = append(r.badEvents, fmt.Sprintf("%s/%d@%d: %v", rec.Topic, rec.Partition, rec.Offset, err))
 		return
 	}
+	if strings.HasPrefix(ev.Type, campaignTypePrefix) {
+		var c struct {
+			CampaignID string `json:"campaign_id"`
+		}
+		if err := json.Unmarshal(ev.Data, &c); err != nil || c.CampaignID == "" || string(rec.Key) != c.CampaignID {
+			r.badEvents = append(r.badEvents, fmt.Sprintf("%s/%d@%d: campaign event %s keyed %q for campaign %q (%v)",
+				rec.Topic, rec.Partition, rec.Offset, ev.Type, rec.Key, c.CampaignID, err))
+			return
+		}
+		r.campaign = append(r.campaign, CampaignEvent{CEID: ev.ID, Type: ev.Type, CampaignID: c.CampaignID})
+		return
+	}
 	var d schemas.CallEvent
 	if err := json.Unmarshal(ev.Data, &d); err != nil {
 		r.badEvents = append(r.badEvents, fmt.Sprintf("%s/%d@%d: data: %v", rec.Topic, rec.Partition, rec.Offset, err))
@@ -273,11 +301,12 @@ func (r *Recorder) Observed() Observed {
 		reqs = append(reqs, q)
 	}
 	return Observed{
-		Requests:   reqs,
-		Events:     append([]Event(nil), r.events...),
-		BadEvents:  append([]string(nil), r.badEvents...),
-		WebhookDLQ: r.dlqWebh,
-		RequestDLQ: r.dlqReq,
+		Requests:       reqs,
+		Events:         append([]Event(nil), r.events...),
+		CampaignEvents: append([]CampaignEvent(nil), r.campaign...),
+		BadEvents:      append([]string(nil), r.badEvents...),
+		WebhookDLQ:     r.dlqWebh,
+		RequestDLQ:     r.dlqReq,
 	}
 }
 

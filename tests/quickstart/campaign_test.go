@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dialstream/dialstream/internal/testutil"
+	"github.com/dialstream/dialstream/tests/invariants"
 	"github.com/dialstream/dialstream/tests/testbin"
 )
 
@@ -95,26 +95,17 @@ func TestCampaignEndToEnd(t *testing.T) {
 		t.Fatalf("start: %d %s", code, b)
 	}
 
-	var view struct {
-		Campaign struct {
-			Status   string `json:"status"`
-			Counters struct {
-				Contacts  int            `json:"contacts"`
-				Attempts  int            `json:"attempts"`
-				ByState   map[string]int `json:"by_state"`
-				ByOutcome map[string]int `json:"by_outcome"`
-			} `json:"counters"`
-		} `json:"campaign"`
-	}
+	api := invariants.Client{IngestURL: "http://" + dev.Ingest, APIKey: "dsk_demo_local", WorkspaceID: "ws_demo", HTTP: http.DefaultClient}
+	var view invariants.CampaignView
 	testutil.EventuallyWhy(t, 8*time.Minute, "the campaign to complete", func() (bool, string) {
-		code, b := send(t, http.MethodGet, campaign, "")
-		view.Campaign.Counters.ByState, view.Campaign.Counters.ByOutcome = nil, nil // Unmarshal merges maps
-		if code != http.StatusOK || json.Unmarshal(b, &view) != nil {
-			return false, fmt.Sprintf("%d %s", code, b)
+		v, err := api.Campaign(t.Context(), created.CampaignID)
+		if err != nil {
+			return false, err.Error()
 		}
-		return view.Campaign.Status == "completed", string(b)
+		view = v
+		return v.Status == "completed", fmt.Sprintf("%s %+v", v.Status, v.Counters)
 	})
-	c := view.Campaign.Counters
+	c := view.Counters
 	if c.Contacts != 200 || c.Attempts != 280 || c.ByState["done"] != 200 || len(c.ByState) != 1 {
 		t.Errorf("counters: %d contacts, %d attempts, by state %v; want 200, 280, all done", c.Contacts, c.Attempts, c.ByState)
 	}
@@ -138,7 +129,10 @@ func TestCampaignEndToEnd(t *testing.T) {
 	}
 
 	// Each contact's attempts as the API shows them.
-	contacts := campaignContacts(t, campaign)
+	contacts, err := api.CampaignContacts(t.Context(), created.CampaignID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(contacts) != 200 {
 		t.Fatalf("GET contacts listed %d contacts, want 200", len(contacts))
 	}
@@ -295,47 +289,6 @@ func endedWebhooks(hooks []hook) map[string]endedData {
 		}
 	}
 	return out
-}
-
-type contactView struct {
-	ContactID string `json:"contact_id"`
-	To        string `json:"to"`
-	Status    string `json:"status"`
-	Outcome   string `json:"outcome"`
-	Attempts  []struct {
-		Attempt    int    `json:"attempt"`
-		CallID     string `json:"call_id"`
-		Outcome    string `json:"outcome"`
-		AnsweredBy string `json:"answered_by"`
-	} `json:"attempts"`
-}
-
-// campaignContacts pages through GET .../contacts.
-func campaignContacts(t *testing.T, campaign string) []contactView {
-	t.Helper()
-	var all []contactView
-	cursor := ""
-	for range 100 {
-		u := campaign + "/contacts?limit=50"
-		if cursor != "" {
-			u += "&cursor=" + url.QueryEscape(cursor)
-		}
-		code, b := send(t, http.MethodGet, u, "")
-		var page struct {
-			Contacts   []contactView `json:"contacts"`
-			NextCursor string        `json:"next_cursor"`
-		}
-		if code != http.StatusOK || json.Unmarshal(b, &page) != nil {
-			t.Fatalf("GET contacts: %d %s", code, b)
-		}
-		all = append(all, page.Contacts...)
-		if page.NextCursor == "" {
-			return all
-		}
-		cursor = page.NextCursor
-	}
-	t.Fatal("GET contacts did not end after 100 pages")
-	return nil
 }
 
 // dialsByNumber counts phonesim's dials by the number dialed (E.164).
