@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dialstream/dialstream/internal/compliance"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/internal/registry"
 	"github.com/dialstream/dialstream/schemas"
@@ -52,6 +53,7 @@ type upload struct {
 	ctx    context.Context
 	ws     *registry.Workspace
 	id     string // campaign
+	agent  string // the campaign's call_agent_id
 	upload string // upload_id: one upload's records share it
 	now    time.Time
 
@@ -67,8 +69,8 @@ type upload struct {
 	records     int
 }
 
-func (h *handler) newUpload(ctx context.Context, ws *registry.Workspace, campaignID string) *upload {
-	return &upload{h: h, ctx: ctx, ws: ws, id: campaignID, upload: newCampaignID(), now: h.now().UTC(),
+func (h *handler) newUpload(ctx context.Context, ws *registry.Workspace, campaignID, agent string) *upload {
+	return &upload{h: h, ctx: ctx, ws: ws, id: campaignID, agent: agent, upload: newCampaignID(), now: h.now().UTC(),
 		seenNumbers: map[string]int{}, seenIDs: map[string]int{}, report: ContactsReport{Errors: []ContactError{}}}
 }
 
@@ -84,6 +86,27 @@ func (u *upload) reject(row int, contactID, to, reason string) {
 	}
 	u.report.Errors = append(u.report.Errors, ContactError{Row: row, ContactID: schemas.Clip(strings.ToValidUTF8(contactID, "?"), 128),
 		To: schemas.Clip(strings.ToValidUTF8(to, "?"), maxPhoneInput), Reason: reason})
+}
+
+// neverCallable is why the workspace's rules would refuse every call to
+// number, whenever it is released: it is on the do-not-call list, or its
+// destination is not allowed (country, premium rate, ...). A contact like that
+// is reported at upload, as POST /v1/api/call refuses such a call at once.
+// The rules that depend on the moment (calling hours, attempt caps) are left
+// to the release and the dial. While the list is still loading nothing is
+// refused here: the dialer checks every call again right before it dials.
+func (u *upload) neverCallable(number string) string {
+	if u.h.comp == nil {
+		return ""
+	}
+	v, err := u.h.comp.Check(u.ws.ID, u.agent, number, u.now)
+	if err != nil || (v.Outcome != compliance.OutcomeSuppressed && v.Outcome != compliance.OutcomeDestinationNotAllowed) {
+		return ""
+	}
+	if u.ws.MaskPhoneNumbers {
+		return "refused by compliance rule " + string(v.Outcome)
+	}
+	return "refused by compliance rule " + string(v.Outcome) + ": " + v.Reason
 }
 
 // rawContact is a contact as the client wrote it, before checkContact.
@@ -116,6 +139,10 @@ func (u *upload) add(row int, rc rawContact) {
 			u.reject(row, id, to, "timezone "+msg)
 			return
 		}
+	}
+	if why := u.neverCallable(to); why != "" {
+		u.reject(row, id, to, why)
+		return
 	}
 	if prev, ok := u.seenNumbers[to]; ok {
 		u.reject(row, id, to, fmt.Sprintf("duplicate number: row %d of this upload has it", prev))
@@ -326,7 +353,7 @@ func (h *handler) uploadContacts(c *gin.Context) {
 		return
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxContactsBodyBytes)
-	up := h.newUpload(ctx, ws, ref.id)
+	up := h.newUpload(ctx, ws, ref.id, ref.agent)
 	if mt == "text/csv" {
 		aerr = up.readCSV(body)
 	} else {

@@ -186,6 +186,7 @@ func (o *ownCampaigns) control(id string, a schemas.CampaignAction, at time.Time
 type campaignRef struct {
 	id     string
 	status schemas.CampaignStatus
+	agent  string // call_agent_id: whose compliance policy its contacts meet
 }
 
 // findCampaign is workspace ws's campaign id from the records, else from
@@ -203,7 +204,7 @@ func (h *handler) findCampaign(ctx context.Context, ws, id string) (campaignRef,
 			return campaignRef{}, h.recordsUnavailable(ctx, err)
 		}
 		if ok {
-			ref := campaignRef{id: id, status: st.Status}
+			ref := campaignRef{id: id, status: st.Status, agent: st.Campaign.CallAgentID}
 			// A control acknowledged here may be newer than the records.
 			if oc, mine := h.ownCamps.get(ws, id); mine && st.Status != schemas.CampaignCompleted {
 				ref.status = oc.status
@@ -212,7 +213,7 @@ func (h *handler) findCampaign(ctx context.Context, ws, id string) (campaignRef,
 		}
 	}
 	if oc, ok := h.ownCamps.get(ws, id); ok {
-		return campaignRef{id: id, status: oc.status}, nil
+		return campaignRef{id: id, status: oc.status, agent: oc.def.CallAgentID}, nil
 	}
 	return campaignRef{}, campaignNotFound(id)
 }
@@ -292,7 +293,7 @@ func (h *handler) createCampaign(c *gin.Context) {
 	// Known to this replica from here: a later upload or control on it
 	// finds it even if the inline contacts fail below.
 	h.ownCamps.add(*def, status, 0)
-	up := h.newUpload(ctx, ws, def.CampaignID)
+	up := h.newUpload(ctx, ws, def.CampaignID, def.CallAgentID)
 	for i, raw := range contacts {
 		up.addJSON(i+1, raw)
 	}

@@ -70,14 +70,14 @@ type kafkaEnv struct {
 	camps *fakeCampaigns
 }
 
-func newKafkaEnv(t testing.TB) *kafkaEnv {
+func newKafkaEnv(t testing.TB, mod ...func(*Config)) *kafkaEnv {
 	t.Helper()
 	b, err := kafkax.StartBroker(kafkax.BrokerConfig{Listen: "127.0.0.1:0", Partitions: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	env := newTestEnv(t, func(c *Config) { c.Kafka.ProduceTimeout = 10 * time.Second })
+	env := newTestEnv(t, append([]func(*Config){func(c *Config) { c.Kafka.ProduceTimeout = 10 * time.Second }}, mod...)...)
 	opts, err := kafkax.Config{Brokers: []string{b.Addr()}, ClientID: "ingest-campaign-test"}.ClientOpts()
 	if err != nil {
 		t.Fatal(err)
@@ -250,6 +250,51 @@ func TestCampaignCreateRefusalsWriteNothing(t *testing.T) {
 	}
 	if recs := e.commands(t); len(recs) != 0 {
 		t.Fatalf("refusals wrote %d records", len(recs))
+	}
+}
+
+// A contact no call could ever reach under the workspace's rules (on the
+// do-not-call list, a destination the workspace may not call) is reported
+// at upload with the rule, like POST /v1/api/call refuses it; calling hours
+// are the release's business, so a number outside them now is imported.
+func TestCampaignUploadReportsNumbersTheRulesRefuse(t *testing.T) {
+	dnc := readyTable()
+	if err := dnc.Add("ws_demo", "+15550100005", schemas.ReasonOptOut, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e := newKafkaEnv(t, func(c *Config) { c.Suppressions = dnc })
+	camp := e.create(t, "")
+	csv := "to,contact_id\n" +
+		"+15550100001,c-1\n" + // 2: good
+		"+15550100005,c-2\n" + // 3: on the do-not-call list
+		"+19005550123,c-3\n" + // 4: premium rate
+		"+5352123456,c-4\n" + // 5: Cuba, not an allowed country
+		"+12124567890,c-5\n" // 6: New York: hours are checked at release
+	w := e.do(t, req{path: "/v1/api/campaigns/" + camp.CampaignID + "/contacts", contentType: "text/csv", body: csv})
+	if w.Code != 200 {
+		t.Fatalf("upload: %d %s", w.Code, w.Body)
+	}
+	var got ContactsUploaded
+	mustUnmarshal(t, w.Body.Bytes(), &got)
+	if got.Accepted != 2 || got.Skipped != 3 || len(got.Errors) != 3 {
+		t.Fatalf("report %s, want 2 accepted and rows 3, 4, 5 refused", w.Body)
+	}
+	for i, want := range []struct {
+		row          int
+		rule, reason string
+	}{{3, "suppressed", "do-not-call list (opt_out"}, {4, "destination_not_allowed", "PREMIUM"}, {5, "destination_not_allowed", "CU"}} {
+		ce := got.Errors[i]
+		if ce.Row != want.row || !strings.Contains(ce.Reason, "refused by compliance rule "+want.rule) ||
+			!strings.Contains(strings.ToUpper(ce.Reason), strings.ToUpper(want.reason)) {
+			t.Errorf("error %d: %+v, want row %d refused by %s mentioning %q", i, ce, want.row, want.rule, want.reason)
+		}
+	}
+	var sent []string
+	for _, c := range contactsOf(t, e.commands(t)) {
+		sent = append(sent, c.To)
+	}
+	if !slices.Equal(sent, []string{"+15550100001", "+12124567890"}) {
+		t.Fatalf("contacts written %v, want only the two callable ones", sent)
 	}
 }
 
