@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
@@ -98,11 +99,65 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("callrecords: open %s: %w", engine, err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	migrate := func() error { return s.migrate(ctx) }
+	if engine == SQLite {
+		migrate = func() error { return migrateSQLite(ctx, dsn, s.migrate) }
+	}
+	if err := migrate(); err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// sqliteMigrating serializes the migrations of one SQLite file within the
+// process (DSN -> *sync.Mutex): `dialstream dev` opens the file from ingest
+// and from the recorder at the same moment.
+var sqliteMigrating sync.Map
+
+// busyRetryFor bounds how long Open tries again when SQLite answers
+// SQLITE_BUSY to a migration anyway.
+const busyRetryFor = 30 * time.Second
+
+// migrateSQLite runs migrate once at a time per file in this process, and
+// again while it fails with SQLITE_BUSY: SQLite can answer "database is
+// locked" without waiting on busy_timeout (a connection switching a new file
+// to WAL, or upgrading a read to a write, while another holds it), which made
+// `dialstream dev` fail at start now and then. Another process on the same
+// file is covered by the retry; the migrations are written to be applied
+// twice harmlessly.
+func migrateSQLite(ctx context.Context, dsn string, migrate func(context.Context) error) error {
+	mu, _ := sqliteMigrating.LoadOrStore(dsn, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	return retryBusy(ctx, busyRetryFor, func() error { return migrate(ctx) })
+}
+
+// retryBusy calls fn until it returns nil or an error other than SQLite's
+// busy or locked, waiting 50 ms and then twice as long each time (at most
+// 1 s), for at most d.
+func retryBusy(ctx context.Context, d time.Duration, fn func() error) error {
+	deadline := time.Now().Add(d)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		err := fn()
+		if err == nil || !sqliteBusy(err) || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// sqliteBusy reports SQLITE_BUSY and SQLITE_LOCKED, however wrapped (goose
+// wraps the driver's error in its own words).
+func sqliteBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "SQLITE_LOCKED") || strings.Contains(msg, "database is locked")
 }
 
 // parseURL turns DATABASE_URL into a driver and its DSN; mkdir creates a
