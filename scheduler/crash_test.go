@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -30,7 +29,7 @@ func TestSchedulerSurvivesSIGKILL(t *testing.T) {
 	b := startBroker(t)
 	p := newPipeline(t, b)
 	regPath := writeRegistry(t)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	defer func() {
 		if t.Failed() {
 			t.Logf("scheduler processes' output:\n%s", logs.String())
@@ -160,23 +159,6 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // writeRegistry writes the service tests' registry for a child process.

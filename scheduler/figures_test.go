@@ -151,7 +151,7 @@ func TestFigureServiceMemory(t *testing.T) {
 	b := startBroker(t)
 	p := newPipeline(t, b)
 	reg := writeRegistry(t)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	defer func() {
 		if t.Failed() {
 			t.Logf("scheduler output:\n%s", logs.String())
