@@ -58,6 +58,7 @@ func runDev(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	dataDir := l.String("DEV_DATA_DIR", ".data")
 	lkPort := l.Int("DEV_LIVEKIT_PORT", devLiveKitPort, 0, 65535)
+	dialLog := l.Int("PHONESIM_DIAL_LOG", phonesim.DefaultDialLog, 1, 10_000_000)
 	log := loadLogger(l, "text")
 	brokerCfg := loadBrokerConfig(l)
 	if err := l.Err(); err != nil {
@@ -142,7 +143,7 @@ func runDev(ctx context.Context, _ []string) error {
 		lksdk.SetLogger(phonesim.NewSDKLogger(obs.NewLogger(os.Stderr, "text", "error").With("component", "livekit-sdk")))
 		sim, err := phonesim.Start(ctx, phonesim.Config{
 			RedisAddr: lk.RedisAddr(), LiveKitURL: lk.URL(), APIKey: lk.APIKey(), APISecret: lk.APISecret(),
-			HTTPAddr: envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr), Logger: log.With("component", "phonesim"),
+			HTTPAddr: envOr("PHONESIM_HTTP_ADDR", devPhonesimAddr), DialLog: dialLog, Logger: log.With("component", "phonesim"),
 		})
 		if err != nil {
 			return fmt.Errorf("dev: start phone simulator: %w", err)

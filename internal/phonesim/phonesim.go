@@ -45,6 +45,11 @@ import (
 const (
 	DefaultRingDuration = 1 * time.Second
 	DefaultTalkDuration = 3 * time.Second
+	// DefaultDialLog is how many dials the simulator remembers for GET
+	// /dials. The log is what tests count dials with, so it must hold a
+	// whole test run; it must also not grow for as long as `make run`
+	// stays up (a soak at 5 calls/s dials 18,000 times an hour).
+	DefaultDialLog = 100_000
 	// DefaultRingingTimeout applies when a request carries none. (The SDK
 	// always sets one when WaitUntilAnswered is true.)
 	DefaultRingingTimeout = 30 * time.Second
@@ -64,6 +69,9 @@ type Config struct {
 	// RingDuration is how long an answering callee rings; TalkDuration how
 	// long it talks before hanging up. Zero means 1s and 3s.
 	RingDuration, TalkDuration time.Duration
+	// DialLog bounds the dials kept for DialLog, Dials and GET /dials; past
+	// it the oldest is forgotten. Zero means DefaultDialLog.
+	DialLog int
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives dialstream_phonesim_* metrics; nil means a private
@@ -74,7 +82,8 @@ type Config struct {
 // LoadConfig reads the config from the environment: PHONESIM_REDIS_ADDR,
 // LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, PHONESIM_HTTP_ADDR
 // (default 127.0.0.1:7890), PHONESIM_RING_DURATION, PHONESIM_TALK_DURATION
-// (Go durations). Problems are recorded in l; Logger and Registerer are the
+// (Go durations), PHONESIM_DIAL_LOG (dials remembered, default 100000).
+// Problems are recorded in l; Logger and Registerer are the
 // caller's to set.
 func LoadConfig(l *envconfig.Loader) Config {
 	return Config{
@@ -85,6 +94,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 		HTTPAddr:     l.String("PHONESIM_HTTP_ADDR", "127.0.0.1:7890"),
 		RingDuration: l.Duration("PHONESIM_RING_DURATION", DefaultRingDuration, 0, time.Hour),
 		TalkDuration: l.Duration("PHONESIM_TALK_DURATION", DefaultTalkDuration, 0, 24*time.Hour),
+		DialLog:      l.Int("PHONESIM_DIAL_LOG", DefaultDialLog, 1, 10_000_000),
 	}
 }
 
@@ -115,6 +125,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TalkDuration == 0 {
 		c.TalkDuration = DefaultTalkDuration
+	}
+	if c.DialLog == 0 {
+		c.DialLog = DefaultDialLog
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -324,6 +337,14 @@ func (s *Sim) DialTo(room string) (Dial, bool) {
 func (s *Sim) recordDial(d Dial) *Dial {
 	s.mu.Lock()
 	rec := &d
+	if len(s.dials) >= s.cfg.DialLog {
+		// Forget the oldest. Reslicing keeps the backing array until the
+		// next append outgrows it and copies only the kept dials, so the
+		// log's memory stays within about twice the bound.
+		drop := len(s.dials) - s.cfg.DialLog + 1
+		clear(s.dials[:drop])
+		s.dials = s.dials[drop:]
+	}
 	s.dials = append(s.dials, rec)
 	s.mu.Unlock()
 	s.metrics.dials.WithLabelValues(string(d.Script)).Inc()

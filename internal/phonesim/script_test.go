@@ -1,6 +1,8 @@
 package phonesim
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -106,5 +108,29 @@ func TestVoicemailClip(t *testing.T) {
 	}
 	if IsSound(nil) || IsSound([]byte{0xf8, 0xff, 0xfe, 0, 0}) {
 		t.Fatal("padding or the SFU's silence frame taken for sound")
+	}
+}
+
+// The dial log keeps the last DialLog dials, oldest forgotten first, so a
+// simulator left running (make run, a soak) does not grow without end.
+func TestDialLogForgetsTheOldest(t *testing.T) {
+	s := &Sim{cfg: Config{DialLog: 3}.withDefaults()}
+	m, err := newMetrics(s.cfg.Registerer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.metrics = m
+	for i := range 10 {
+		s.recordDial(Dial{Room: fmt.Sprintf("room-%d", i), Script: ScriptAnswer})
+	}
+	var rooms []string
+	for _, d := range s.DialLog() {
+		rooms = append(rooms, d.Room)
+	}
+	if want := []string{"room-7", "room-8", "room-9"}; !slices.Equal(rooms, want) {
+		t.Fatalf("dial log %v, want %v", rooms, want)
+	}
+	if n := s.Dials()["room-9"]; n != 1 {
+		t.Fatalf("Dials()[room-9] = %d, want 1", n)
 	}
 }
