@@ -208,16 +208,24 @@ func TestCampaignEndToEnd(t *testing.T) {
 // ws_demo may hold 12 calls at 6 per second (dev: 5 at 2), and an unanswered
 // call rings 4 s (dev: 20 s), so 280 calls take minutes, not a quarter hour.
 func campaignRegistry(t *testing.T) string {
+	return devRegistryWith(t, map[string]string{
+		"limits: {max_concurrent_calls: 5, calls_per_second: 2, burst: 5,": "limits: {max_concurrent_calls: 12, calls_per_second: 6, burst: 6,",
+		"ringing_timeout: 20s": "ringing_timeout: 4s",
+	})
+}
+
+// devRegistryWith writes deploy/dev/registry.yaml with each old string
+// replaced by its new one, and returns its path. A string the file no
+// longer has fails the test, so the registry cannot drift from what the
+// test believes it set.
+func devRegistryWith(t *testing.T, replace map[string]string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(testbin.RepoRoot(t), "deploy", "dev", "registry.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	for old, new := range map[string]string{
-		"limits: {max_concurrent_calls: 5, calls_per_second: 2, burst: 5,": "limits: {max_concurrent_calls: 12, calls_per_second: 6, burst: 6,",
-		"ringing_timeout: 20s": "ringing_timeout: 4s",
-	} {
+	for old, new := range replace {
 		if !strings.Contains(s, old) {
 			t.Fatalf("deploy/dev/registry.yaml no longer has %q; update the test", old)
 		}
