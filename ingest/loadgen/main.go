@@ -76,9 +76,17 @@ type Result struct {
 	Elapsed  time.Duration
 	P50, P99 time.Duration
 	Max      time.Duration
+	// CPU is the CPU time the whole process (broker, servers, load) spent
+	// over the measured requests. On a shared machine req/s moves with
+	// what else runs; CPU per request much less, so the ratio of two
+	// scenarios' CPU per request is the steadier comparison.
+	CPU time.Duration
 	// Shed counts the 503s of the overload scenario.
 	Shed int
 }
+
+// CPUPerRequest is CPU divided by the requests.
+func (r Result) CPUPerRequest() time.Duration { return r.CPU / time.Duration(max(1, r.Requests)) }
 
 // RPS is the completed requests per second.
 func (r Result) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
@@ -220,7 +228,7 @@ agents:
 	}
 	fmt.Fprintf(o.Out, "loadgen: %d requests per scenario after %d warm-up, %d concurrent clients, %d partitions, GOMAXPROCS=%d, %s/%s\n",
 		o.Requests, o.Warmup, o.Concurrency, o.Partitions, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(o.Out, "%-28s %9s %10s %10s %10s %7s\n", "scenario", "req/s", "p50", "p99", "max", "errors")
+	fmt.Fprintf(o.Out, "%-28s %9s %10s %10s %10s %7s %9s\n", "scenario", "req/s", "p50", "p99", "max", "errors", "cpu/req")
 	var results []Result
 	for round := 0; round < o.Rounds; round++ {
 		for _, s := range scenarios {
@@ -242,8 +250,9 @@ agents:
 				return results, fmt.Errorf("%s: %w", s.name, err)
 			}
 			results = append(results, res)
-			fmt.Fprintf(o.Out, "%-28s %9.0f %10s %10s %10s %7d\n", res.Name, res.RPS(),
-				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors)
+			fmt.Fprintf(o.Out, "%-28s %9.0f %10s %10s %10s %7d %9s\n", res.Name, res.RPS(),
+				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors,
+				res.CPUPerRequest().Round(time.Microsecond))
 		}
 	}
 	if o.Overload > 0 {
@@ -340,6 +349,7 @@ func loadWith(ctx context.Context, client *http.Client, mk func() *http.Request,
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	cpu0 := processCPU()
 	start := time.Now()
 	for range c {
 		wg.Add(1)
@@ -370,6 +380,7 @@ func loadWith(ctx context.Context, client *http.Client, mk func() *http.Request,
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	done := min(int(next.Load()), n)
 	if done < n {
 		return Result{}, fmt.Errorf("only %d of %d requests in %s: %w", done, n, timeout, ctx.Err())
@@ -378,7 +389,7 @@ func loadWith(ctx context.Context, client *http.Client, mk func() *http.Request,
 		return Result{}, fmt.Errorf("%d failed requests, first: %w", e, firstErr)
 	}
 	slices.Sort(lat)
-	return Result{Requests: n, Elapsed: elapsed, P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: lat[n-1]}, nil
+	return Result{Requests: n, Elapsed: elapsed, P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: lat[n-1], CPU: cpu}, nil
 }
 
 func pct(sorted []time.Duration, p float64) time.Duration {
