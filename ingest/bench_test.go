@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dialstream/dialstream/internal/callrecords"
+	"github.com/dialstream/dialstream/internal/callrecords/dbtest"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -55,5 +58,80 @@ func BenchmarkGetCall(b *testing.B) {
 		if code, body := env.get(b, fmt.Sprintf("/v1/api/call/%024x", i%n+1)); code != http.StatusOK {
 			b.Fatal(code, body)
 		}
+	}
+}
+
+// benchBody is loadgen's body: what a typical client sends.
+const benchBody = `{"to":"+12025550123","call_agent_id":"load_agent","callback_url":"https://example.com/webhooks/dialstream",` +
+	`"dynamic_variables":{"firstName":"Ada","lastName":"Lovelace","Zipcode":"94105","address":"1 Main St","email":"ada@example.com"},` +
+	`"metadata":{"crm_id":"abc-123","campaign":"spring"}}`
+
+// BenchmarkParseCallRequest is the body's decoding and checks, the phone
+// number's parse and classification included.
+func BenchmarkParseCallRequest(b *testing.B) {
+	lim := limits{maxVariables: 64, maxValueLength: 4096, defaultRegion: "US"}
+	body := []byte(benchBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ferrs, err := parseCallRequest(body, lim); err != nil || len(ferrs) > 0 {
+			b.Fatal(err, ferrs)
+		}
+	}
+}
+
+// BenchmarkParsePhone: a number sent in E.164 (parsed and classified
+// once) and one in national format (classified again by the check).
+func BenchmarkParsePhone(b *testing.B) {
+	for _, s := range []string{"+12025550123", "+442079460000", "(202) 555-0123"} {
+		b.Run(s, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, msg := parsePhone(s, "US", false); msg != "" {
+					b.Fatal(msg)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadObject splits the body into its members.
+func BenchmarkReadObject(b *testing.B) {
+	body := []byte(benchBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ok := readObject(body); !ok {
+			b.Fatal("not an object")
+		}
+	}
+}
+
+// BenchmarkOwnWrites is the write of accepted calls into a SQLite call
+// records database, 64 at a time and then read as a reader would (the
+// group commit with its linger, ownwrites.go); ns/op is per call.
+func BenchmarkOwnWrites(b *testing.B) {
+	st := dbtest.Open(b, callrecords.SQLite, callrecords.Options{})
+	own := newOwnWrites(st, discardLogger())
+	data := []byte(`{"call_id":"f9e8d7c6b5a4f3e2d1c0b9a8","workspace_id":"ws_load","to":"+12025550123","call_agent_id":"load_agent",` +
+		`"room_name":"load_agent-x7k2m9p4q1","callback_url":"https://example.com/webhooks/dialstream",` +
+		`"dynamic_variables":{"Zipcode":"94105","address":"1 Main St","email":"ada@example.com","firstName":"Ada","lastName":"Lovelace"},` +
+		`"metadata":{"crm_id":"abc-123","campaign":"spring"},"requested_at":"2026-03-01T10:00:00.123456789Z"}`)
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		r := &schemas.CallRequested{CallID: fmt.Sprintf("%024x", i), WorkspaceID: "ws_load", To: "+12025550123",
+			CallAgentID: "load_agent", RequestedAt: time.Now()}
+		if err := own.put(ctx, r, data, 0, int64(i)); err != nil {
+			b.Fatal(err)
+		}
+		if i%64 == 0 {
+			if err := own.wait(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := own.wait(ctx); err != nil {
+		b.Fatal(err)
 	}
 }

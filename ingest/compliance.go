@@ -16,8 +16,15 @@ import (
 // dialer checks again (with attempt caps) right before it dials. While the
 // do-not-call list is loading it answers 503 with Retry-After: fail closed,
 // nothing is written.
-func (h *handler) checkCompliance(ctx context.Context, ws, agent, to string) *apiError {
-	v, err := h.comp.Check(ws, agent, to, h.now())
+// class, when not nil, is to already classified (parsePhone).
+func (h *handler) checkCompliance(ctx context.Context, ws, agent, to string, class *compliance.Number) *apiError {
+	var v compliance.Verdict
+	var err error
+	if class != nil {
+		v, err = h.comp.CheckClassified(ws, agent, *class, h.now())
+	} else {
+		v, err = h.comp.Check(ws, agent, to, h.now())
+	}
 	switch {
 	case errors.Is(err, compliance.ErrNotReady):
 		return &apiError{code: http.StatusServiceUnavailable, reason: reasonComplianceLoading, retryAfter: 1,

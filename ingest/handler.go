@@ -291,7 +291,11 @@ func (h *handler) createCall(c *gin.Context) {
 			fields:  []FieldError{{Field: "call_agent_id", Message: "no agent with this id in workspace " + ws.ID}}})
 		return
 	}
-	claim, answered := h.claimIdempotencyKey(c, routeCall, ws.ID, idemKey, req.fingerprint(), "call")
+	var fp [32]byte // only a key's requests are compared
+	if idemKey != "" {
+		fp = req.fingerprint()
+	}
+	claim, answered := h.claimIdempotencyKey(c, routeCall, ws.ID, idemKey, fp, "call")
 	if answered {
 		return
 	}
@@ -308,7 +312,7 @@ func (h *handler) createCall(c *gin.Context) {
 	// it; the dialer checks again at the dial). A refused key is released
 	// (claim.done), so the same key can be sent again once the rules allow
 	// it.
-	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To); aerr != nil && !deferrable(req, aerr) {
+	if aerr := h.checkCompliance(c.Request.Context(), ws.ID, req.CallAgentID, req.To, req.toClass); aerr != nil && !deferrable(req, aerr) {
 		h.fail(c, aerr)
 		return
 	}

@@ -14,11 +14,16 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/dialstream/dialstream/internal/compliance"
 )
 
 // callRequest is a validated, normalized POST /v1/api/call body.
 type callRequest struct {
-	To               string            // E.164
+	To string // E.164
+	// toClass is To as the compliance rules see it, from the parse that
+	// normalized it; nil when the check must classify To itself.
+	toClass          *compliance.Number
 	CallAgentID      string            //
 	CallbackURL      string            // "" when absent
 	DynamicVariables map[string]string // nil when absent
@@ -60,8 +65,8 @@ func parseCallRequest(body []byte, lim limits) (*callRequest, []FieldError, erro
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil, errMalformed{"request body is empty; send a JSON object"}
 	}
-	var probe json.RawMessage
-	if err := json.Unmarshal(body, &probe); err != nil {
+	probe, err := validJSON(body)
+	if err != nil {
 		return nil, nil, errMalformed{syntaxMessage(err)}
 	}
 	fields, dups, ok := readObject(probe)
@@ -94,10 +99,10 @@ func parseCallRequest(body []byte, lim limits) (*callRequest, []FieldError, erro
 		add("to", "required: the number to call, in E.164 format, e.g. %s", exampleNumber)
 	} else if s, ok := jsonString(raw); !ok {
 		add("to", "must be a string holding a phone number, e.g. %q; got %s", exampleNumber, jsonKind(raw))
-	} else if n, msg := normalizePhone(s, lim.defaultRegion, lim.allowTest); msg != "" {
+	} else if p, msg := parsePhone(s, lim.defaultRegion, lim.allowTest); msg != "" {
 		add("to", "%s", msg)
 	} else {
-		r.To = n
+		r.To, r.toClass = p.e164, p.class
 	}
 
 	if raw, ok := get("call_agent_id"); !ok || isNull(raw) {
@@ -187,7 +192,7 @@ func parseVariables(raw json.RawMessage, lim limits) (map[string]string, []Field
 		var v string
 		switch f.val[0] {
 		case '"':
-			_ = json.Unmarshal(f.val, &v)
+			v, _ = jsonString(f.val)
 		case 't', 'f':
 			v = string(f.val) // "true" / "false"
 		case 'n':
@@ -259,41 +264,6 @@ func atoiSafe(s string) int {
 	return n
 }
 
-type member struct {
-	key string
-	val json.RawMessage
-}
-
-// readObject splits a valid JSON document into its top-level members in
-// order, with the keys that occur more than once (encoding/json would keep
-// the last silently). ok is false when the document is not an object.
-func readObject(doc []byte) (members []member, dups []string, ok bool) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, nil, false
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, false
-		}
-		k, _ := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, false
-		}
-		if seen[k] {
-			dups = append(dups, k)
-			continue
-		}
-		seen[k] = true
-		members = append(members, member{k, v})
-	}
-	return members, dups, true
-}
-
 func isKnownField(k string) bool {
 	for _, f := range knownFields {
 		if k == f {
@@ -304,17 +274,6 @@ func isKnownField(k string) bool {
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
-
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
-}
 
 func jsonKind(raw json.RawMessage) string {
 	if len(raw) == 0 {

@@ -24,6 +24,36 @@ func BenchmarkNewRecordCallRequested(b *testing.B) {
 	}
 }
 
+// BenchmarkValidateCallRequested is the same record's check alone: the
+// precheck that NewRecord takes (precheck.go), beside the schema
+// interpreter it stands in for.
+func BenchmarkValidateCallRequested(b *testing.B) {
+	req := CallRequested{CallID: "f9e8d7c6b5a4f3e2d1c0b9a8", WorkspaceID: "ws_demo", To: "+15550100001",
+		CallAgentID: "a1b2c3d4e5f6a7b8c9d0e1f2", RoomName: "a1b2c3d4e5f6a7b8c9d0e1f2-x7k2m9p4q1",
+		CallbackURL: "https://example.com/hooks", DynamicVariables: map[string]string{"firstName": "Ada", "lastName": "Lovelace"},
+		Metadata: json.RawMessage(`{"crm_id":"42"}`), RequestedAt: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	data, err := json.Marshal(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("precheck", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !req.conforms() {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("schema", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := Validate(schemaCallRequested, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkDecodeAgentReport validates and decodes a result report with a
 // short transcript (what the report endpoint does for every report).
 func BenchmarkDecodeAgentReport(b *testing.B) {

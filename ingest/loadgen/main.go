@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,7 +59,13 @@ type Options struct {
 	// default), counting 202s and 503s (each with Retry-After) apart.
 	Overload    int
 	MaxInFlight int
-	Out         io.Writer
+	// CPUProfile, when not "", is a file that gets the process's CPU
+	// profile over the measured requests of ProfileScenario's first round
+	// (the broker, both servers and the load generator share the process:
+	// focus the profile on ingest's frames to read the handler's share).
+	CPUProfile      string
+	ProfileScenario string // "ingest" (default), "bare" or "idempotency"
+	Out             io.Writer
 }
 
 // Result is one scenario's figures.
@@ -69,9 +76,17 @@ type Result struct {
 	Elapsed  time.Duration
 	P50, P99 time.Duration
 	Max      time.Duration
+	// CPU is the CPU time the whole process (broker, servers, load) spent
+	// over the measured requests. On a shared machine req/s moves with
+	// what else runs; CPU per request much less, so the ratio of two
+	// scenarios' CPU per request is the steadier comparison.
+	CPU time.Duration
 	// Shed counts the 503s of the overload scenario.
 	Shed int
 }
+
+// CPUPerRequest is CPU divided by the requests.
+func (r Result) CPUPerRequest() time.Duration { return r.CPU / time.Duration(max(1, r.Requests)) }
 
 // RPS is the completed requests per second.
 func (r Result) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
@@ -87,6 +102,8 @@ func main() {
 	flag.StringVar(&o.DatabaseURL, "database-url", "", "call records database (postgres://... or sqlite://path); default a temporary SQLite file")
 	flag.IntVar(&o.Overload, "overload", 0, "if > 0, a last scenario with this many clients at once (202s and 503s counted apart)")
 	flag.IntVar(&o.MaxInFlight, "max-in-flight", 0, "ingest's INGEST_MAX_IN_FLIGHT (0: its default)")
+	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the first round of -profile-scenario to this file")
+	flag.StringVar(&o.ProfileScenario, "profile-scenario", "ingest", "the scenario -cpuprofile covers: ingest, bare or idempotency")
 	flag.Parse()
 	o.Out = os.Stdout
 	ctx, cancel := context.WithCancel(context.Background())
@@ -199,33 +216,43 @@ agents:
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: o.Concurrency * 2, MaxIdleConnsPerHost: o.Concurrency * 2}, Timeout: 30 * time.Second}
 	var seq atomic.Int64
-	scenarios := []struct {
-		name string
-		req  func() *http.Request
-	}{
-		{"bare gin + produce", func() *http.Request { return newReq(bareURL, "") }},
-		{"ingest POST /v1/api/call", func() *http.Request { return newReq(ingestURL, "") }},
-		{"ingest + Idempotency-Key", func() *http.Request {
+	scenarios := []scenario{
+		{"bare gin + produce", "bare", func() *http.Request { return newReq(bareURL, "") }},
+		{"ingest POST /v1/api/call", "ingest", func() *http.Request { return newReq(ingestURL, "") }},
+		{"ingest + Idempotency-Key", "idempotency", func() *http.Request {
 			return newReq(ingestURL, "k-"+strconv.FormatInt(seq.Add(1), 10))
 		}},
 	}
+	if o.CPUProfile != "" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.short == o.ProfileScenario }) {
+		return nil, fmt.Errorf("-profile-scenario: want ingest, bare or idempotency, got %q", o.ProfileScenario)
+	}
 	fmt.Fprintf(o.Out, "loadgen: %d requests per scenario after %d warm-up, %d concurrent clients, %d partitions, GOMAXPROCS=%d, %s/%s\n",
 		o.Requests, o.Warmup, o.Concurrency, o.Partitions, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(o.Out, "%-28s %9s %10s %10s %10s %7s\n", "scenario", "req/s", "p50", "p99", "max", "errors")
+	fmt.Fprintf(o.Out, "%-28s %9s %10s %10s %10s %7s %9s\n", "scenario", "req/s", "p50", "p99", "max", "errors", "cpu/req")
 	var results []Result
 	for round := 0; round < o.Rounds; round++ {
 		for _, s := range scenarios {
 			if _, err := load(ctx, client, s.req, o.Warmup, o.Concurrency, o.Timeout); err != nil {
 				return results, fmt.Errorf("%s warm-up: %w", s.name, err)
 			}
+			profiling := o.CPUProfile != "" && round == 0 && s.short == o.ProfileScenario
+			if profiling {
+				if err := startProfile(o.CPUProfile); err != nil {
+					return results, err
+				}
+			}
 			res, err := load(ctx, client, s.req, o.Requests, o.Concurrency, o.Timeout)
+			if profiling {
+				pprof.StopCPUProfile()
+			}
 			res.Name = s.name
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", s.name, err)
 			}
 			results = append(results, res)
-			fmt.Fprintf(o.Out, "%-28s %9.0f %10s %10s %10s %7d\n", res.Name, res.RPS(),
-				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors)
+			fmt.Fprintf(o.Out, "%-28s %9.0f %10s %10s %10s %7d %9s\n", res.Name, res.RPS(),
+				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors,
+				res.CPUPerRequest().Round(time.Microsecond))
 		}
 	}
 	if o.Overload > 0 {
@@ -271,6 +298,27 @@ func loadShed(ctx context.Context, client *http.Client, mk func() *http.Request,
 	return res, err
 }
 
+// scenario is one kind of request the load sends; short names it for
+// -profile-scenario.
+type scenario struct {
+	name, short string
+	req         func() *http.Request
+}
+
+// startProfile starts the CPU profile into path; pprof.StopCPUProfile
+// flushes it, and the file is closed with the process.
+func startProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("cpuprofile: %w", err)
+	}
+	return nil
+}
+
 func newReq(url, idemKey string) *http.Request {
 	r, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(Body))
 	r.Header.Set("Authorization", "Bearer "+loadKey)
@@ -301,6 +349,7 @@ func loadWith(ctx context.Context, client *http.Client, mk func() *http.Request,
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	cpu0 := processCPU()
 	start := time.Now()
 	for range c {
 		wg.Add(1)
@@ -331,6 +380,7 @@ func loadWith(ctx context.Context, client *http.Client, mk func() *http.Request,
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	done := min(int(next.Load()), n)
 	if done < n {
 		return Result{}, fmt.Errorf("only %d of %d requests in %s: %w", done, n, timeout, ctx.Err())
@@ -339,7 +389,7 @@ func loadWith(ctx context.Context, client *http.Client, mk func() *http.Request,
 		return Result{}, fmt.Errorf("%d failed requests, first: %w", e, firstErr)
 	}
 	slices.Sort(lat)
-	return Result{Requests: n, Elapsed: elapsed, P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: lat[n-1]}, nil
+	return Result{Requests: n, Elapsed: elapsed, P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: lat[n-1], CPU: cpu}, nil
 }
 
 func pct(sorted []time.Duration, p float64) time.Duration {

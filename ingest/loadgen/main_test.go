@@ -17,7 +17,7 @@ func TestLoadgenSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, &out)
 	}
-	if len(res) != 3 || res[0].Requests != 50 || res[1].P99 <= 0 || !strings.Contains(out.String(), "ingest + Idempotency-Key") {
+	if len(res) != 3 || res[0].Requests != 50 || res[1].P99 <= 0 || res[1].CPU <= 0 || !strings.Contains(out.String(), "ingest + Idempotency-Key") {
 		t.Fatalf("%+v\n%s", res, &out)
 	}
 }

@@ -45,7 +45,15 @@ type Checker struct {
 // phone-number library's classification (a few microseconds) and, for a
 // refusal on hours, a search of the next window.
 func (c *Checker) Check(ws, agent, number string, at time.Time) (Verdict, error) {
-	v, _, _, err := c.check(ws, agent, number, at)
+	v, _, _, err := c.check(ws, agent, number, at, nil)
+	return v, err
+}
+
+// CheckClassified is Check for a number the caller classified already
+// (Classify or ClassifyParsed of number): the same verdict, without
+// classifying it again.
+func (c *Checker) CheckClassified(ws, agent string, number Number, at time.Time) (Verdict, error) {
+	v, _, _, err := c.check(ws, agent, number.E164, at, &number)
 	return v, err
 }
 
@@ -78,7 +86,7 @@ func (c *Checker) Admit(ctx context.Context, ws, agent, number, callID string, a
 			return Verdict{}, fmt.Errorf("%w: %w", ErrNotReady, err)
 		}
 	}
-	v, p, n, err := c.check(ws, agent, number, at)
+	v, p, n, err := c.check(ws, agent, number, at, nil)
 	if err != nil || !v.Allowed() || c.Attempts == nil {
 		return v, err
 	}
@@ -96,7 +104,8 @@ func (c *Checker) Admit(ctx context.Context, ws, agent, number, callID string, a
 	return v, nil
 }
 
-func (c *Checker) check(ws, agent, number string, at time.Time) (Verdict, Policy, Number, error) {
+// check is Check; classified, when not nil, is number already classified.
+func (c *Checker) check(ws, agent, number string, at time.Time, classified *Number) (Verdict, Policy, Number, error) {
 	p, ok := c.Policies.Policy(ws, agent)
 	if !ok {
 		return Verdict{}, p, Number{}, fmt.Errorf("%w: %q (agent %q)", ErrUnknownWorkspace, ws, agent)
@@ -114,8 +123,10 @@ func (c *Checker) check(ws, agent, number string, at time.Time) (Verdict, Policy
 		return Verdict{Outcome: OutcomeSuppressed, Reason: fmt.Sprintf("%s is on the workspace's do-not-call list (%s, since %s)",
 			number, e.Reason, e.AddedAt.Format(time.RFC3339))}, p, Number{}, nil
 	}
-	n, err := Classify(number)
-	if err != nil {
+	var n Number
+	if classified != nil {
+		n = *classified
+	} else if n, err = Classify(number); err != nil {
 		return Verdict{Outcome: OutcomeDestinationNotAllowed, Reason: err.Error()}, p, n, nil
 	}
 	if ok, why := p.Destinations.Allowed(n); !ok {

@@ -101,7 +101,23 @@ func Classify(e164 string) (Number, error) {
 		// dropped: the string is not the number the rules would judge.
 		return Number{}, fmt.Errorf("%w: %q is not in canonical E.164 form", ErrBadNumber, e164)
 	}
-	t := phonenumbers.GetNumberType(pn)
+	return classifyParsed(n, pn, phonenumbers.GetNumberType(pn)), nil
+}
+
+// ClassifyParsed is Classify for a number the caller has parsed and typed
+// already, so that one parse serves both (ingest checks the number it
+// normalized): pn must be what phonenumbers.Parse(e164, "") returns for
+// e164, a canonical E.164 string, and t phonenumbers.GetNumberType(pn).
+// The library's parse and type are most of Classify's cost.
+func ClassifyParsed(e164 string, pn *phonenumbers.PhoneNumber, t phonenumbers.PhoneNumberType) (Number, error) {
+	key, ok := numberKey(e164)
+	if !ok || IsTestNumber(e164) {
+		return Classify(e164)
+	}
+	return classifyParsed(Number{E164: e164, key: key}, pn, t), nil
+}
+
+func classifyParsed(n Number, pn *phonenumbers.PhoneNumber, t phonenumbers.PhoneNumberType) Number {
 	n.Type = numberTypes[t]
 	if n.Type == "" {
 		n.Type = TypeUnknown
@@ -110,7 +126,7 @@ func Classify(e164 string) (Number, error) {
 		n.Region = phonenumbers.GetRegionCodeForNumber(pn)
 	}
 	n.zones = zonesFor(pn, t)
-	return n, nil
+	return n
 }
 
 // IsTestNumber reports whether an E.164 number is in +1 555 010 0000 -
