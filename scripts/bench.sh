@@ -51,8 +51,9 @@ rounds=2
 [[ -n "$quick" ]] && n=2000 && rounds=1
 step "ingest vs bare Gin+produce (loopback HTTP, 64 connections)" \
 	go run ./ingest/loadgen -n "$n" -c 64 -rounds "$rounds"
-# A result line ends "req/s p50 p99 max errors"; the scenario name has spaces.
-fig() { awk '{print $(NF-4)" req/s, p50 "$(NF-3)", p99 "$(NF-2)}' <<<"$1"; }
+# A result line ends "req/s p50 p99 max errors cpu/req"; the scenario name
+# has spaces.
+fig() { awk '{print $(NF-5)" req/s, p50 "$(NF-4)", p99 "$(NF-3)", CPU "$NF"/req"}' <<<"$1"; }
 ing="$(grep -E '^ingest POST' <<<"$out" | tail -1 || true)"
 bare="$(grep -E '^bare gin' <<<"$out" | tail -1 || true)"
 row "ingest POST /v1/api/call, 64 connections" "$(fig "$ing")" "bare Gin+produce: $(fig "$bare")"
