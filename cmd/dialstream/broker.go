@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	commands["broker"] = command{"run the embedded Kafka-protocol broker (BROKER_LISTEN, BROKER_DATA_DIR)", runBroker}
+	commands["broker"] = command{"run the embedded Kafka-protocol broker (BROKER_LISTEN, BROKER_DATA_DIR)", runBroker, true}
 }
 
 func loadBrokerConfig(l *envconfig.Loader) kafkax.BrokerConfig {

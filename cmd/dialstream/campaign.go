@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	commands["campaign"] = command{"create, watch and control campaigns over the API: create|watch|get|start|pause|resume|cancel (DIALSTREAM_API_URL, DIALSTREAM_API_KEY, DIALSTREAM_WORKSPACE)", runCampaign}
+	commands["campaign"] = command{"create, watch and control campaigns over the API: create|watch|get|start|pause|resume|cancel (DIALSTREAM_API_URL, DIALSTREAM_API_KEY, DIALSTREAM_WORKSPACE)", runCampaign, false}
 }
 
 const campaignUsage = `usage:

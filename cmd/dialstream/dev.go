@@ -22,7 +22,7 @@ import (
 )
 
 func init() {
-	commands["dev"] = command{"run the whole pipeline locally: embedded broker, livekit-server, phone simulator, the reference agent and every service", runDev}
+	commands["dev"] = command{"run the whole pipeline locally: embedded broker, livekit-server, phone simulator, the reference agent and every service", runDev, true}
 }
 
 // Dev mode's fixed local addresses; each can be overridden by its service's

@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	commands["hash-key"] = command{"print the api_key_sha256 digest of an API key read from stdin", runHashKey}
+	commands["hash-key"] = command{"print the api_key_sha256 digest of an API key read from stdin", runHashKey, true}
 }
 
 var errEmptyKey = errors.New("hash-key: no key on stdin (keys are not taken as arguments, so they stay out of shell history)")

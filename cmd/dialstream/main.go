@@ -35,6 +35,10 @@ import (
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string) error
+	// envOnly marks a command configured by the environment alone: it
+	// takes no arguments, and refuses any rather than start with settings
+	// the user did not mean (`dialstream broker -h` once started a broker).
+	envOnly bool
 }
 
 var commands = map[string]command{}
@@ -55,7 +59,7 @@ func run(ctx context.Context, args []string) error {
 		usage()
 		return errUsage
 	}
-	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if isHelp(args[0]) {
 		usage()
 		return nil
 	}
@@ -64,7 +68,18 @@ func run(ctx context.Context, args []string) error {
 		usage()
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+	if c.envOnly && len(args) > 1 {
+		if isHelp(args[1]) {
+			fmt.Fprintf(os.Stderr, "dialstream %s: %s\n\nIt takes no arguments: its settings come from the environment (README, \"Configuration\").\n", args[0], c.summary)
+			return nil
+		}
+		return fmt.Errorf("%s takes no arguments, got %q: its settings come from the environment (README, \"Configuration\")", args[0], args[1:])
+	}
 	return c.run(ctx, args[1:])
+}
+
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 func usage() {

@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	commands["phonesim"] = command{"simulate the phone network for a local livekit-server (PHONESIM_REDIS_ADDR, LIVEKIT_*)", runPhonesim}
+	commands["phonesim"] = command{"simulate the phone network for a local livekit-server (PHONESIM_REDIS_ADDR, LIVEKIT_*)", runPhonesim, true}
 }
 
 func runPhonesim(ctx context.Context, _ []string) error {

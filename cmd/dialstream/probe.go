@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	commands["probe"] = command{"GET a URL and exit 0 on 2xx: the health check of images without a shell (compose healthcheck)", runProbe}
+	commands["probe"] = command{"GET a URL and exit 0 on 2xx: the health check of images without a shell (compose healthcheck)", runProbe, false}
 }
 
 // runProbe exists because the release image has no shell, curl or wget:

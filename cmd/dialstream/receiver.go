@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	commands["receiver"] = command{"a webhook receiver that verifies and records every delivery (RECEIVER_HTTP_ADDR, DIALSTREAM_REGISTRY)", runReceiver}
+	commands["receiver"] = command{"a webhook receiver that verifies and records every delivery (RECEIVER_HTTP_ADDR, DIALSTREAM_REGISTRY)", runReceiver, true}
 }
 
 // runReceiver serves the webhook inspector as a stand-alone callback_url for

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	commands["records"] = command{"manage the call records: purge --workspace ID (DATABASE_URL)", runRecords}
+	commands["records"] = command{"manage the call records: purge --workspace ID (DATABASE_URL)", runRecords, false}
 }
 
 const recordsUsage = `usage: dialstream records purge --workspace ID

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	commands["redis"] = command{"serve an in-memory Redis (miniredis) for a local livekit-server and phonesim (REDIS_LISTEN)", runRedis}
+	commands["redis"] = command{"serve an in-memory Redis (miniredis) for a local livekit-server and phonesim (REDIS_LISTEN)", runRedis, true}
 }
 
 // runRedis serves miniredis on REDIS_LISTEN, for the container tests: the

@@ -58,7 +58,7 @@ func init() {
 	for _, s := range services {
 		commands[s.name] = command{s.summary, func(ctx context.Context, _ []string) error {
 			return runService(ctx, s, envconfig.New())
-		}}
+		}, true}
 	}
 }
 

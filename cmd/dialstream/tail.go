@@ -19,7 +19,7 @@ import (
 )
 
 func init() {
-	commands["tail"] = command{"print the workspace's call events as they happen: tail [--json] [--campaign ID] (DIALSTREAM_API_URL, DIALSTREAM_API_KEY, DIALSTREAM_WORKSPACE)", runTail}
+	commands["tail"] = command{"print the workspace's call events as they happen: tail [--json] [--campaign ID] (DIALSTREAM_API_URL, DIALSTREAM_API_KEY, DIALSTREAM_WORKSPACE)", runTail, false}
 }
 
 const tailUsage = `usage: dialstream tail [--json] [--campaign ID]

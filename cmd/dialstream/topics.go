@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	commands["topics"] = command{"manage the Kafka topics as code: apply|plan|wait|spec (KAFKA_*, NOTIFIER_RETRY_SCHEDULE)", runTopics}
+	commands["topics"] = command{"manage the Kafka topics as code: apply|plan|wait|spec (KAFKA_*, NOTIFIER_RETRY_SCHEDULE)", runTopics, false}
 }
 
 const topicsUsage = `usage: dialstream topics <apply|plan|wait|spec>
