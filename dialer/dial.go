@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -185,6 +187,19 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	if code < 100 || code > 699 {
 		code, text = 0, ""
 	}
+	if code == 0 && ctx.Err() == nil {
+		switch {
+		case neverSent(err):
+			// The connection to LiveKit was never made: nothing rang.
+			return unsent("create sip participant", err)
+		case answerLost(err):
+			// The request may have reached LiveKit and rung the phone; its
+			// answer was lost with the connection (LiveKit died, the network
+			// dropped). Not a failure of the call: in doubt.
+			log.WarnContext(ctx, "dialer: LiveKit's answer to the dial was lost; asking LiveKit how it ended", "err", err)
+			return d.settleLost(p, st, res, err)
+		}
+	}
 	d.m.sipResponses.WithLabelValues(sipClass(code)).Inc()
 	res.Result, res.SIPStatusCode, res.SIPStatus = dialFailed, code, schemas.Clip(text, 256)
 	res.Error = schemas.Clip("create sip participant: "+err.Error(), 2048)
@@ -230,6 +245,23 @@ func retryLiveKit(ctx context.Context, f func() error) error {
 		}
 	}
 	return err
+}
+
+// neverSent reports a LiveKit API error that proves the request never
+// left this process: the connection could not be made (refused, no route,
+// the name does not resolve).
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// answerLost reports a LiveKit API error that came from the transport after
+// the connection was made (reset, EOF, no answer in time): the request may
+// have been served, and its answer never arrived. An error LiveKit answered
+// with is a twirp error without a transport cause.
+func answerLost(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue) && !neverSent(err)
 }
 
 // retryable reports a LiveKit API error worth retrying: the server was
