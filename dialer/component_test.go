@@ -602,21 +602,54 @@ func lostDial(t *testing.T) (c *component, id, room string) {
 	return c, id, room
 }
 
-// A SIP request whose connection LiveKit refused never left: nothing rang,
-// so the call is not failed but dialed again, once, under a new claim.
+// A SIP request whose connection LiveKit refused never left, and one no SIP
+// service took off LiveKit's bus (the phone network is down) reached no
+// phone: nothing rang, so the call is not failed but dialed again, once,
+// under a new claim.
 func TestLiveKitRefusedTheDialWaits(t *testing.T) {
+	for name, fault := range map[string]sipFault{"connection refused": sipRefused, "no SIP service": sipNoService} {
+		t.Run(name, func(t *testing.T) {
+			c := newComponent(t, shortWindow)
+			c.lk.failNextSIP(fault)
+			id := c.request("ws_b", "agent_quick", "+15550100486")
+			c.waitEnded(id)
+			evs := c.log.callEvents(t, id)
+			checkLifecycle(t, evs, schemas.OutcomeBusy)
+			if n := c.lk.totalDials(); n != 1 {
+				t.Fatalf("dialed %d times, want once (the refused request rang nothing)", n)
+			}
+			if n := c.d.metric("dialstream_dialer_livekit_requests_total", "method", "CreateSIPParticipant", "result", "error"); n != 1 {
+				t.Fatalf("CreateSIPParticipant errors: %v, want the one refused", n)
+			}
+		})
+	}
+}
+
+// A dial whose SIP request LiveKit does not answer within the claim's window
+// (the network to LiveKit cut mid-ring) may have rung: like a lost answer it
+// is in doubt and settled by asking LiveKit, not failed; nor does a room
+// LiveKit does not answer for within the window fail the call: it waits.
+func TestDialWindowRunsOut(t *testing.T) {
 	c := newComponent(t, shortWindow)
-	c.lk.failNextSIP(sipRefused)
-	id := c.request("ws_b", "agent_quick", "+15550100486")
+	id := c.request("ws_b", "agent_quick", "+15550100480") // rings until the dial's context ends
 	c.waitEnded(id)
 	evs := c.log.callEvents(t, id)
-	checkLifecycle(t, evs, schemas.OutcomeBusy)
-	if n := c.lk.totalDials(); n != 1 {
-		t.Fatalf("dialed %d times, want once (the refused request rang nothing)", n)
+	checkLifecycle(t, evs, schemas.OutcomeFailed)
+	if end := evs[len(evs)-1]; end.Reason != lostReason {
+		t.Fatalf("ended %+v, want in doubt: %q", end, lostReason)
 	}
-	if n := c.d.metric("dialstream_dialer_livekit_requests_total", "method", "CreateSIPParticipant", "result", "error"); n != 1 {
-		t.Fatalf("CreateSIPParticipant errors: %v, want the one refused", n)
+
+	c.lk.holdRooms(true)
+	id = c.request("ws_b", "agent_quick", "+15550100486")
+	testutil.Eventually(t, 10*time.Second, "a second claim after CreateRoom outlived the first", func() bool {
+		return c.lk.roomsHeld() >= 2
+	})
+	if ev := c.log.ended(t, id); ev != nil {
+		t.Fatalf("the call ended while LiveKit did not answer: %+v", ev)
 	}
+	c.lk.holdRooms(false)
+	c.waitEnded(id)
+	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
 }
 
 // Calls move cleanly between dialers when the group rebalances: a second

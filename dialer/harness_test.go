@@ -420,6 +420,8 @@ const (
 	// sipLost: the request reached LiveKit (the phone rings), then the
 	// connection broke (LiveKit died: it is down from then on).
 	sipLost
+	// sipNoService: LiveKit answered that no SIP service took the request.
+	sipNoService
 )
 
 // transportError is a transport failure as the twirp client returns it.
@@ -533,11 +535,15 @@ func (f *fakeLiveKit) ListDispatch(_ context.Context, room string) ([]*livekit.A
 func (f *fakeLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
 	f.mu.Lock()
 	switch fault := f.sipFault; fault {
-	case sipRefused, sipLost:
+	case sipRefused, sipNoService, sipLost:
 		f.sipFault = noSIPFault
-		if fault == sipRefused {
+		switch fault {
+		case sipRefused:
 			f.mu.Unlock()
 			return nil, transportError(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+		case sipNoService:
+			f.mu.Unlock()
+			return nil, twirp.NewError(twirp.Unavailable, "twirp error unknown: no response from servers")
 		}
 		f.dials[req.RoomName]++
 		f.down = true
