@@ -420,19 +420,28 @@ func TestInDoubtDialAnsweredIsAdopted(t *testing.T) {
 	room := roomNameFor("agent_quick", id)
 	testutil.Eventually(t, 10*time.Second, "the dial", func() bool { return c.lk.dialsTo(room) == 1 })
 	c.d.stop(t)
+	c.checkAdopted(id, room, func() { startDialer(t, c.cfg) })
+}
+
+// checkAdopted puts id's callee in its room, its SIP call active, then runs
+// resume (what lets the dialer ask LiveKit again), and checks that the call
+// is adopted as answered, completes once LiveKit no longer has the callee,
+// and was dialed once.
+func (c *component) checkAdopted(id, room string, resume func()) {
+	c.t.Helper()
 	c.lk.mu.Lock()
 	c.lk.participants[room] = []*livekit.ParticipantInfo{{Identity: calleeIdentity(id), Kind: livekit.ParticipantInfo_SIP,
 		Attributes: map[string]string{livekit.AttrSIPCallStatus: "active"}}}
 	c.lk.mu.Unlock()
-	startDialer(t, c.cfg)
+	resume()
 	c.waitStatus(id, schemas.StatusAnswered)
 	c.lk.mu.Lock()
 	delete(c.lk.participants, room)
 	c.lk.mu.Unlock()
 	c.waitEnded(id)
-	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeCompleted)
+	checkLifecycle(c.t, c.log.callEvents(c.t, id), schemas.OutcomeCompleted)
 	if n := c.lk.dialsTo(room); n != 1 {
-		t.Fatalf("redialed: %d dials", n)
+		c.t.Fatalf("dialed %d times, want once", n)
 	}
 }
 
@@ -541,6 +550,106 @@ func TestLiveKitDownBeforeTheDialWaits(t *testing.T) {
 	if n := c.lk.totalDials(); n != 1 {
 		t.Fatalf("dialed %d times, want once", n)
 	}
+}
+
+// A dial whose connection to LiveKit breaks after the request was sent
+// (LiveKit died while the phone rang) is not a failed call: it may have
+// rung. The dial asks LiveKit again until LiveKit answers, the call ending
+// neither failed nor twice meanwhile; LiveKit, back, has no callee, so the
+// room is deleted and the call ends in doubt. It is never dialed again.
+func TestLiveKitLostDuringTheDial(t *testing.T) {
+	c, id, room := lostDial(t)
+	testutil.Eventually(t, 10*time.Second, "the dial to ask LiveKit again", func() bool {
+		return c.d.metric("dialstream_dialer_livekit_requests_total", "method", "ListParticipants", "result", "error") >= 2
+	})
+	if ev := c.log.ended(t, id); ev != nil {
+		t.Fatalf("the call ended while LiveKit could not say how its dial went: %+v", ev)
+	}
+	c.lk.setDown(false)
+	c.waitEnded(id)
+	evs := c.log.callEvents(t, id)
+	checkLifecycle(t, evs, schemas.OutcomeFailed)
+	if end := evs[len(evs)-1]; end.Reason != lostReason || end.EndedBy != schemas.EndedByDialer {
+		t.Fatalf("ended %+v, want failed by the dialer: %q", end, lostReason)
+	}
+	if n := c.lk.dialsTo(room); n != 1 {
+		t.Fatalf("dialed %d times, want once", n)
+	}
+	if c.lk.deletes(room) == 0 {
+		t.Fatal("the room of the dial in doubt was not deleted")
+	}
+	if n := c.d.metric("dialstream_dialer_in_doubt_dials_total", "resolution", "failed"); n != 1 {
+		t.Fatalf("in-doubt dials resolved failed: %v, want 1", n)
+	}
+}
+
+// The same broken connection while the callee answered: LiveKit, asked
+// again, has the callee in the call, so the call is adopted as answered and
+// completes when the callee leaves.
+func TestLiveKitLostDuringTheDialAnsweredIsAdopted(t *testing.T) {
+	c, id, room := lostDial(t)
+	c.checkAdopted(id, room, func() { c.lk.setDown(false) })
+}
+
+// lostDial requests a call to an answering number whose dial loses LiveKit
+// (sipLost: LiveKit is down from then on) and waits for the dial.
+func lostDial(t *testing.T) (c *component, id, room string) {
+	c = newComponent(t, nil)
+	c.lk.failNextSIP(sipLost)
+	id = c.request("ws_b", "agent_quick", "+15550100001")
+	room = roomNameFor("agent_quick", id)
+	testutil.Eventually(t, 10*time.Second, "the dial", func() bool { return c.lk.dialsTo(room) == 1 })
+	return c, id, room
+}
+
+// A SIP request whose connection LiveKit refused never left, and one no SIP
+// service took off LiveKit's bus (the phone network is down) reached no
+// phone: nothing rang, so the call is not failed but dialed again, once,
+// under a new claim.
+func TestLiveKitRefusedTheDialWaits(t *testing.T) {
+	for name, fault := range map[string]sipFault{"connection refused": sipRefused, "no SIP service": sipNoService} {
+		t.Run(name, func(t *testing.T) {
+			c := newComponent(t, shortWindow)
+			c.lk.failNextSIP(fault)
+			id := c.request("ws_b", "agent_quick", "+15550100486")
+			c.waitEnded(id)
+			evs := c.log.callEvents(t, id)
+			checkLifecycle(t, evs, schemas.OutcomeBusy)
+			if n := c.lk.totalDials(); n != 1 {
+				t.Fatalf("dialed %d times, want once (the refused request rang nothing)", n)
+			}
+			if n := c.d.metric("dialstream_dialer_livekit_requests_total", "method", "CreateSIPParticipant", "result", "error"); n != 1 {
+				t.Fatalf("CreateSIPParticipant errors: %v, want the one refused", n)
+			}
+		})
+	}
+}
+
+// A dial whose SIP request LiveKit does not answer within the claim's window
+// (the network to LiveKit cut mid-ring) may have rung: like a lost answer it
+// is in doubt and settled by asking LiveKit, not failed; nor does a room
+// LiveKit does not answer for within the window fail the call: it waits.
+func TestDialWindowRunsOut(t *testing.T) {
+	c := newComponent(t, shortWindow)
+	id := c.request("ws_b", "agent_quick", "+15550100480") // rings until the dial's context ends
+	c.waitEnded(id)
+	evs := c.log.callEvents(t, id)
+	checkLifecycle(t, evs, schemas.OutcomeFailed)
+	if end := evs[len(evs)-1]; end.Reason != lostReason {
+		t.Fatalf("ended %+v, want in doubt: %q", end, lostReason)
+	}
+
+	c.lk.holdRooms(true)
+	id = c.request("ws_b", "agent_quick", "+15550100486")
+	testutil.Eventually(t, 10*time.Second, "a second claim after CreateRoom outlived the first", func() bool {
+		return c.lk.roomsHeld() >= 2
+	})
+	if ev := c.log.ended(t, id); ev != nil {
+		t.Fatalf("the call ended while LiveKit did not answer: %+v", ev)
+	}
+	c.lk.holdRooms(false)
+	c.waitEnded(id)
+	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
 }
 
 // Calls move cleanly between dialers when the group rebalances: a second

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,7 +120,10 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	// reached, the call waits for it (not_sent: dialed again under a new
 	// claim once that claim's window has passed) instead of failing.
 	unsent := func(what string, err error) dialResult {
-		if !retryable(err) || ctx.Err() != nil {
+		// A hang-up (cancel) ends the dial for good, and LiveKit refusing
+		// the request is an answer; the claim's window running out while
+		// LiveKit did not answer is neither: nothing was sent.
+		if errors.Is(ctx.Err(), context.Canceled) || (ctx.Err() == nil && !retryable(err)) {
 			return fail(what, err)
 		}
 		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
@@ -185,6 +191,21 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	if code < 100 || code > 699 {
 		code, text = 0, ""
 	}
+	if code == 0 && !errors.Is(ctx.Err(), context.Canceled) {
+		switch {
+		case neverSent(err) || noSIPService(err):
+			// The connection to LiveKit was never made, or no SIP service
+			// took the request: nothing rang.
+			return unsent("create sip participant", err)
+		case answerLost(err) || ctx.Err() != nil:
+			// The request may have reached LiveKit and rung the phone; its
+			// answer was lost with the connection (LiveKit died, the network
+			// dropped) or never came within the claim's window. Not a
+			// failure of the call: in doubt.
+			log.WarnContext(ctx, "dialer: LiveKit's answer to the dial was lost; asking LiveKit how it ended", "err", err)
+			return d.settleLost(p, st, res, err)
+		}
+	}
 	d.m.sipResponses.WithLabelValues(sipClass(code)).Inc()
 	res.Result, res.SIPStatusCode, res.SIPStatus = dialFailed, code, schemas.Clip(text, 256)
 	res.Error = schemas.Clip("create sip participant: "+err.Error(), 2048)
@@ -230,6 +251,33 @@ func retryLiveKit(ctx context.Context, f func() error) error {
 		}
 	}
 	return err
+}
+
+// neverSent reports a LiveKit API error that proves the request never
+// left this process: the connection could not be made (refused, no route,
+// the name does not resolve).
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// noSIPService reports LiveKit's answer to CreateSIPParticipant when no SIP
+// service took the request off its bus (503 "no response from servers",
+// measured with the SIP service stopped or frozen): nothing was sent to the
+// phone network.
+func noSIPService(err error) bool {
+	var te twirp.Error
+	return errors.As(err, &te) && te.Code() == twirp.Unavailable && strings.Contains(te.Msg(), "no response from servers") &&
+		!answerLost(err)
+}
+
+// answerLost reports a LiveKit API error that came from the transport after
+// the connection was made (reset, EOF, no answer in time): the request may
+// have been served, and its answer never arrived. An error LiveKit answered
+// with is a twirp error without a transport cause.
+func answerLost(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue) && !neverSent(err)
 }
 
 // retryable reports a LiveKit API error worth retrying: the server was

@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -399,8 +402,38 @@ type fakeLiveKit struct {
 	// caller's context ends; held counts the waits.
 	hold chan struct{}
 	held int
-	// down makes CreateRoom fail as an unreachable server does.
+	// down makes CreateRoom and ListParticipants fail as an unreachable
+	// server does.
 	down bool
+	// sipFault, when set, is how the next CreateSIPParticipant fails at the
+	// transport, as the SDK reports it (then it is cleared).
+	sipFault sipFault
+}
+
+// sipFault is a transport failure of CreateSIPParticipant.
+type sipFault int
+
+const (
+	noSIPFault sipFault = iota
+	// sipRefused: the connection was refused; the request never left.
+	sipRefused
+	// sipLost: the request reached LiveKit (the phone rings), then the
+	// connection broke (LiveKit died: it is down from then on).
+	sipLost
+	// sipNoService: LiveKit answered that no SIP service took the request.
+	sipNoService
+)
+
+// transportError is a transport failure as the twirp client returns it.
+func transportError(cause error) error {
+	return twirp.InternalErrorWith(fmt.Errorf("failed to do request: %w",
+		&url.Error{Op: "Post", URL: "http://livekit:7880/twirp/livekit.SIP/CreateSIPParticipant", Err: cause}))
+}
+
+func (f *fakeLiveKit) failNextSIP(k sipFault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sipFault = k
 }
 
 func (f *fakeLiveKit) setDown(on bool) {
@@ -473,6 +506,9 @@ func (f *fakeLiveKit) DeleteRoom(_ context.Context, room string) error {
 func (f *fakeLiveKit) ListParticipants(_ context.Context, room string) ([]*livekit.ParticipantInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down {
+		return nil, transportError(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	}
 	return append([]*livekit.ParticipantInfo(nil), f.participants[room]...), nil
 }
 
@@ -498,6 +534,22 @@ func (f *fakeLiveKit) ListDispatch(_ context.Context, room string) ([]*livekit.A
 // else rings for ringFor then answers.
 func (f *fakeLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
 	f.mu.Lock()
+	switch fault := f.sipFault; fault {
+	case sipRefused, sipNoService, sipLost:
+		f.sipFault = noSIPFault
+		switch fault {
+		case sipRefused:
+			f.mu.Unlock()
+			return nil, transportError(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+		case sipNoService:
+			f.mu.Unlock()
+			return nil, twirp.NewError(twirp.Unavailable, "twirp error unknown: no response from servers")
+		}
+		f.dials[req.RoomName]++
+		f.down = true
+		f.mu.Unlock()
+		return nil, transportError(io.EOF)
+	}
 	f.dials[req.RoomName]++
 	f.inFlight++
 	f.maxInFlight = max(f.maxInFlight, f.inFlight)

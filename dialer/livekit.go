@@ -55,7 +55,7 @@ func (l *sdkLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequ
 
 func (l *sdkLiveKit) DeleteRoom(ctx context.Context, room string) error {
 	_, err := l.rooms.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room})
-	if isNotFound(err) {
+	if isNotFound(err) || isUnhosted(err) {
 		return nil
 	}
 	return err

@@ -283,7 +283,11 @@ func applyDialResult(st *callState, in input) transition {
 		ev := next.end(d.FinishedAt, o, endedByForSIP(o), reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}
 	default: // dialInDoubt
-		ev := next.end(d.FinishedAt, schemas.OutcomeFailed, schemas.EndedByDialer, inDoubtReason)
+		reason := inDoubtReason
+		if d.Source == sourceDial {
+			reason = lostReason
+		}
+		ev := next.end(d.FinishedAt, schemas.OutcomeFailed, schemas.EndedByDialer, reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}
 	}
 }

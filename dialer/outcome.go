@@ -101,6 +101,17 @@ func endedByForRoomEnd(reason string) schemas.EndedBy {
 	return schemas.EndedBySystem
 }
 
+// isUnhosted reports LiveKit's answer for a room that its store still lists
+// but no running node hosts: a livekit-server that died leaves its rooms
+// (and their participants) in Redis, and a request routed to such a room
+// fails with the router's "could not find object" (twirp unknown), measured
+// with livekit-server v1.13.5 killed and restarted. Nothing can be in such
+// a room any more: deleting it has nothing left to hang up.
+func isUnhosted(err error) bool {
+	var te twirp.Error
+	return errors.As(err, &te) && te.Code() == twirp.Unknown && te.Msg() == "could not find object"
+}
+
 // isNotFound reports a twirp not_found from the LiveKit API (a room that is
 // already gone).
 func isNotFound(err error) bool {

@@ -7,6 +7,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dialstream/dialstream/internal/backoff"
 	"github.com/dialstream/dialstream/internal/obs"
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -114,6 +115,60 @@ func (d *dialer) redialUnsent(p int32, st *callState) {
 	})
 }
 
+// lostReason is the end reason of a call whose dial lost LiveKit's answer
+// (the connection broke after the request was sent) and whose callee
+// LiveKit, asked again, does not have in the call.
+const lostReason = "LiveKit's answer to the dial was lost; not redialed to avoid a duplicate call"
+
+// settleLost resolves a dial that lost LiveKit's answer: the dial itself
+// asks LiveKit, as recovery does, until it can (LiveKit may be restarting,
+// or out of reach), so the call stays this process's dial and the watchdog
+// leaves it alone meanwhile. A callee in the call is adopted; otherwise the
+// room is deleted and the call is in doubt. Only shutdown stops it, and the
+// next owner's recovery then resolves the call.
+func (d *dialer) settleLost(p int32, st *callState, res dialResult, cause error) dialResult {
+	res.Error = schemas.Clip("create sip participant: "+cause.Error(), 2048)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !backoff.Sleep(d.dialCtx, min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)) {
+			res.Result, res.FinishedAt = dialFailed, time.Now().UTC()
+			return res // shutdown: startDial writes nothing
+		}
+		ctx, cancel := context.WithTimeout(d.dialCtx, hangupTimeout)
+		answered, err := d.askLiveKit(ctx, st)
+		cancel()
+		if err != nil {
+			d.log.WarnContext(d.dialCtx, "dialer: LiveKit cannot say how a dial ended yet; asking again", "call_id", st.CallID,
+				"workspace_id", st.WorkspaceID, "room", st.RoomName, "partition", p, "err", err)
+			continue
+		}
+		res.FinishedAt = time.Now().UTC()
+		if answered != "" {
+			res.Result, res.AnsweredAt, res.ParticipantIdentity = dialAnswered, res.FinishedAt, answered
+			d.m.inDoubt.WithLabelValues("adopted").Inc()
+			return res
+		}
+		res.Result = dialInDoubt
+		d.m.inDoubt.WithLabelValues("failed").Inc()
+		return res
+	}
+}
+
+// askLiveKit asks LiveKit whether st's callee is in the call (its SIP call
+// active): its identity if so; otherwise it deletes the room, hanging up a
+// callee still ringing, and returns "". An error leaves both undone.
+func (d *dialer) askLiveKit(ctx context.Context, st *callState) (answered string, err error) {
+	parts, err := d.lk.ListParticipants(ctx, st.RoomName)
+	if err != nil {
+		return "", err
+	}
+	for _, pi := range parts {
+		if pi.GetIdentity() == calleeIdentity(st.CallID) && pi.GetAttributes()[livekit.AttrSIPCallStatus] == sipCallStatusActive {
+			return pi.GetIdentity(), nil
+		}
+	}
+	return "", d.lk.DeleteRoom(ctx, st.RoomName)
+}
+
 // recoverDial resolves a dial nobody is waiting on any more (its dialer
 // died): an answered callee in the room is adopted; otherwise the room is
 // deleted (so a callee still ringing is hung up) and the call ends failed.
@@ -126,23 +181,17 @@ func (d *dialer) recoverDial(p int32, st *callState) {
 			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(callAttrs(st)...))
 		defer span.End()
 		log := d.log.With("call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName)
-		parts, err := d.lk.ListParticipants(ctx, st.RoomName)
+		answered, err := d.askLiveKit(ctx, st)
 		if err != nil {
-			log.WarnContext(ctx, "dialer: recovery check failed; retried by the next watchdog round", "err", err)
+			log.WarnContext(ctx, "dialer: recovery could not ask LiveKit or delete the room; retried by the next watchdog round", "err", err)
 			return
 		}
 		now := time.Now().UTC()
 		res := dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID, Source: sourceRecovery, FinishedAt: now}
-		for _, pi := range parts {
-			if pi.GetIdentity() == calleeIdentity(st.CallID) && pi.GetAttributes()[livekit.AttrSIPCallStatus] == sipCallStatusActive {
-				res.Result, res.AnsweredAt, res.ParticipantIdentity = dialAnswered, now, pi.GetIdentity()
-			}
+		if answered != "" {
+			res.Result, res.AnsweredAt, res.ParticipantIdentity = dialAnswered, now, answered
 		}
 		if res.Result == "" {
-			if err := d.lk.DeleteRoom(ctx, st.RoomName); err != nil {
-				log.WarnContext(ctx, "dialer: recovery could not delete the room; retried by the next watchdog round", "err", err)
-				return
-			}
 			res.Result = dialInDoubt
 			d.m.inDoubt.WithLabelValues("failed").Inc()
 			log.WarnContext(ctx, "dialer: in-doubt dial ended without redialing")

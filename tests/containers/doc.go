@@ -9,12 +9,59 @@
 // no-answer numbers), injects one fault, waits for the pipeline to heal and
 // checks docs/architecture.md's invariants 1–3 with tests/invariants.Check:
 //
-//	TestDialerKilled         SIGKILL a dialer while one of its dials rings, restart it
-//	TestBrokerRestarted      stop the broker, start it again on its volume
-//	TestNotifierPartitioned  take a notifier off the network for 15 s
-//	TestReceiverPaused       docker pause the callback receiver for 12 s
-//	TestDialersScaled        dialers 1 -> 3 -> 1 under load
-//	TestSchedulerKilled      SIGKILL the scheduler while it releases a campaign, restart it
+//	TestDialerKilled            SIGKILL a dialer while one of its dials rings, restart it
+//	TestBrokerRestarted         stop the broker, start it again on its volume
+//	TestNotifierPartitioned     take a notifier off the network for 15 s
+//	TestReceiverPaused          docker pause the callback receiver for 12 s
+//	TestNotifierKilled          SIGKILL a notifier while deliveries wait on the retry topics
+//	TestDialersScaled           dialers 1 -> 3 -> 1 under load
+//	TestLiveKitRestarted        SIGKILL livekit-server while calls ring and talk, start it 10 s later
+//	TestDialerCutFromLiveKit    both dialers off LiveKit's API network for 12 s while dials ring
+//	TestPhoneNetworkGone        docker pause the phone simulator for 12 s
+//	TestDialerBrokerPartitioned a dialer off the broker's network for 15 s, LiveKit's API still in reach
+//	TestRecorderKilled          SIGKILL the recorder under the load, restart it 10 s later
+//	TestSchedulerKilled         SIGKILL the scheduler while it releases a campaign, restart it
+//
+// Which fault ends each test allows (tests/invariants.FaultEnd; any other
+// end that is not the callee's script fails it), and why:
+//
+//   - in doubt (failed, ended by the dialer, "not redialed"): only where a
+//     dial may really have reached LiveKit and its answer was lost — the
+//     dialer killed mid-dial, the broker restarted (a dial whose result could
+//     not be written), livekit-server killed mid-ring, the dialers cut from
+//     LiveKit's API mid-ring, a dialer cut from the broker mid-ring (the next
+//     owner recovers its dials). Every such end is listed with its dial at
+//     the phone network ("in doubt after a dial"); one without a dial would
+//     be a claim that sent nothing ended in doubt, a note the checker counts.
+//   - stranded by LiveKit (max_duration, ended by the watchdog): only
+//     TestLiveKitRestarted. A livekit-server that dies keeps its rooms and
+//     participants in Redis; restarted, it still lists the callee of an
+//     answered call that died with it (docs/architecture.md, "LiveKit, as
+//     measured"), so the dialer's room check cannot see the call is over and
+//     the watchdog ends it at the agent's max_call_duration.
+//   - none: the phone network frozen (a dial no SIP service took rang
+//     nothing and is dialed again once it is back), the recorder killed, the
+//     notifier and receiver faults, the scale-up and scale-down.
+//
+// The LiveKit-side faults use what Docker offers without tools inside the
+// images (they are FROM scratch): SIGKILL and start for livekit-server,
+// docker pause for the phone simulator (a stopped one would forget the dials
+// GET /dials reports), and a second network for LiveKit's API
+// (topoOptions.apiNetwork: livekit-server and the dialers join it, the
+// dialers' LIVEKIT_URL names it), so that disconnecting a dialer from one
+// network cuts exactly one path: from LiveKit's API (TestDialerCutFromLiveKit)
+// or from the broker and LiveKit's webhooks (TestDialerBrokerPartitioned). On
+// the one network the rest of the suite uses, a disconnect cuts everything,
+// and pausing livekit-server would cut every dialer and the phone network at
+// once.
+//
+// TestRecorderKilled adds the recorder (topoOptions.recorder: the scheduler
+// test's recorder, without a scheduler; ingest reads the call records from
+// its SQLite file on a shared volume). Besides the invariants, every
+// accepted call's record read through ingest's GET /v1/api/call/:callId must
+// hold exactly the call's distinct events on the topic, each once, in
+// sequence order, with the status and outcome of the last
+// (tests/invariants.CheckRecords; the RECORDS line).
 //
 // TestSchedulerKilled runs no steady load: its topology adds a scheduler and
 // the recorder (ingest reads campaigns from the recorder's SQLite file, on a
@@ -38,7 +85,11 @@
 // unacknowledged, the cut-off notifier held back deliveries, the paused
 // receiver caused retries, the scaled group moved partitions with calls live,
 // the killed scheduler had released attempts and held contacts still to
-// release.
+// release, killed or cut-off LiveKit had dials in flight and calls live and
+// made later calls wait, the frozen phone network had dials in flight and
+// made later calls wait, the partitioned dialer had dials in flight on its
+// partitions, the killed recorder had written records and missed those
+// written while it was down.
 // Each test prints the checker's table (CHECKER), its notes and its
 // EVIDENCE lines.
 //
@@ -53,13 +104,17 @@
 // suite's network, with no STUN server anywhere.
 //
 // Run time, measured on the 2-core development machine while other test runs
-// shared it: about 5 minutes for the package. Building the images takes
+// shared it: 14 min 33 s for the package's 12 tests (a prebuilt
+// DIALSTREAM_BIN). Building the images takes
 // 10–70 s (the `go build` dominates; a prebuilt DIALSTREAM_BIN is the short
 // end); each test then takes ~50 s: the topology is up in 6–12 s, the load
 // with its fault runs 30 s, the pipeline has healed ~10 s after the last
 // request (the no-answer number rings for 10 s), and teardown takes 1–3 s.
 // TestSchedulerKilled took 61 s: topology 6 s, the campaign with its fault
-// 51 s.
+// 51 s. TestLiveKitRestarted and TestPhoneNetworkGone take ~1.6 min: the
+// calls LiveKit or the phone network could not take wait out their claim's
+// window (ringing timeout + 30 s + 10 s of clock margin) before they are
+// dialed again, and the stranded calls end at max_call_duration (60 s).
 //
 // Without Docker (or without livekit-server) the suite prints one SKIP line
 // and passes, except under CI=true, where it fails. scripts/test.sh runs it

@@ -9,6 +9,7 @@ import (
 
 	mobynet "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 )
@@ -25,11 +26,17 @@ func (tp *topology) logf(format string, args ...any) {
 // the test if ctx ends first.
 func (tp *topology) at(ctx context.Context, d time.Duration) {
 	tp.t.Helper()
-	t := time.NewTimer(time.Until(tp.t0.Add(d)))
+	tp.wait(ctx, time.Until(tp.t0.Add(d)), "fault schedule")
+}
+
+// wait waits d, or fails the test (naming what waited) if ctx ends first.
+func (tp *topology) wait(ctx context.Context, d time.Duration, what string) {
+	tp.t.Helper()
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		tp.t.Fatalf("fault schedule: %v", ctx.Err())
+		tp.t.Fatalf("%s: %v", what, ctx.Err())
 	case <-t.C:
 	}
 }
@@ -89,19 +96,32 @@ func (tp *topology) unpause(ctx context.Context, name string) {
 // Kafka, not the callback) and nothing reaches it, while it keeps running.
 func (tp *topology) disconnect(ctx context.Context, name string) {
 	tp.t.Helper()
-	_, err := suite.docker.NetworkDisconnect(ctx, tp.net.ID, client.NetworkDisconnectOptions{Container: tp.svc(name).c.GetContainerID()})
-	tp.must("disconnect "+name, err)
-	tp.logf("disconnected %s from the network", name)
+	tp.attach(ctx, name, tp.net, nil, "the network")
 }
 
 func (tp *topology) connect(ctx context.Context, name string) {
 	tp.t.Helper()
-	s := tp.svc(name)
-	_, err := suite.docker.NetworkConnect(ctx, tp.net.ID, client.NetworkConnectOptions{
-		Container: s.c.GetContainerID(), EndpointConfig: &mobynet.EndpointSettings{Aliases: s.aliases},
+	tp.attach(ctx, name, tp.net, tp.svc(name).aliases, "the network")
+}
+
+// attach connects a container to nw under aliases, or disconnects it from
+// nw when aliases is nil. Taking a dialer off LiveKit's API network
+// (opts.apiNetwork) cuts it from LiveKit's API only: it still reaches Kafka,
+// and LiveKit's webhooks still reach it.
+func (tp *topology) attach(ctx context.Context, name string, nw *testcontainers.DockerNetwork, aliases []string, what string) {
+	tp.t.Helper()
+	id := tp.svc(name).c.GetContainerID()
+	if aliases == nil {
+		_, err := suite.docker.NetworkDisconnect(ctx, nw.ID, client.NetworkDisconnectOptions{Container: id})
+		tp.must("disconnect "+name, err)
+		tp.logf("disconnected %s from %s", name, what)
+		return
+	}
+	_, err := suite.docker.NetworkConnect(ctx, nw.ID, client.NetworkConnectOptions{
+		Container: id, EndpointConfig: &mobynet.EndpointSettings{Aliases: aliases},
 	})
 	tp.must("connect "+name, err)
-	tp.logf("reconnected %s", name)
+	tp.logf("reconnected %s to %s", name, what)
 }
 
 // add starts more services of the topology while it runs (scale-up).

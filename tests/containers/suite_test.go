@@ -331,13 +331,7 @@ func (tp *topology) settle(ctx context.Context, rec *invariants.Recorder, within
 		} else if time.Now().After(deadline) {
 			tp.t.Fatalf("observe: %v", err)
 		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			tp.t.Fatalf("settle: %v", ctx.Err())
-		case <-t.C:
-		}
+		tp.wait(ctx, time.Second, "settle")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

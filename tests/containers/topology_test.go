@@ -98,15 +98,28 @@ type topoOptions struct {
 	// recorder the campaign routes read through (ingest then shares the
 	// recorder's records volume); only the tests that ask for them run them.
 	schedulers int
+	// recorder adds the recorder (and its records volume, shared with
+	// ingest) without a scheduler.
+	recorder bool
+	// apiNetwork puts LiveKit's API on a second network of its own, which
+	// only livekit-server and the dialers join (LIVEKIT_URL
+	// http://livekit-api:7880): taking a dialer off it cuts the dialer from
+	// LiveKit's API and nothing else, taking it off the main network cuts it
+	// from the broker (and LiveKit's webhooks) and not from LiveKit's API.
+	apiNetwork bool
 }
+
+// withRecorder says whether the topology runs the recorder.
+func (o topoOptions) withRecorder() bool { return o.recorder || o.schedulers > 0 }
 
 // service is one container of the topology.
 type service struct {
-	name    string
-	aliases []string
-	c       *testcontainers.DockerContainer
-	port    string // the port the test reaches it on
-	ready   string // HTTP path answering 200 once it serves ("": the broker and redis, which log when they listen)
+	name       string
+	aliases    []string
+	apiAliases []string // on LiveKit's API network (nil: not on it)
+	c          *testcontainers.DockerContainer
+	port       string // the port the test reaches it on
+	ready      string // HTTP path answering 200 once it serves ("": the broker and redis, which log when they listen)
 }
 
 // topology is the whole pipeline in containers, for one test.
@@ -115,6 +128,7 @@ type topology struct {
 	id      string
 	opts    topoOptions
 	net     *testcontainers.DockerNetwork
+	apiNet  *testcontainers.DockerNetwork // LiveKit's API network (opts.apiNetwork), else nil
 	subnet  netip.Prefix
 	volume  string // the broker's data
 	records string // the call records' volume, shared by ingest and the recorder ("": none)
@@ -148,7 +162,7 @@ func newTopology(t *testing.T, opts topoOptions) *topology {
 		lkSecret: "it-livekit-secret-" + randomHex(16)}
 
 	tp.volume = "dsit-" + tp.id + "-broker-data"
-	if opts.schedulers > 0 {
+	if opts.withRecorder() {
 		tp.records = "dsit-" + tp.id + "-records"
 	}
 	nw, err := tcnetwork.New(ctx, tcnetwork.WithLabels(map[string]string{"dialstream.it": suite.runID}))
@@ -156,7 +170,12 @@ func newTopology(t *testing.T, opts topoOptions) *topology {
 		t.Fatalf("create network: %v", err)
 	}
 	tp.net = nw
-	t.Cleanup(tp.teardown) // containers, then the network, then the volume
+	t.Cleanup(tp.teardown) // containers, then the networks, then the volumes
+	if opts.apiNetwork {
+		if tp.apiNet, err = tcnetwork.New(ctx, tcnetwork.WithLabels(map[string]string{"dialstream.it": suite.runID})); err != nil {
+			t.Fatalf("create LiveKit's API network: %v", err)
+		}
+	}
 	ins, err := suite.docker.NetworkInspect(ctx, nw.ID, client.NetworkInspectOptions{})
 	if err != nil || len(ins.Network.IPAM.Config) == 0 {
 		t.Fatalf("inspect network %s: %v (%d IPAM configs)", nw.Name, err, len(ins.Network.IPAM.Config))
@@ -179,7 +198,7 @@ func newTopology(t *testing.T, opts topoOptions) *topology {
 	tp.registry = fmt.Appendf(nil, registryTemplate, registry.HashKey(tp.apiKey), tp.whSecret)
 
 	specs := []spec{tp.ingestSpec(), tp.receiverSpec()}
-	if opts.schedulers > 0 {
+	if opts.withRecorder() {
 		specs = append(specs, tp.recorderSpec())
 	}
 	for i := 1; i <= opts.schedulers; i++ {
@@ -210,6 +229,9 @@ type spec struct {
 	wait    wait.Strategy
 	files   map[string][]byte // container path -> content
 	mounts  testcontainers.ContainerMounts
+	// apiAliases are its aliases on LiveKit's API network, when the
+	// topology has one; nil: it does not join it.
+	apiAliases []string
 }
 
 func (tp *topology) kafkaEnv(extra map[string]string) map[string]string {
@@ -301,7 +323,7 @@ func (tp *topology) livekitSpec() spec {
 	}, "", "  ")
 	return spec{
 		name: "livekit", image: suite.images.livekit, cmd: []string{"--config", livekitPath}, port: livekitPort,
-		files: map[string][]byte{livekitPath: cfg}, ready: "/",
+		files: map[string][]byte{livekitPath: cfg}, ready: "/", apiAliases: []string{"livekit-api"},
 	}
 }
 
@@ -370,15 +392,19 @@ func (tp *topology) receiverSpec() spec {
 
 func (tp *topology) dialerSpec(i int) spec {
 	name := fmt.Sprintf("dialer-%d", i)
+	livekitURL := "http://livekit:7880"
+	if tp.apiNet != nil {
+		livekitURL = "http://livekit-api:7880"
+	}
 	return spec{
 		name: name, aliases: []string{name, "dialer"}, image: suite.images.dialstream, cmd: []string{"dialer"},
-		port: dialerPort, ready: "/readyz",
+		port: dialerPort, ready: "/readyz", apiAliases: []string{name},
 		env: tp.kafkaEnv(map[string]string{
 			// The container's name, so the broker's description of the
 			// group says which dialer owns which partition.
 			"KAFKA_CLIENT_ID":    name,
 			"DIALER_HTTP_ADDR":   "0.0.0.0:8081",
-			"LIVEKIT_URL":        "http://livekit:7880",
+			"LIVEKIT_URL":        livekitURL,
 			"LIVEKIT_API_KEY":    lkAPIKey,
 			"LIVEKIT_API_SECRET": tp.lkSecret,
 			// Short timers so a call whose webhook was lost (its dialer was
@@ -442,6 +468,12 @@ func (tp *topology) start(ctx context.Context, s spec) error {
 		files = append(files, testcontainers.ContainerFile{Reader: bytes.NewReader(b), ContainerFilePath: p, FileMode: 0o644})
 	}
 	port := mobynet.MustParsePort(s.port)
+	networks := []string{tp.net.Name}
+	aliases := map[string][]string{tp.net.Name: s.aliases}
+	if tp.apiNet != nil && s.apiAliases != nil {
+		networks = append(networks, tp.apiNet.Name)
+		aliases[tp.apiNet.Name] = s.apiAliases
+	}
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
 		ContainerRequest: testcontainers.ContainerRequest{
 			Name:           "dsit-" + tp.id + "-" + s.name,
@@ -449,8 +481,8 @@ func (tp *topology) start(ctx context.Context, s spec) error {
 			Cmd:            s.cmd,
 			Env:            s.env,
 			ExposedPorts:   []string{s.port},
-			Networks:       []string{tp.net.Name},
-			NetworkAliases: map[string][]string{tp.net.Name: s.aliases},
+			Networks:       networks,
+			NetworkAliases: aliases,
 			Files:          files,
 			Mounts:         s.mounts,
 			Tmpfs:          map[string]string{"/tmp": "rw"},
@@ -470,7 +502,7 @@ func (tp *topology) start(ctx context.Context, s spec) error {
 	})
 	if dc, ok := c.(*testcontainers.DockerContainer); ok && dc != nil {
 		tp.mu.Lock()
-		tp.svcs[s.name] = &service{name: s.name, aliases: s.aliases, c: dc, port: s.port, ready: s.ready}
+		tp.svcs[s.name] = &service{name: s.name, aliases: s.aliases, apiAliases: s.apiAliases, c: dc, port: s.port, ready: s.ready}
 		tp.mu.Unlock()
 	}
 	if err != nil {
@@ -568,7 +600,9 @@ func (tp *topology) teardown() {
 			// mid-fault may leave one.
 			_, _ = suite.docker.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
 		}
-		_, _ = suite.docker.NetworkDisconnect(ctx, tp.net.ID, client.NetworkDisconnectOptions{Container: id, Force: true})
+		for _, nw := range tp.networks() {
+			_, _ = suite.docker.NetworkDisconnect(ctx, nw.ID, client.NetworkDisconnectOptions{Container: id, Force: true})
+		}
 	}
 	var wg sync.WaitGroup
 	for _, s := range svcs {
@@ -582,7 +616,9 @@ func (tp *topology) teardown() {
 		}()
 	}
 	wg.Wait()
-	tp.removeNetwork(ctx)
+	for _, nw := range tp.networks() {
+		tp.removeNetwork(ctx, nw)
+	}
 	for _, v := range []string{tp.volume, tp.records} {
 		if v == "" {
 			continue
@@ -598,25 +634,34 @@ func (tp *topology) teardown() {
 // after the containers are gone. A network that has no container left but
 // still refuses is the daemon's stale endpoint (see teardown): it is
 // reported, not failed on, since only a daemon restart clears it.
-func (tp *topology) removeNetwork(ctx context.Context) {
+// networks are the topology's networks: the main one, and LiveKit's API
+// network if it has one.
+func (tp *topology) networks() []*testcontainers.DockerNetwork {
+	if tp.apiNet != nil {
+		return []*testcontainers.DockerNetwork{tp.net, tp.apiNet}
+	}
+	return []*testcontainers.DockerNetwork{tp.net}
+}
+
+func (tp *topology) removeNetwork(ctx context.Context, nw *testcontainers.DockerNetwork) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := tp.net.Remove(ctx)
+		err := nw.Remove(ctx)
 		if err == nil || strings.Contains(err.Error(), "not found") {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			ins, ierr := suite.docker.NetworkInspect(context.Background(), tp.net.ID, client.NetworkInspectOptions{})
+			ins, ierr := suite.docker.NetworkInspect(context.Background(), nw.ID, client.NetworkInspectOptions{})
 			if ierr == nil && len(ins.Network.Containers) == 0 {
 				tp.t.Logf("WARNING: Docker keeps a stale endpoint on network %s and will not remove it (%v); "+
-					"no container of the suite is attached; a daemon restart clears it", tp.net.Name, err)
+					"no container of the suite is attached; a daemon restart clears it", nw.Name, err)
 				return
 			}
-			tp.t.Errorf("remove network %s: %v", tp.net.Name, err)
+			tp.t.Errorf("remove network %s: %v", nw.Name, err)
 			return
 		case <-tick.C:
 		}

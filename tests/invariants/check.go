@@ -29,6 +29,12 @@ const (
 	// be told apart from a duplicate (docs/architecture.md, "Lifecycle and
 	// outcomes").
 	Expired FaultEnd = "expired"
+	// Stranded: an answered call the dialer's watchdog ended at the agent's
+	// max_call_duration because LiveKit never said it was over: a
+	// livekit-server that dies keeps its rooms and their participants in
+	// Redis, so LiveKit still lists the callee of a call that died with it
+	// (docs/architecture.md, "LiveKit, as measured").
+	Stranded FaultEnd = "stranded by LiveKit"
 )
 
 // faultEndOf says which fault an ended event names, if any. The in-doubt end
@@ -40,6 +46,10 @@ func faultEndOf(e Event) (FaultEnd, bool) {
 		return Canceled, true
 	case schemas.OutcomeExpired:
 		return Expired, true
+	case schemas.OutcomeMaxDuration:
+		if e.EndedBy == string(schemas.EndedByWatchdog) {
+			return Stranded, true
+		}
 	case schemas.OutcomeFailed:
 		if e.EndedBy == string(schemas.EndedByDialer) &&
 			(strings.Contains(e.Reason, "not redialed") || strings.Contains(e.Reason, "in doubt")) {

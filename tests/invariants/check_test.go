@@ -101,6 +101,14 @@ func addCall(o *Observed, key string, req *Request) {
 	}
 }
 
+// strandA makes the answered call A end max_duration by the watchdog, as a
+// call whose LiveKit node died does.
+func strandA(o *Observed) {
+	replaceEnd(o, callA, func(e *Event) {
+		e.Outcome, e.EndedBy, e.Reason = "max_duration", "watchdog", "the call outlived the agent's max_call_duration of 1m0s"
+	})
+}
+
 func TestCheck(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -167,6 +175,10 @@ func TestCheck(t *testing.T) {
 			}
 			dropDial(o, "room-b")
 		}, []FaultEnd{Expired}, nil},
+
+		{"answered, ended by the watchdog at max duration, allowed", strandA, []FaultEnd{Stranded}, nil},
+		{"answered, ended by the watchdog at max duration, not injected", strandA, nil,
+			[]string{"ends naming a fault this run did not inject: 1: call " + callA}},
 
 		// The phone network against the claims.
 		{"dialed twice", func(o *Observed) {

@@ -24,5 +24,8 @@
 // live during a hand-over, deliveries held back). Both are pure functions,
 // unit-tested on hand-made runs, broken ones included; the container suite
 // (tests/containers) feeds them real ones. campaign.go reads a campaign and
-// its contacts as the API shows them, for the tests that run one.
+// its contacts as the API shows them, for the tests that run one;
+// records.go reads a call's record as the API shows it and CheckRecords
+// compares every accepted call's record with the events topic (each event
+// once, in sequence order), for the tests that fault the recorder.
 package invariants

@@ -74,6 +74,24 @@ func LiveDuring(o Observed, partitions []int32, from, to time.Time) []string {
 	return out
 }
 
+// DialedAfter lists the calls claimed in [from, to) (their dialing event
+// written then) whose first dial reached the phone network only at back or
+// later: the calls a fault made wait, dialed once it had healed.
+func DialedAfter(o Observed, from, to, back time.Time) []string {
+	dialedAt := firstDials(o.Dials)
+	var out []string
+	for id, cv := range calls(o.Events) {
+		claim, ok := cv.first[string(schemas.StatusDialing)]
+		at, dialed := dialedAt[cv.room]
+		if !ok || !dialed || claim.Written.Before(from) || !claim.Written.Before(to) || at.Before(back) {
+			continue
+		}
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Delay is how long one event waited between being written and its first
 // verified 2xx delivery (-1 if it was never delivered).
 type Delay struct {

@@ -76,6 +76,29 @@ func TestLiveDuring(t *testing.T) {
 	}
 }
 
+func TestDialedAfter(t *testing.T) {
+	o := healthy()
+	cases := []struct {
+		name          string
+		from, to, bck float64
+		want          []string
+	}{
+		{"B claimed at 1.5, dialed at 1.6", 0, 2, 1.5, []string{callB}},
+		{"A claimed at 1, dialed at 1.1", 0, 1.2, 1, []string{callA}},
+		{"both dialed before 2", 0, 2, 2, nil},
+		{"claims outside the window", 2, 5, 0, nil},
+	}
+	for _, tc := range cases {
+		if got := DialedAfter(o, at(tc.from), at(tc.to), at(tc.bck)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: DialedAfter = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	dropDial(&o, "room-b")
+	if got := DialedAfter(o, at(0), at(2), at(1.5)); got != nil {
+		t.Errorf("a call never dialed: DialedAfter = %v, want none", got)
+	}
+}
+
 func TestDeliveryDelays(t *testing.T) {
 	o := healthy()
 	// A's ringing event (written at 2 s) reached the receiver only at 9 s.
