@@ -20,8 +20,8 @@ var results = []schemas.WebhookResult{schemas.WebhookSuccess, schemas.WebhookRet
 // that webhook.attempt.v1 accepts and writes what schemas.NewRecord would:
 // for any attempt, either both refuse it, or both accept it with the same
 // record value and the same headers (but for the random ce_id). So the
-// schema file stays the contract: change it, and this test fails until
-// checkAttempt follows.
+// schema file stays the contract: after a change to it, this test looks for
+// the attempts on which checkAttempt no longer agrees.
 //
 //	go test ./notifier -run='^$' -fuzz='^FuzzAttemptRecord$' -fuzztime=60s -parallel=1
 func FuzzAttemptRecord(f *testing.F) {
