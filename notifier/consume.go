@@ -12,15 +12,19 @@ import (
 	"github.com/dialstream/dialstream/internal/kafkax"
 )
 
-// The consumer runs one goroutine per record, at most maxInFlight at once and
-// maxPerHost per callback host, and commits a partition only up to its first
-// unfinished record: records finish out of order, marks advance in order, so
-// a crash at any point re-reads (and re-delivers) whatever was not finished
-// and never skips it.
+// The consumer runs one goroutine per record, at most maxInFlight requests at
+// once and maxPerHost per callback host, and commits a partition only up to
+// its first unfinished record: records finish out of order, marks advance in
+// order, so a crash at any point re-reads (and re-delivers) whatever was not
+// finished and never skips it. A record is finished when the records its
+// attempt leads to (delivery log entry, retry, DLQ) are acknowledged; its
+// request slots are freed as soon as the receiver has answered, so the wait
+// for the broker never idles a slot.
 //
-// Records of one call (one record key) run one at a time, in offset order, so
-// a call's events reach its receiver in sequence order unless one of them
-// fails and goes through a retry topic (the others do not wait for it).
+// The requests of one call (one record key) go one at a time, in offset
+// order, so a call's events reach its receiver in sequence order unless one
+// of them fails and goes through a retry topic (the others do not wait for
+// it).
 //
 // Retry-topic records wait in their partition's buffer until their due time;
 // a timer wakes the dispatcher, so waiting blocks neither the poll loop, nor
@@ -304,15 +308,28 @@ func (c *consumer) start(p *partition, it *item, key string) {
 	go c.work(p, it)
 }
 
+// work makes one record's attempt, gives its slots back at once, and settles
+// the record when what the attempt leads to is durable (notifier.write).
 func (c *consumer) work(p *partition, it *item) {
-	defer p.wg.Done()
 	c.n.m.inFlight.Inc()
-	ok := c.n.process(p.ctx, it.j)
+	w, ok := c.n.process(p.ctx, it.j)
 	c.n.m.inFlight.Dec()
+	c.release(p, it)
+	if !ok {
+		c.settle(p, it, false)
+		return
+	}
+	c.n.write(w, func(ok bool) { c.settle(p, it, ok) })
+}
 
+// release frees the record's delivery slot, its host's and its call's: the
+// next event of the call may go as soon as this one's request is answered.
+func (c *consumer) release(p *partition, it *item) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inFlight--
+	delete(p.busyKeys, string(it.j.rec.Key))
+	p.dirty = true
 	if h := it.j.host; h != "" {
 		if c.perHost[h]--; c.perHost[h] == 0 {
 			delete(c.perHost, h)
@@ -322,17 +339,24 @@ func (c *consumer) work(p *partition, it *item) {
 		}
 		delete(c.blocked, h)
 	}
-	delete(p.busyKeys, string(it.j.rec.Key))
-	it.state = abandoned
-	if ok {
-		it.state = done
-	}
-	p.dirty = true
 	if c.starved {
 		c.starved = false
 		for _, q := range c.parts {
 			q.dirty = true
 		}
+	}
+	c.wake()
+}
+
+// settle finishes a started record: done (markable) when ok, abandoned (never
+// marked) when its context ended first.
+func (c *consumer) settle(p *partition, it *item, ok bool) {
+	defer p.wg.Done()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	it.state = abandoned
+	if ok {
+		it.state = done
 	}
 	// MarkCommitRecords is safe under c.mu: franz-go never holds its group
 	// lock while it runs our rebalance callbacks, which take c.mu.

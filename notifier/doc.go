@@ -11,15 +11,16 @@
 // (the last attempt, 3xx, other 4xx, 410 Gone, SSRF refusal, bad URL) goes
 // to dialstream.webhooks.dlq with kafkax's DLQ headers. Every attempt, and
 // every refusal made without a request, is logged as a webhook.attempt.v1
-// event on dialstream.webhooks.deliveries, keyed by call id.
+// event on dialstream.webhooks.deliveries, keyed by call id, before the event
+// is committed.
 //
 // # Guarantees, and what a receiver should do
 //
 // Delivery is at least once (docs/architecture.md, Invariant 3: every event
 // delivered). A record is committed only when its attempt and the records
-// that follow from it are durable, so a crash, a restart or a rebalance
-// repeats an attempt rather than losing one: a receiver can see the same
-// event more than once. Every attempt of one event carries the same
+// that follow from it (its delivery log entry, a retry, a DLQ record) are
+// durable, so a crash, a restart or a rebalance repeats an attempt rather
+// than losing one: a receiver can see the same event more than once. Every attempt of one event carries the same
 // webhook-id (the event's CloudEvent id, stable across retries,
 // redeliveries and re-emission), so de-duplicate on webhook-id.
 //
@@ -47,7 +48,9 @@
 //	run.go        Run: topics, the Kafka clients, the loops, the ops server, the drain
 //	consume.go    the consumer: per-partition buffers, per-host caps, marks in offset order
 //	records.go    decoding a consumed record into a job; the retry and DLQ records
+//	decode.go     the fast path of that decoding for the events the dialer writes
 //	process.go    one job: its attempt and the records that must follow before it is marked
+//	attempt.go    the delivery log record, built without the run-time schema validator
 //	deliver.go    the HTTP client and one POST, bounded
 //	retry.go      retryable, the schedule, its retry topics (RetryTopic, RetryTopics)
 //	sign.go       Standard Webhooks signing (Sign) and verifying (Verify)

@@ -148,6 +148,51 @@ func TestDLQWriteFailureKeepsEventUncommitted(t *testing.T) {
 	t.Logf("broker refused %d DLQ writes; event reached the DLQ after restart", refused.Load())
 }
 
+// The delivery log entry is durable before its event is committed: while
+// the broker refuses writes to the delivery log, a delivered event stays
+// unmarked (a stop commits nothing past it) and its attempt is retried,
+// counted as a delivery_log write failure; the next instance delivers it
+// again and logs it, and only then commits it.
+func TestDeliveryLogWriteFailureKeepsEventUncommitted(t *testing.T) {
+	rc := newReceiver(t, nil)
+	e := newEnv(t, func(c *Config) { c.Kafka.ProduceTimeout = time.Second })
+	var refused atomic.Int32
+	healLog := failProduceTo(t, e, schemas.TopicWebhookDeliveries, &refused)
+	call := callID()
+	ids := e.emit(event(call, "ws_a", 1, schemas.StatusQueued, rc.URL))
+	rc.allTaken(t, 20*time.Second, ids)
+	testutil.Eventually(t, 20*time.Second, "delivery log writes refused and retried", func() bool {
+		return e.metric("dialstream_notifier_produce_failures_total", "kind", produceLog) >= 2
+	})
+	e.stop()
+	assertCommitted := func(want bool) {
+		t.Helper()
+		got, end := e.committed()
+		for p, off := range end {
+			if off > 0 && (got[p] >= off) != want {
+				t.Fatalf("partition %d committed to %d of %d; want everything committed: %v", p, got[p], off, want)
+			}
+		}
+	}
+	assertCommitted(false)
+	if a := e.attempts(call); len(a) != 0 {
+		t.Fatalf("%d delivery log entries while the log refused writes", len(a))
+	}
+
+	healLog()
+	e.start()
+	testutil.Eventually(t, 20*time.Second, "the attempt in the delivery log", func() bool { return len(e.attempts(call)) > 0 })
+	if a := e.attempts(call)[0]; a.Result != schemas.WebhookSuccess || a.StatusCode != http.StatusNoContent {
+		t.Fatalf("logged attempt %+v", a)
+	}
+	if n := rc.count(); n != 2 {
+		t.Fatalf("%d requests, want 2 (the second instance redid the unmarked event)", n)
+	}
+	e.stop()
+	assertCommitted(true)
+	t.Logf("broker refused %d delivery log writes; the event was logged and committed after restart", refused.Load())
+}
+
 // Two instances share the group: a second one joining mid-stream takes
 // partitions over (the first commits and hands them off on revoke), and
 // every event is delivered.

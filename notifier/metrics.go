@@ -106,7 +106,7 @@ func newMetrics(reg prometheus.Registerer, attempts int) *metrics {
 		}, []string{"range"}),
 		produceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dialstream_notifier_produce_failures_total",
-			Help: "Failed produces of follow-up records (retried until they succeed, except the delivery log), by kind.",
+			Help: "Failed produces of follow-up records and delivery log entries (each retried until it succeeds; the event stays uncommitted meanwhile), by kind.",
 		}, []string{"kind"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dialstream_notifier_in_flight",

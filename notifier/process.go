@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -62,10 +63,20 @@ func dlqFollowUp(j *job, reason DLQReason, errText string, attempts, lastStatus 
 	return followUp{produceDLQ, dlqRecord(j.rec, reason, errText, attempts, lastStatus, webhookID), string(reason)}
 }
 
-// process handles one record. It returns false only when ctx ended first
-// (shutdown or a lost partition): the record then stays unmarked and is read
-// again by whoever owns the partition next.
-func (n *notifier) process(ctx context.Context, j *job) bool {
+// writes are what one consumed record leads to: its delivery log entry and
+// its follow-ups. The record may be marked only once every one of them is
+// acknowledged (write).
+type writes struct {
+	ctx context.Context // the delivery's: its span is the records' parent
+	log *slog.Logger    // names the call
+	fs  []followUp
+}
+
+// process handles one record: the attempt, and the records that must follow
+// it. It returns false only when ctx ended first (shutdown or a lost
+// partition): the record then stays unmarked and is read again by whoever
+// owns the partition next.
+func (n *notifier) process(ctx context.Context, j *job) (writes, bool) {
 	// Everything the record leads to continues its trace (the call's):
 	// the webhook's traceparent and the records written below.
 	if j.rec.Context != nil {
@@ -77,9 +88,9 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 		log := n.log.With("call_id", id, "workspace_id", ws)
 		log.WarnContext(ctx, "notifier: invalid record on "+j.rec.Topic+", sent to the DLQ",
 			"partition", j.rec.Partition, "offset", j.rec.Offset, "err", j.bad)
-		return n.finish(ctx, log, nil, []followUp{dlqFollowUp(j, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")})
+		return writes{ctx, log, []followUp{dlqFollowUp(j, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")}}, true
 	case j.skip: // counted by the consumer, which finishes these without a goroutine
-		return true
+		return writes{}, true
 	}
 	id, ev := j.ev.ID, &j.call
 	log := n.log.With("call_id", ev.CallID, "workspace_id", ev.WorkspaceID, "event_id", id, "attempt", j.attempt)
@@ -97,13 +108,13 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 
 	// Refusals decided before any request: logged as attempts so a call's
 	// delivery list says why nothing arrived.
-	refuse := func(res Result, reason DLQReason, msg string) bool {
+	refuse := func(res Result, reason DLQReason, msg string) (writes, bool) {
 		a.Result, a.Error = schemas.WebhookResult(res), schemas.Clip(msg, 1024)
 		n.m.attempts.WithLabelValues(string(res)).Inc()
 		span.SetAttributes(attribute.String("dialstream.webhook.result", string(res)))
 		span.SetStatus(codes.Error, msg)
 		log.WarnContext(ctx, "notifier: webhook not delivered, sent to the DLQ", "result", res, "reason", msg)
-		return n.finish(ctx, log, &a, []followUp{dlqFollowUp(j, reason, msg, j.attempt-1, 0, id)})
+		return n.logged(ctx, log, &a, []followUp{dlqFollowUp(j, reason, msg, j.attempt-1, 0, id)}), true
 	}
 	if j.urlErr != nil {
 		return refuse(ResultFailed, DLQUndeliverable, j.urlErr.Error())
@@ -128,7 +139,7 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 
 	r := post(ctx, n.http, ev.CallbackURL, id, keys, body, n.maxBody)
 	if ctx.Err() != nil {
-		return false
+		return writes{}, false
 	}
 	a.AttemptedAt, a.DurationSeconds = r.at, r.duration.Seconds()
 	if r.status >= 100 && r.status <= 599 {
@@ -193,7 +204,7 @@ func (n *notifier) process(ctx context.Context, j *job) bool {
 	}
 	log.Log(ctx, lvl, "notifier: webhook attempt", "result", res, "status", r.status, "error", a.Error,
 		"duration_seconds", a.DurationSeconds, "next_attempt_at", a.NextAttemptAt)
-	return n.finish(ctx, log, &a, fs)
+	return n.logged(ctx, log, &a, fs), true
 }
 
 // endpointChange records a URL's new state locally at once and returns the
@@ -209,40 +220,73 @@ func (n *notifier) endpointChange(ctx context.Context, ev *schemas.CallEvent, id
 	return rec, err
 }
 
-// finish writes the delivery log entry and the follow-up records. The log is
-// written asynchronously and a failure there is only counted: losing a line of
-// history must not cause a second delivery. Follow-ups are what keeps the
-// event alive (next retry, DLQ, gone mark): they are retried with backoff
-// until they are acknowledged, and only then may the consumed record be
-// marked. If ctx ends first, it returns false and the record stays unmarked,
-// as watermill does when its poison-queue publish fails. Records are written
-// with ctx's span as their parent, so they stay in the call's trace; log
-// names the call.
-func (n *notifier) finish(ctx context.Context, log *slog.Logger, a *schemas.WebhookAttempt, fs []followUp) bool {
-	if a != nil {
-		if rec, err := schemas.NewRecord(schemas.TopicWebhookDeliveries, a.CallID, schemas.Meta{
-			Type: schemas.TypeWebhookAttempt, Source: eventSource, Subject: a.CallID, Time: a.AttemptedAt}, a); err != nil {
-			log.ErrorContext(ctx, "notifier: delivery log entry does not match its schema", "err", err)
-		} else {
-			n.producer.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
-				if err != nil {
-					n.m.produceFailures.WithLabelValues(produceLog).Inc()
-					log.WarnContext(ctx, "notifier: delivery log write failed", "err", err)
-				}
-			})
-		}
+// logged adds a's delivery log entry to the follow-ups fs. An entry that
+// breaks its schema (a bug here, never the event's fault) is logged and left
+// out rather than holding the event back forever.
+func (n *notifier) logged(ctx context.Context, log *slog.Logger, a *schemas.WebhookAttempt, fs []followUp) writes {
+	rec, err := attemptRecord(a)
+	if err != nil {
+		log.ErrorContext(ctx, "notifier: delivery log entry does not match its schema", "err", err)
+		return writes{ctx, log, fs}
 	}
+	return writes{ctx, log, append(fs, followUp{kind: produceLog, rec: rec})}
+}
+
+// write produces every record of w at once and calls done(true) when all
+// are acknowledged: the delivery log entry and the follow-ups that keep the
+// event alive (next retry, DLQ, gone mark) are durable before the consumed
+// record is marked, so a crash repeats an attempt rather than losing it or
+// its line of history. The caller holds no delivery slot meanwhile: franz-go
+// batches the records of every delivery finishing at about the same time
+// into one produce request, instead of one round trip to the broker per
+// webhook while a slot idles. A record that fails is retried with backoff
+// (rewrite) until acknowledged; if w.ctx ends first, done(false) leaves the
+// record unmarked, as watermill does when its poison-queue publish fails.
+func (n *notifier) write(w writes, done func(ok bool)) {
+	if len(w.fs) == 0 {
+		done(true)
+		return
+	}
+	var mu sync.Mutex
+	var failed []followUp
+	left := len(w.fs)
+	for _, f := range w.fs {
+		n.producer.Produce(w.ctx, fresh(f.rec), func(_ *kgo.Record, err error) {
+			mu.Lock()
+			if err != nil {
+				failed = append(failed, f)
+				n.writeFailed(w, f, err)
+			} else {
+				n.produced(f)
+			}
+			left--
+			last := left == 0
+			mu.Unlock()
+			switch {
+			case !last:
+			case len(failed) == 0:
+				done(true)
+			default:
+				// Not in franz-go's promise goroutine: rewrite waits.
+				go func() { done(n.rewrite(w, failed)) }()
+			}
+		})
+	}
+}
+
+// rewrite retries the records of fs that failed, with backoff, until each is
+// acknowledged (true) or w.ctx ends (false).
+func (n *notifier) rewrite(w writes, fs []followUp) bool {
 	wait := backoff.Doubling{Next: 100 * time.Millisecond, Max: 5 * time.Second}
 	for len(fs) > 0 {
+		if !wait.Wait(w.ctx) {
+			return false
+		}
 		recs := make([]*kgo.Record, len(fs))
 		for i, f := range fs {
-			// A fresh record each time: franz-go owns a record until its
-			// promise has run.
-			// Its own headers too: the producer's trace hook rewrites
-			// traceparent in place.
-			recs[i] = &kgo.Record{Topic: f.rec.Topic, Key: f.rec.Key, Value: f.rec.Value, Headers: slices.Clone(f.rec.Headers)}
+			recs[i] = fresh(f.rec)
 		}
-		results := n.producer.ProduceSync(ctx, recs...)
+		results := n.producer.ProduceSync(w.ctx, recs...)
 		var failed []followUp
 		for i, r := range results {
 			if r.Err == nil {
@@ -250,16 +294,29 @@ func (n *notifier) finish(ctx context.Context, log *slog.Logger, a *schemas.Webh
 				continue
 			}
 			failed = append(failed, fs[i])
-			n.m.produceFailures.WithLabelValues(fs[i].kind).Inc()
-			log.ErrorContext(ctx, "notifier: follow-up write failed; the event stays unmarked until it succeeds",
-				"kind", fs[i].kind, "topic", fs[i].rec.Topic, "err", r.Err)
+			n.writeFailed(w, fs[i], r.Err)
 		}
 		fs = failed
-		if len(fs) > 0 && !wait.Wait(ctx) {
-			return false
-		}
 	}
 	return true
+}
+
+// fresh copies rec for one produce: franz-go owns a record until its promise
+// has run, and the producer's trace hook rewrites traceparent in its headers
+// in place, so every try gets its own record and headers.
+func fresh(rec *kgo.Record) *kgo.Record {
+	return &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: slices.Clone(rec.Headers)}
+}
+
+// writeFailed counts and logs a failed write, unless the delivery's context
+// ended (shutdown, lost partition): that failure is the stop, not Kafka's.
+func (n *notifier) writeFailed(w writes, f followUp, err error) {
+	if w.ctx.Err() != nil {
+		return
+	}
+	n.m.produceFailures.WithLabelValues(f.kind).Inc()
+	w.log.ErrorContext(w.ctx, "notifier: write failed; the event stays unmarked until it succeeds",
+		"kind", f.kind, "topic", f.rec.Topic, "err", err)
 }
 
 // produced counts a follow-up once it is acknowledged.

@@ -60,6 +60,11 @@ func parseJob(rec *kgo.Record) *job {
 	if t, err := time.Parse(time.RFC3339Nano, kafkax.Header(rec, HeaderDue)); err == nil {
 		j.due = t
 	}
+	if ev, ok := decodeCallEvent(rec, &j.call); ok {
+		j.ev = ev
+		return j.route()
+	}
+	j.call = schemas.CallEvent{} // json.Unmarshal below would merge into what the fast path left
 	ev, err := schemas.Decode(rec)
 	if err != nil {
 		j.bad = err
@@ -86,6 +91,12 @@ func parseJob(rec *kgo.Record) *job {
 		j.skip = true
 		return j
 	}
+	return j.route()
+}
+
+// route reads the callback URL of a decoded event: none means nothing to
+// deliver.
+func (j *job) route() *job {
 	if j.call.CallbackURL == "" {
 		j.skip = true
 		return j

@@ -68,6 +68,10 @@ func FuzzParseJob(f *testing.F) {
 				{Key: HeaderAttempt, Value: []byte(attempt)},
 				{Key: HeaderDue, Value: []byte(due)},
 			}}
+		var fastCall schemas.CallEvent
+		if fast, ok := decodeCallEvent(rec, &fastCall); ok {
+			sameAsDecode(t, rec, fast, &fastCall)
+		}
 		j := parseJob(rec)
 		if j.attempt < 1 {
 			t.Fatalf("attempt %d from header %q", j.attempt, attempt)

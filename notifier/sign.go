@@ -51,27 +51,45 @@ func signingKeys(secrets []string) ([][]byte, error) {
 
 // signature returns "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>".
 func signature(key []byte, id string, ts int64, body []byte) string {
+	return string(appendSignature(nil, key, id, ts, body))
+}
+
+// appendSignature appends signature's text to b.
+func appendSignature(b, key []byte, id string, ts int64, body []byte) []byte {
 	m := hmac.New(sha256.New, key)
+	var scratch [sha256.Size]byte
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
-	m.Write(strconv.AppendInt(nil, ts, 10))
+	m.Write(strconv.AppendInt(scratch[:0], ts, 10))
 	m.Write([]byte{'.'})
 	m.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+	b = append(b, "v1,"...)
+	return base64.StdEncoding.AppendEncode(b, m.Sum(scratch[:0]))
 }
+
+// The header keys as http.Header stores them, so Sign writes them without
+// canonicalizing on every delivery.
+var (
+	canonicalWebhookID        = http.CanonicalHeaderKey(HeaderWebhookID)
+	canonicalWebhookTimestamp = http.CanonicalHeaderKey(HeaderWebhookTimestamp)
+	canonicalWebhookSignature = http.CanonicalHeaderKey(HeaderWebhookSignature)
+)
 
 // Sign sets the three Standard Webhooks headers on h: one v1 signature per
 // key, space-separated, so a receiver holding either the old or the new
 // secret during a rotation verifies the delivery.
 func Sign(h http.Header, keys [][]byte, id string, at time.Time, body []byte) {
 	ts := at.Unix()
-	sigs := make([]string, len(keys))
+	sigs := make([]byte, 0, len(keys)*48)
 	for i, k := range keys {
-		sigs[i] = signature(k, id, ts, body)
+		if i > 0 {
+			sigs = append(sigs, ' ')
+		}
+		sigs = appendSignature(sigs, k, id, ts, body)
 	}
-	h.Set(HeaderWebhookID, id)
-	h.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts, 10))
-	h.Set(HeaderWebhookSignature, strings.Join(sigs, " "))
+	h[canonicalWebhookID] = []string{id}
+	h[canonicalWebhookTimestamp] = []string{strconv.FormatInt(ts, 10)}
+	h[canonicalWebhookSignature] = []string{string(sigs)}
 }
 
 // Verification errors.
