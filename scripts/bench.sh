@@ -70,11 +70,11 @@ row "notifier webhooks/s, receiver answering in 10 ms" "$(metric 'notifier_10ms_
 	"bare client: $(metric 'bare_10ms_receiver_webhooks/s')"
 
 # 3. The dialer through livekit-server and the phone simulator.
-dcalls=300 dlive=200
-[[ -n "$quick" ]] && dcalls=40 dlive=20
+dcalls=300 dlive=200 drate=100
+[[ -n "$quick" ]] && dcalls=40 dlive=20 drate=20
 step "dialer through livekit-server + phonesim" \
-	env DIALER_FIGURES=1 DIALER_FIGURES_CALLS="$dcalls" DIALER_FIGURES_LIVE="$dlive" go test -count=1 -run '^TestFigures$' -v -timeout 20m ./dialer
-row "request -> dialing at 20 calls/s (p50, p99)" "$(pick 'steady 20 calls/s' | sed -E 's/.*calls\/s: //')" "-"
+	env DIALER_FIGURES=1 DIALER_FIGURES_CALLS="$dcalls" DIALER_FIGURES_LIVE="$dlive" DIALER_FIGURES_RATE="$drate" go test -count=1 -run '^TestFigures$' -v -timeout 20m ./dialer
+row "request -> dialing at $drate calls/s (p50, p99)" "$(pick 'steady [0-9]+ calls/s' | sed -E 's/.*calls\/s: //')" "-"
 row "calls admitted / placed per second (burst)" "$(pick 'burst of' | sed -E 's/.*\): //')" "-"
 row "dialer RSS with calls live" "$(pick 'RSS with' | sed -E 's/, livekit-server.*//')" "$(pick 'RSS idle')"
 
