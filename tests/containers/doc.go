@@ -125,10 +125,12 @@
 //
 // Run time, measured on the 2-core development machine while other test runs
 // shared it: 14 min 33 s for the package's 12 tests at 90 calls per test (a
-// prebuilt DIALSTREAM_BIN); at 525 calls per test, TestDialerKilled took
-// 1 min 19 s and TestReceiverPaused 1 min 28 s (topology 20–23 s, the load
-// with its fault 48 s, the heal 11–17 s), ~35 s more than before, so the
-// package is estimated at ~20 min. Building the images takes 10–70 s (the
+// prebuilt DIALSTREAM_BIN); at 525 calls per test, in two runs,
+// TestDialerKilled took 1 min 19 s and 2 min 2 s (its heal 11 s, then 51 s:
+// one call ended ~40 s after the others) and TestReceiverPaused 1 min 28 s
+// and 1 min 17 s (topology 20–23 s, the load with its fault 48 s, the heal
+// 9–17 s), ~35 s more than at 90 calls, so the package is estimated at
+// ~20 min. Building the images takes 10–70 s (the
 // `go build` dominates; a prebuilt DIALSTREAM_BIN is the short end); the
 // pipeline heals ~10 s after the last request (the no-answer number rings
 // for 10 s, the voicemail is only started in the first 20 s). TestSchedulerKilled
