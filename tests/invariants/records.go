@@ -19,6 +19,8 @@ type CallRecord struct {
 	CallID  string        `json:"callId"`
 	Status  string        `json:"status"`
 	Outcome string        `json:"outcome"`
+	EndedBy string        `json:"ended_by"`
+	Reason  string        `json:"reason"`
 	Events  []RecordEvent `json:"events"`
 }
 

@@ -140,7 +140,14 @@ func TestCampaignEndToEnd(t *testing.T) {
 	for _, ct := range contacts {
 		w := want[ct.To]
 		if ct.Status != "done" || ct.Outcome != w.outcome || len(ct.Attempts) != w.dials {
-			t.Errorf("contact %s (%s): %s/%s after attempts %+v, want done/%s after %d", ct.ContactID, ct.To, ct.Status, ct.Outcome, ct.Attempts, w.outcome, w.dials)
+			var why []string // how each attempt ended, as GET /v1/api/call says
+			for _, a := range ct.Attempts {
+				if c, err := api.Call(t.Context(), a.CallID); err == nil {
+					why = append(why, fmt.Sprintf("%s: %s by %s: %q", a.CallID, c.Outcome, c.EndedBy, c.Reason))
+				}
+			}
+			t.Errorf("contact %s (%s): %s/%s after attempts %+v, want done/%s after %d; ended %v",
+				ct.ContactID, ct.To, ct.Status, ct.Outcome, ct.Attempts, w.outcome, w.dials, why)
 		}
 		for i, a := range ct.Attempts {
 			if a.Attempt != i+1 || a.CallID == "" {
