@@ -1,6 +1,7 @@
 package dialer
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -179,9 +180,13 @@ func TestMetricsFollowCalls(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "ws_b live = 1", func() bool {
 		return d.metric("dialstream_dialer_workspace_live_calls", "workspace", "ws_b") == 1
 	})
-	if got := histCount(d.reg, "dialstream_dialer_dial_to_answer_seconds"); got != 1 {
-		t.Errorf("dial_to_answer observations = %v, want 1", got)
-	}
+	// The answered event is in Kafka before the transition's metrics are
+	// observed (they are recorded once the whole transition is durable), so the test
+	// may read the histogram between the two: wait for it.
+	testutil.EventuallyWhy(t, 5*time.Second, "one dial_to_answer observation", func() (bool, string) {
+		got := histCount(d.reg, "dialstream_dialer_dial_to_answer_seconds")
+		return got == 1, fmt.Sprintf("%v observations", got)
+	})
 	if got := d.metric("dialstream_dialer_workspace_max_concurrent_calls", "workspace", "ws_b"); got != 2 {
 		t.Errorf("ws_b limit = %v, want 2", got)
 	}
