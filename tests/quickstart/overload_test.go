@@ -273,14 +273,18 @@ func scrape(ctx context.Context, url, name string) float64 {
 	return 0
 }
 
+// key names an answer by its status code, or "error" when none came.
+func (a answer) key() string {
+	if a.err != nil {
+		return "error"
+	}
+	return strconv.Itoa(a.code)
+}
+
 func tally(as []answer) map[string]int {
 	out := map[string]int{}
 	for _, a := range as {
-		k := strconv.Itoa(a.code)
-		if a.err != nil {
-			k = "error"
-		}
-		out[k]++
+		out[a.key()]++
 	}
 	return out
 }
@@ -289,11 +293,7 @@ func tally(as []answer) map[string]int {
 func summarize(as []answer) string {
 	by := map[string][]time.Duration{}
 	for _, a := range as {
-		k := strconv.Itoa(a.code)
-		if a.err != nil {
-			k = "error"
-		}
-		by[k] = append(by[k], a.took)
+		by[a.key()] = append(by[a.key()], a.took)
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(by)) {
