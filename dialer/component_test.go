@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -651,6 +652,90 @@ func TestDialWindowRunsOut(t *testing.T) {
 	c.waitEnded(id)
 	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
 }
+
+// A room request that times out on its own (the SDK's per-request
+// deadline, LiveKit too slow to answer) while the dial still has time is
+// not LiveKit refusing the call: nothing can have rung before the SIP
+// request, so the call waits and is dialed, once, when LiveKit answers.
+func TestRoomRequestTimeoutWaits(t *testing.T) {
+	c := newComponent(t, shortWindow)
+	c.lk.timeOutRooms(5) // more than one dial's attempts
+	id := c.request("ws_b", "agent_quick", "+15550100486")
+	c.waitEnded(id)
+	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
+	if n := c.lk.totalDials(); n != 1 {
+		t.Fatalf("dialed %d times, want once", n)
+	}
+	if n := c.d.metric("dialstream_dialer_livekit_requests_total", "method", "CreateRoom", "result", "error"); n < 5 {
+		t.Fatalf("CreateRoom errors: %v, want the 5 timeouts", n)
+	}
+}
+
+// DIALER_TRUNK_CALLS_PER_SECOND paces the dials of a trunk: a burst of
+// calls due at once (here 20 admitted together) reaches the phone network no
+// faster than the rate after the first second's burst, and every call is
+// still dialed once.
+func TestTrunkRatePacesABurst(t *testing.T) {
+	c := newComponent(t, func(cfg *Config) {
+		cfg.TrunkCallsPerSecond = 10
+		cfg.Registry = testRegistry(t, burstRegistryYAML)
+	})
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, c.request("ws_burst", []string{"agent_x", "agent_y"}[i%2], "+15550100486"))
+	}
+	c.waitEnded(ids...)
+	for _, id := range ids {
+		checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
+	}
+	at := c.lk.dialTimes()
+	if len(at) != 20 {
+		t.Fatalf("%d dials, want 20", len(at))
+	}
+	// Burst 10, then one every 100 ms: dial i is at least (i-9)*100 ms
+	// after the first (less a little for the timers).
+	for i, ti := range at {
+		if min := time.Duration(i-9) * 100 * time.Millisecond; ti.Sub(at[0]) < min-20*time.Millisecond {
+			t.Fatalf("dial %d came %s after the first, want >= %s: the trunk's rate was not kept", i, ti.Sub(at[0]), min)
+		}
+	}
+	if n := c.d.metric("dialstream_dialer_trunk_rate_waits_total", "result", "waited"); n < 9 {
+		t.Fatalf("dials that waited for their turn: %v, want >= 9", n)
+	}
+}
+
+// A turn on the trunk that comes too late for the claim's window (the
+// ring would not fit) sends nothing: the call is dialed again, once, under
+// a new claim, instead of failing.
+func TestTrunkRateNoTurnWaits(t *testing.T) {
+	c := newComponent(t, func(cfg *Config) {
+		shortWindow(cfg)
+		cfg.TrunkCallsPerSecond = 0.5 // one dial per 2 s, longer than the window's spare time
+		cfg.Registry = testRegistry(t, burstRegistryYAML)
+	})
+	a, b := c.request("ws_burst", "agent_x", "+15550100486"), c.request("ws_burst", "agent_x", "+15550100486")
+	c.waitEnded(a, b)
+	for _, id := range []string{a, b} {
+		checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
+	}
+	if n := c.lk.totalDials(); n != 2 {
+		t.Fatalf("dialed %d times, want 2", n)
+	}
+	if n := c.d.metric("dialstream_dialer_trunk_rate_waits_total", "result", "no_turn"); n < 1 {
+		t.Fatalf("no_turn: %v, want >= 1", n)
+	}
+}
+
+// burstRegistryYAML is a workspace whose own limits hold nothing back, with
+// two agents on one trunk.
+var burstRegistryYAML = strings.Replace(testRegistryYAML, "agents:\n", `  - id: ws_burst
+    limits: {max_concurrent_calls: 50, calls_per_second: 1000, burst: 1000}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
+agents:
+`, 1) + `
+  - {id: agent_x, workspace: ws_burst, livekit_agent_name: agent-x, sip_trunk_id: ST_shared, ringing_timeout: 1s, max_call_duration: 1m}
+  - {id: agent_y, workspace: ws_burst, livekit_agent_name: agent-y, sip_trunk_id: ST_shared, ringing_timeout: 1s, max_call_duration: 1m}
+`
 
 // Calls move cleanly between dialers when the group rebalances: a second
 // dialer joins mid-burst and the first leaves; every call is dialed once

@@ -65,6 +65,12 @@ type Config struct {
 	// MaxQueueWait ends a call that waited longer for admission (expired)
 	// (DIALER_MAX_QUEUE_WAIT, default 1h).
 	MaxQueueWait time.Duration
+	// TrunkCallsPerSecond paces the dials of each outbound SIP trunk, as
+	// carriers limit calls per second (DIALER_TRUNK_CALLS_PER_SECOND,
+	// default 0: no limit). Per process: with several dialers the trunk
+	// sees up to their sum. A dial whose turn would leave its claim too
+	// little time to ring waits for a new claim instead (trunkrate.go).
+	TrunkCallsPerSecond float64
 	// EndedRetention is how long an ended call is remembered (duplicate
 	// requests for its id are ignored) before its state is deleted
 	// (DIALER_ENDED_RETENTION, default 24h).
@@ -149,6 +155,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 		MaxQueueWait:          l.Duration("DIALER_MAX_QUEUE_WAIT", DefaultMaxQueueWait, time.Second, 30*24*time.Hour),
 		EndedRetention:        l.Duration("DIALER_ENDED_RETENTION", DefaultEndedRetention, time.Second, 30*24*time.Hour),
 		DrainTimeout:          l.Duration("DIALER_DRAIN_TIMEOUT", DefaultDrainTimeout, 0, time.Hour),
+		TrunkCallsPerSecond:   l.Float("DIALER_TRUNK_CALLS_PER_SECOND", 0, 0, 10_000),
 		AgentReportURL:        strings.TrimSuffix(l.String("DIALER_AGENT_REPORT_URL", ""), "/"),
 		AgentReportSecrets:    schemas.ReportSecrets(l.List("DIALSTREAM_AGENT_REPORT_SECRET", nil)),
 		AgentReportWindow:     l.Duration("DIALSTREAM_AGENT_REPORT_WINDOW", schemas.DefaultReportWindow, time.Second, 7*24*time.Hour),

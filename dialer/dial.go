@@ -131,10 +131,29 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		log.WarnContext(ctx, "dialer: LiveKit unreachable before the SIP request; the call waits", "step", what, "err", err)
 		return res
 	}
+	// The trunk's turn comes first, before anything is created in LiveKit;
+	// it may take what the claim's window holds beyond the ring and a
+	// third of the room and dispatch allowance.
+	deadline, _ := ctx.Deadline()
+	budget := time.Until(deadline) - a.ringingTimeout() - d.cfg.dialOverhead*2/3
+	waited, err := d.trunks.wait(ctx, a.SIPTrunkID, budget)
+	if err != nil {
+		if errors.Is(err, errNoTurn) {
+			d.m.trunkWaits.WithLabelValues("no_turn").Inc()
+			res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
+			res.Error = schemas.Clip("wait for the trunk: "+err.Error()+"; the call waits to be dialed again", 2048)
+			log.WarnContext(ctx, "dialer: the trunk's calls per second leave no turn in this claim; the call waits", "err", err)
+			return res
+		}
+		return unsent("wait for the trunk", err)
+	}
+	if waited > 0 {
+		d.m.trunkWaits.WithLabelValues("waited").Inc()
+	}
 	part := p
 	meta, _ := json.Marshal(roomMetadata{CallID: st.CallID, WorkspaceID: st.WorkspaceID, CallAgentID: st.CallAgentID, Partition: &part,
 		TraceParent: st.TraceParent, TraceState: st.TraceState})
-	err := retryLiveKit(ctx, func() error {
+	err = retryLiveKit(ctx, func() error {
 		_, err := d.lk.CreateRoom(ctx, &livekit.CreateRoomRequest{
 			Name: st.RoomName, Metadata: string(meta),
 			EmptyTimeout:     uint32((a.ringingTimeout() + dialOverhead).Seconds()),
@@ -283,7 +302,10 @@ func answerLost(err error) bool {
 // retryable reports a LiveKit API error worth retrying: the server was
 // unreachable or overloaded, not a request it refused.
 func retryable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	// A deadline is retryable: callers stop when their own context ends,
+	// and one that outlived a request's own deadline (the SDK bounds each
+	// request) has still to hear LiveKit's answer.
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	var te twirp.Error

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -408,6 +409,19 @@ type fakeLiveKit struct {
 	// sipFault, when set, is how the next CreateSIPParticipant fails at the
 	// transport, as the SDK reports it (then it is cleared).
 	sipFault sipFault
+	// roomTimeouts is how many CreateRoom requests from now on time out
+	// on their own, as the SDK's per-request deadline reports it, while
+	// the caller's context is alive.
+	roomTimeouts int
+	// dialAt is when each CreateSIPParticipant that reached the phone
+	// network was made, in order.
+	dialAt []time.Time
+}
+
+func (f *fakeLiveKit) dialTimes() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.dialAt)
 }
 
 // sipFault is a transport failure of CreateSIPParticipant.
@@ -454,6 +468,12 @@ func (f *fakeLiveKit) holdRooms(on bool) {
 	}
 }
 
+func (f *fakeLiveKit) timeOutRooms(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.roomTimeouts = n
+}
+
 func (f *fakeLiveKit) roomsHeld() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -474,6 +494,11 @@ func (f *fakeLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomReq
 	if f.down {
 		f.mu.Unlock()
 		return nil, twirp.NewError(twirp.Unavailable, "livekit is down (fake)")
+	}
+	if f.roomTimeouts > 0 {
+		f.roomTimeouts--
+		f.mu.Unlock()
+		return nil, transportError(context.DeadlineExceeded)
 	}
 	if hold := f.hold; hold != nil {
 		f.held++
@@ -551,6 +576,7 @@ func (f *fakeLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.Cre
 		return nil, transportError(io.EOF)
 	}
 	f.dials[req.RoomName]++
+	f.dialAt = append(f.dialAt, time.Now())
 	f.inFlight++
 	f.maxInFlight = max(f.maxInFlight, f.inFlight)
 	hang := make(chan struct{})

@@ -34,6 +34,7 @@ type dialer struct {
 	cons   *kgo.Client
 	adm    *admission
 	gate   *gate // the compliance check before each dial (compliance.go)
+	trunks *trunkRates
 
 	kafkaOpts  []kgo.Opt
 	totalParts int
@@ -85,7 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 	d := &dialer{
 		cfg: cfg, log: cfg.Logger, tracer: cfg.TracerProvider.Tracer(tracerName), m: m, reg: reg, lk: meteredLiveKit{lk: lk, m: m},
 		kafkaOpts: base, owners: map[int32]*partitionOwner{}, dials: dialSet{m: map[string]*dialEntry{}, linger: max(cfg.WatchdogGrace, 5*time.Second)},
-		busy: busySet{m: map[string]struct{}{}},
+		busy: busySet{m: map[string]struct{}{}}, trunks: newTrunkRates(cfg.TrunkCallsPerSecond),
 	}
 	d.dialCtx, d.cancelDial = context.WithCancel(context.WithoutCancel(ctx))
 	d.prodCtx, d.cancelProd = context.WithCancel(context.WithoutCancel(ctx))
