@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -43,7 +42,9 @@ func (t *trunkRates) wait(ctx context.Context, trunk string, budget time.Duratio
 	t.mu.Lock()
 	l, ok := t.lim[trunk]
 	if !ok {
-		l = rate.NewLimiter(rate.Limit(t.perSecond), int(math.Max(1, math.Ceil(t.perSecond))))
+		// Burst 1: the dials are spaced evenly, never a second's worth at
+		// once (a carrier counts calls per second over any window).
+		l = rate.NewLimiter(rate.Limit(t.perSecond), 1)
 		t.lim[trunk] = l
 	}
 	r := l.Reserve()
