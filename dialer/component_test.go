@@ -592,6 +592,75 @@ func TestLiveKitLostDuringTheDialAnsweredIsAdopted(t *testing.T) {
 	c.checkAdopted(id, room, func() { c.lk.setDown(false) })
 }
 
+// LiveKit, back from a crash, still lists the callee of a dial in flight
+// as in the call (its store outlives the process), but no node hosts the
+// room: the callee is not adopted, the room is deleted and the call is in
+// doubt, instead of a phantom answered call that would stay open until
+// max_call_duration.
+func TestLiveKitLostDuringTheDialStaleCalleeIsNotAdopted(t *testing.T) {
+	c, id, room := lostDial(t)
+	c.lk.mu.Lock()
+	c.lk.participants[room] = []*livekit.ParticipantInfo{{Identity: calleeIdentity(id), Kind: livekit.ParticipantInfo_SIP,
+		Attributes: map[string]string{livekit.AttrSIPCallStatus: "active"}}}
+	c.lk.unhosted[room] = true
+	c.lk.mu.Unlock()
+	c.lk.setDown(false)
+	c.waitEnded(id)
+	evs := c.log.callEvents(t, id)
+	checkLifecycle(t, evs, schemas.OutcomeFailed)
+	if end := evs[len(evs)-1]; end.Reason != lostReason {
+		t.Fatalf("ended %+v, want in doubt: %q", end, lostReason)
+	}
+	if c.lk.deletes(room) == 0 {
+		t.Fatal("the room of the dial in doubt was not deleted")
+	}
+}
+
+// An answered call whose room no LiveKit node hosts any more (livekit-server
+// killed and restarted: no webhook comes, and its store still lists the
+// callee) ends at the second room check that finds it so, completed by the
+// system with that reason, not at max_call_duration. One such answer alone
+// (a node too slow to answer the probe) ends nothing.
+func TestAnsweredCallInAnUnhostedRoomEnds(t *testing.T) {
+	for name, routed := range map[string]bool{"listed from LiveKit's store": false, "listing routed to the room's node": true} {
+		t.Run(name, func(t *testing.T) { unhostedRoomEnds(t, routed) })
+	}
+}
+
+func unhostedRoomEnds(t *testing.T, routedList bool) {
+	c := newComponent(t, nil)
+	c.lk.mu.Lock()
+	c.lk.routedList = routedList
+	c.lk.mu.Unlock()
+	id := c.request("ws_b", "agent_quick", "+15550100001")
+	room := roomNameFor("agent_quick", id)
+	c.waitStatus(id, schemas.StatusAnswered)
+
+	n := c.lk.checksOf(room)
+	c.lk.setUnhosted(room, true)
+	testutil.Eventually(t, 10*time.Second, "a room check that finds the room unhosted", func() bool {
+		return c.lk.checksOf(room) >= n+1
+	})
+	c.lk.setUnhosted(room, false)
+	n = c.lk.checksOf(room)
+	testutil.Eventually(t, 10*time.Second, "two more room checks", func() bool { return c.lk.checksOf(room) >= n+2 })
+	if ev := c.log.ended(t, id); ev != nil {
+		t.Fatalf("one unhosted answer ended the call: %+v", ev)
+	}
+
+	c.lk.setUnhosted(room, true)
+	c.waitEnded(id)
+	evs := c.log.callEvents(t, id)
+	checkLifecycle(t, evs, schemas.OutcomeCompleted)
+	end := evs[len(evs)-1]
+	if end.EndedBy != schemas.EndedBySystem || !strings.Contains(end.Reason, "no LiveKit node hosts the call's room") {
+		t.Fatalf("ended %+v, want completed by the system: no node hosts the room", end)
+	}
+	if c.lk.deletes(room) == 0 {
+		t.Fatal("the unhosted room was not deleted")
+	}
+}
+
 // lostDial requests a call to an answering number whose dial loses LiveKit
 // (sipLost: LiveKit is down from then on) and waits for the dial.
 func lostDial(t *testing.T) (c *component, id, room string) {

@@ -284,7 +284,12 @@ func neverSent(err error) bool {
 // service took the request off its bus (503 "no response from servers",
 // measured with the SIP service stopped or frozen): nothing was sent to the
 // phone network.
-func noSIPService(err error) bool {
+func noSIPService(err error) bool { return noServer(err) }
+
+// noServer reports LiveKit's answer when nothing on its bus took a request:
+// 503 "no response from servers", from LiveKit itself (not a transport
+// error on the way to it).
+func noServer(err error) bool {
 	var te twirp.Error
 	return errors.As(err, &te) && te.Code() == twirp.Unavailable && strings.Contains(te.Msg(), "no response from servers") &&
 		!answerLost(err)

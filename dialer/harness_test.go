@@ -416,6 +416,36 @@ type fakeLiveKit struct {
 	// dialAt is when each CreateSIPParticipant that reached the phone
 	// network was made, in order.
 	dialAt []time.Time
+	// unhosted rooms are still listed with their participants, but no node
+	// hosts them (livekit-server died and came back).
+	unhosted map[string]bool
+	lists    map[string]int // ListParticipants per room
+	// routedList is LiveKit with api.enable_psrpc_for_get_list_participants:
+	// listing an unhosted room's participants answers "no response from
+	// servers" instead of the store's stale list.
+	routedList bool
+}
+
+func (f *fakeLiveKit) setUnhosted(room string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unhosted[room] = on
+}
+
+// checksOf counts the room's checks: each lists its participants.
+func (f *fakeLiveKit) checksOf(room string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lists[room]
+}
+
+func (f *fakeLiveKit) RoomHosted(_ context.Context, room string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return false, transportError(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	}
+	return !f.unhosted[room], nil
 }
 
 func (f *fakeLiveKit) dialTimes() []time.Time {
@@ -484,7 +514,7 @@ func newFakeLiveKit() *fakeLiveKit {
 	return &fakeLiveKit{rooms: map[string]*livekit.CreateRoomRequest{}, deleted: map[string]int{},
 		dispatches: map[string][]*livekit.CreateAgentDispatchRequest{}, dials: map[string]int{},
 		participants: map[string][]*livekit.ParticipantInfo{}, ringFor: 20 * time.Millisecond, hangups: map[string]chan struct{}{},
-		transfers: map[string][]string{}}
+		transfers: map[string][]string{}, unhosted: map[string]bool{}, lists: map[string]int{}}
 }
 
 var _ liveKit = (*fakeLiveKit)(nil)
@@ -531,8 +561,12 @@ func (f *fakeLiveKit) DeleteRoom(_ context.Context, room string) error {
 func (f *fakeLiveKit) ListParticipants(_ context.Context, room string) ([]*livekit.ParticipantInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lists[room]++
 	if f.down {
 		return nil, transportError(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	}
+	if f.routedList && f.unhosted[room] {
+		return nil, twirp.NewError(twirp.Unavailable, "twirp error unknown: no response from servers")
 	}
 	return append([]*livekit.ParticipantInfo(nil), f.participants[room]...), nil
 }

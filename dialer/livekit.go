@@ -18,6 +18,11 @@ type liveKit interface {
 	ListDispatch(ctx context.Context, room string) ([]*livekit.AgentDispatch, error)
 	CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error)
 	TransferSIPParticipant(ctx context.Context, req *livekit.TransferSIPParticipantRequest) (*livekit.SIPParticipantInfo, error)
+	// RoomHosted reports whether a running LiveKit node hosts the room.
+	// ListParticipants reads LiveKit's store, which still lists, as
+	// active, the participants of a room whose livekit-server died: only a
+	// request routed to the room's node tells (see sdkLiveKit.RoomHosted).
+	RoomHosted(ctx context.Context, room string) (bool, error)
 }
 
 // LiveKit API methods, the bounded `method` label of the API metrics.
@@ -29,9 +34,10 @@ const (
 	mListDispatch           = "ListDispatch"
 	mCreateSIPParticipant   = "CreateSIPParticipant"
 	mTransferSIPParticipant = "TransferSIPParticipant"
+	mSendData               = "SendData"
 )
 
-var liveKitMethods = []string{mCreateRoom, mDeleteRoom, mListParticipants, mCreateDispatch, mListDispatch, mCreateSIPParticipant, mTransferSIPParticipant}
+var liveKitMethods = []string{mCreateRoom, mDeleteRoom, mListParticipants, mCreateDispatch, mListDispatch, mCreateSIPParticipant, mTransferSIPParticipant, mSendData}
 
 type sdkLiveKit struct {
 	rooms    *lksdk.RoomServiceClient
@@ -95,6 +101,30 @@ func (l *sdkLiveKit) TransferSIPParticipant(ctx context.Context, req *livekit.Tr
 	return &livekit.SIPParticipantInfo{ParticipantIdentity: req.ParticipantIdentity, RoomName: req.RoomName}, nil
 }
 
+// probeIdentity is the participant the hosting probe's data is addressed
+// to: no participant has it, so nobody receives anything.
+const probeIdentity = "dialstream-room-probe"
+
+// RoomHosted sends an empty data packet to no participant of the room: the
+// request is routed to the node hosting the room, and LiveKit answers "no
+// response from servers" (after its API execution timeout, 3 s) when no
+// node does, as for a room whose livekit-server was killed and restarted
+// (measured with v1.13.5: ListParticipants and GetParticipant still list
+// its participants as active, indefinitely).
+func (l *sdkLiveKit) RoomHosted(ctx context.Context, room string) (bool, error) {
+	_, err := l.rooms.SendData(ctx, &livekit.SendDataRequest{Room: room, Data: []byte{}, Kind: livekit.DataPacket_RELIABLE,
+		Topic: stringPtr("dialstream.probe"), DestinationIdentities: []string{probeIdentity}})
+	switch {
+	case err == nil:
+		return true, nil
+	case noServer(err), isNotFound(err), isUnhosted(err):
+		return false, nil
+	}
+	return false, err
+}
+
+func stringPtr(s string) *string { return &s }
+
 // meteredLiveKit counts every API call by method and result and times it.
 type meteredLiveKit struct {
 	lk liveKit
@@ -133,6 +163,10 @@ func (l meteredLiveKit) ListDispatch(ctx context.Context, room string) ([]*livek
 
 func (l meteredLiveKit) CreateSIPParticipant(ctx context.Context, req *livekit.CreateSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {
 	return observe(l.m, mCreateSIPParticipant, func() (*livekit.SIPParticipantInfo, error) { return l.lk.CreateSIPParticipant(ctx, req) })
+}
+
+func (l meteredLiveKit) RoomHosted(ctx context.Context, room string) (bool, error) {
+	return observe(l.m, mSendData, func() (bool, error) { return l.lk.RoomHosted(ctx, room) })
 }
 
 func (l meteredLiveKit) TransferSIPParticipant(ctx context.Context, req *livekit.TransferSIPParticipantRequest) (*livekit.SIPParticipantInfo, error) {

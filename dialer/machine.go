@@ -351,6 +351,9 @@ func applyLiveKit(st *callState, in input) transition {
 		by, reason := endedByForRoomEnd(e.RoomEndReason), "the call's room finished"
 		if e.Event == lkRoomGone {
 			by, reason = schemas.EndedBySystem, "LiveKit no longer has the call's callee and no webhook said why"
+			if e.RoomEndReason == roomEndUnhosted {
+				reason = "no LiveKit node hosts the call's room any more (its livekit-server stopped); the call ended with it"
+			}
 		}
 		ev := next.end(e.OccurredAt, schemas.OutcomeCompleted, by, reason)
 		return transition{next: next, events: []schemas.CallEvent{ev}, effects: effHangup}

@@ -154,19 +154,52 @@ func (d *dialer) settleLost(p int32, st *callState, res dialResult, cause error)
 }
 
 // askLiveKit asks LiveKit whether st's callee is in the call (its SIP call
-// active): its identity if so; otherwise it deletes the room, hanging up a
-// callee still ringing, and returns "". An error leaves both undone.
+// active, in a room a running node hosts): its identity if so; otherwise it
+// deletes the room, hanging up a callee still ringing, and returns "". An
+// error leaves both undone.
 func (d *dialer) askLiveKit(ctx context.Context, st *callState) (answered string, err error) {
 	parts, err := d.lk.ListParticipants(ctx, st.RoomName)
+	if noServer(err) {
+		// LiveKit set to ask the room's node for its participants, and no
+		// node answered: the room may be hosted by nobody.
+		if gone, herr := d.roomUnhosted(ctx, st.RoomName); herr != nil || !gone {
+			return "", err
+		}
+		parts, err = nil, nil
+	}
 	if err != nil {
 		return "", err
 	}
 	for _, pi := range parts {
 		if pi.GetIdentity() == calleeIdentity(st.CallID) && pi.GetAttributes()[livekit.AttrSIPCallStatus] == sipCallStatusActive {
-			return pi.GetIdentity(), nil
+			// A livekit-server that died left its participants listed:
+			// a callee of a room no node hosts is not in any call.
+			gone, err := d.roomUnhosted(ctx, st.RoomName)
+			if err != nil {
+				return "", err
+			}
+			if !gone {
+				return pi.GetIdentity(), nil
+			}
+			break
 		}
 	}
 	return "", d.lk.DeleteRoom(ctx, st.RoomName)
+}
+
+// roomUnhosted reports a room no LiveKit node hosts, as two probes a second
+// apart both say: one could meet a node too busy to answer in time.
+func (d *dialer) roomUnhosted(ctx context.Context, room string) (bool, error) {
+	for i := range 2 {
+		if i > 0 && !backoff.Sleep(ctx, time.Second) {
+			return false, ctx.Err()
+		}
+		hosted, err := d.lk.RoomHosted(ctx, room)
+		if err != nil || hosted {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // recoverDial resolves a dial nobody is waiting on any more (its dialer

@@ -115,30 +115,63 @@ func (o *partitionOwner) decide(st *callState, kind decisionKind, reason string,
 	})
 }
 
+// unhostedChecks is how many room checks in a row must find an answered
+// call's room hosted by no LiveKit node before the call is ended: one
+// answer "no response from servers" could be a node too busy to answer in
+// time; two, RoomCheckInterval apart, are a room nobody serves.
+const unhostedChecks = 2
+
+// roomEndUnhosted is the room_end_reason of a room_gone for a room no
+// LiveKit node hosts any more.
+const roomEndUnhosted = "unhosted"
+
 // checkCallees ends answered calls whose callee LiveKit no longer has, for
-// when the webhook that said so never arrived.
+// when the webhook that said so never arrived, and those whose room no
+// LiveKit node hosts any more (its livekit-server died: no webhook comes,
+// and LiveKit's store still lists the callee).
 func (d *dialer) checkCallees(p int32, calls []*callState) {
 	d.checkOnce("callees:"+strconv.Itoa(int(p)), func() {
+		strikes := d.unhosted.take(p)
+		next := map[string]int{}
+		defer d.unhosted.put(p, next)
 		for _, st := range calls {
 			ctx, cancel := context.WithTimeout(d.dialCtx, 10*time.Second)
 			parts, err := d.lk.ListParticipants(ctx, st.RoomName)
+			present, hosted := false, true
+			for _, pi := range parts {
+				present = present || pi.GetIdentity() == calleeIdentity(st.CallID)
+			}
+			switch {
+			case noServer(err):
+				// LiveKit set to ask the room's node for its participants,
+				// and no node answered: as good as an unhosted probe.
+				present, hosted, err = true, false, nil
+			case err == nil && present:
+				hosted, err = d.lk.RoomHosted(ctx, st.RoomName)
+			}
 			cancel()
 			if err != nil {
 				if d.dialCtx.Err() != nil {
 					return
 				}
+				next[st.CallID] = strikes[st.CallID]
 				continue
 			}
-			present := false
-			for _, pi := range parts {
-				present = present || pi.GetIdentity() == calleeIdentity(st.CallID)
-			}
-			if present {
+			var endReason string
+			switch {
+			case present && hosted:
 				continue
+			case present:
+				if next[st.CallID] = strikes[st.CallID] + 1; next[st.CallID] < unhostedChecks {
+					continue
+				}
+				endReason = roomEndUnhosted
+				d.log.WarnContext(callContext(st), "dialer: no LiveKit node hosts the answered call's room; ending it",
+					"call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "checks", next[st.CallID])
 			}
 			now := time.Now().UTC()
 			rec, err := commandRecord(TypeLiveKitEvent, st.CallID, p, now, livekitEvent{
-				CallID: st.CallID, WorkspaceID: st.WorkspaceID, Event: lkRoomGone, RoomName: st.RoomName, OccurredAt: now,
+				CallID: st.CallID, WorkspaceID: st.WorkspaceID, Event: lkRoomGone, RoomName: st.RoomName, RoomEndReason: endReason, OccurredAt: now,
 			})
 			if err == nil {
 				rec.Context = callContext(st)
@@ -163,6 +196,38 @@ func (d *dialer) checkOnce(key string, check func()) {
 		defer d.busy.done(key)
 		check()
 	}()
+}
+
+// strikeSet holds, per partition, how many room checks in a row found each
+// answered call's room unhosted. A round takes its partition's counts and
+// puts back only those of the calls it checked, so ended calls drop out.
+type strikeSet struct {
+	mu sync.Mutex
+	m  map[int32]map[string]int
+}
+
+func (s *strikeSet) take(p int32) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m[p]
+	delete(s.m, p)
+	return c
+}
+
+func (s *strikeSet) put(p int32, c map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[int32]map[string]int{}
+	}
+	for id, n := range c {
+		if n == 0 {
+			delete(c, id)
+		}
+	}
+	if len(c) > 0 {
+		s.m[p] = c
+	}
 }
 
 // busySet keeps one background check per key at a time.

@@ -47,3 +47,25 @@ func BinaryT(t testing.TB) string {
 	}
 	return bin
 }
+
+// RedisT starts an in-process Redis (miniredis, its clock running) for
+// servers that must share one across a restart, closed in t.Cleanup.
+func RedisT(t testing.TB) string {
+	t.Helper()
+	r, err := startDevRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	return r.addr()
+}
+
+// KillT SIGKILLs the server's process, as a crash does (nothing it holds in
+// Redis is cleaned up), and waits for it to exit.
+func (s *Server) KillT(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatalf("livekitdev: kill: %v", err)
+	}
+	<-s.done
+}
