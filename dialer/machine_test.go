@@ -308,6 +308,31 @@ func TestWatchdogDecisions(t *testing.T) {
 	}
 }
 
+// A dial that sent its SIP request late in its claim (waiting for the
+// trunk's turn, a slow room, a broker slow to acknowledge its sending
+// record) rings until ringing timeout after the request, not after the
+// claim: another owner's watchdog must not take it for dead before then
+// (it would delete the room of a phone still ringing).
+func TestInDoubtCountsFromTheSIPRequest(t *testing.T) {
+	d := &dialer{cfg: Config{WatchdogGrace: 5 * time.Second, dialOverhead: 30 * time.Second, clockMargin: 10 * time.Second},
+		dials: dialSet{m: map[string]*dialEntry{}}}
+	o := &partitionOwner{d: d}
+	now := t0.Add(time.Minute)
+	st := &callState{CallID: testCallID, Phase: schemas.StatusRinging, Agent: &agentSnapshot{RingingTimeoutSeconds: 10},
+		DialingAt: now.Add(-20 * time.Second), SIPSendingAt: now.Add(-8 * time.Second)}
+	if o.inDoubt(st, now) {
+		t.Fatal("in doubt 8 s after its SIP request, with 10 s of ringing and 5 s of grace")
+	}
+	st.SIPSendingAt = now.Add(-16 * time.Second)
+	if !o.inDoubt(st, now) {
+		t.Fatal("not in doubt 16 s after its SIP request")
+	}
+	st.Phase, st.SIPSendingAt = schemas.StatusDialing, time.Time{}
+	if o.inDoubt(st, now) {
+		t.Fatal("a claim that never recorded sending, in doubt within its window")
+	}
+}
+
 func TestRejected(t *testing.T) {
 	in := input{kind: inRejected, offset: 5, at: t0, callID: testCallID, rej: &rejection{
 		class: classSchema, reason: "schema: /to: missing", workspaceID: "unknown",

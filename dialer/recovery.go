@@ -69,17 +69,24 @@ func (d *dialer) dialWindow(st *callState) time.Duration {
 }
 
 // inDoubt reports a dialing or ringing call that no dial of this process
-// stands behind, past the time its dial would have ended (the agent's
-// ringing timeout + DIALER_WATCHDOG_GRACE; for a claim that never recorded
-// sending, past its window + clockMargin).
+// stands behind, past the time its dial would have ended: the agent's
+// ringing timeout + DIALER_WATCHDOG_GRACE after the SIP request was sent
+// (its sending record), which may be well after the claim (a trunk's turn,
+// a slow room, a broker slow to acknowledge the sending record); for a
+// claim that never recorded sending, past its window + clockMargin.
 func (o *partitionOwner) inDoubt(st *callState, now time.Time) bool {
 	if st.Agent == nil || o.d.dials.has(st.CallID) {
 		return false
 	}
-	if st.Phase == schemas.StatusDialing && st.SIPSendingAt.IsZero() {
-		return now.Sub(st.DialingAt) > o.d.dialWindow(st)+o.d.cfg.clockMargin
+	if st.SIPSendingAt.IsZero() {
+		if st.Phase == schemas.StatusDialing {
+			return now.Sub(st.DialingAt) > o.d.dialWindow(st)+o.d.cfg.clockMargin
+		}
+		// Ringing with no sending record: a state written before sending
+		// records existed. The claim is the only start there is.
+		return now.Sub(st.DialingAt) > st.Agent.ringingTimeout()+o.d.cfg.WatchdogGrace
 	}
-	return now.Sub(st.DialingAt) > st.Agent.ringingTimeout()+o.d.cfg.WatchdogGrace
+	return now.Sub(st.SIPSendingAt) > st.Agent.ringingTimeout()+o.d.cfg.WatchdogGrace
 }
 
 // recordSending writes, and waits for Kafka to acknowledge, that st's dial
