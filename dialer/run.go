@@ -49,7 +49,7 @@ type dialer struct {
 	cancelProd context.CancelFunc
 	dials      dialSet
 	busy       busySet
-	unhosted   strikeSet // room checks that found a room unhosted (watchdog.go)
+	gone       strikeSet // room checks in a row that found a callee gone or its room unhosted (watchdog.go)
 	bg         sync.WaitGroup
 
 	mu     sync.Mutex

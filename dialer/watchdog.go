@@ -115,11 +115,14 @@ func (o *partitionOwner) decide(st *callState, kind decisionKind, reason string,
 	})
 }
 
-// unhostedChecks is how many room checks in a row must find an answered
-// call's room hosted by no LiveKit node before the call is ended: one
-// answer "no response from servers" could be a node too busy to answer in
-// time; two, RoomCheckInterval apart, are a room nobody serves.
-const unhostedChecks = 2
+// goneChecks is how many room checks in a row must find an answered call's
+// callee gone, or its room hosted by no LiveKit node, before the call is
+// ended: the callee's participant_left webhook may simply not have arrived
+// yet (it ends the call with the callee's own reason), and one answer "no
+// response from servers" could be a node too busy to answer in time; two,
+// RoomCheckInterval apart, are a callee that left unreported or a room
+// nobody serves.
+const goneChecks = 2
 
 // roomEndUnhosted is the room_end_reason of a room_gone for a room no
 // LiveKit node hosts any more.
@@ -131,9 +134,9 @@ const roomEndUnhosted = "unhosted"
 // and LiveKit's store still lists the callee).
 func (d *dialer) checkCallees(p int32, calls []*callState) {
 	d.checkOnce("callees:"+strconv.Itoa(int(p)), func() {
-		strikes := d.unhosted.take(p)
+		strikes := d.gone.take(p)
 		next := map[string]int{}
-		defer d.unhosted.put(p, next)
+		defer d.gone.put(p, next)
 		for _, st := range calls {
 			ctx, cancel := context.WithTimeout(d.dialCtx, 10*time.Second)
 			parts, err := d.lk.ListParticipants(ctx, st.RoomName)
@@ -157,14 +160,14 @@ func (d *dialer) checkCallees(p int32, calls []*callState) {
 				next[st.CallID] = strikes[st.CallID]
 				continue
 			}
-			var endReason string
-			switch {
-			case present && hosted:
+			if present && hosted {
 				continue
-			case present:
-				if next[st.CallID] = strikes[st.CallID] + 1; next[st.CallID] < unhostedChecks {
-					continue
-				}
+			}
+			if next[st.CallID] = strikes[st.CallID] + 1; next[st.CallID] < goneChecks {
+				continue
+			}
+			var endReason string
+			if present {
 				endReason = roomEndUnhosted
 				d.log.WarnContext(callContext(st), "dialer: no LiveKit node hosts the answered call's room; ending it",
 					"call_id", st.CallID, "workspace_id", st.WorkspaceID, "room", st.RoomName, "checks", next[st.CallID])
@@ -199,8 +202,9 @@ func (d *dialer) checkOnce(key string, check func()) {
 }
 
 // strikeSet holds, per partition, how many room checks in a row found each
-// answered call's room unhosted. A round takes its partition's counts and
-// puts back only those of the calls it checked, so ended calls drop out.
+// answered call's callee gone or its room unhosted. A round takes its
+// partition's counts and puts back only those of the calls it checked, so
+// ended calls drop out.
 type strikeSet struct {
 	mu sync.Mutex
 	m  map[int32]map[string]int
