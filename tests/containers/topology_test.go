@@ -417,6 +417,11 @@ func (tp *topology) dialerSpec(i int) spec {
 			// scale-down lets every dial finish (docs/architecture.md,
 			// "In-doubt recovery").
 			"DIALER_DRAIN_TIMEOUT": "15s",
+			// The phone network's calls per second, as a carrier sets it:
+			// above the steady 12 calls/s even for one dialer alone, and
+			// what keeps the claims due together after a LiveKit or
+			// network outage from reaching phonesim all at once.
+			"DIALER_TRUNK_CALLS_PER_SECOND": "15",
 		}),
 		files: map[string][]byte{registryPath: tp.registry},
 	}
