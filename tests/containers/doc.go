@@ -35,15 +35,17 @@
 //     owner recovers its dials). Every such end is listed with its dial at
 //     the phone network ("in doubt after a dial"); one without a dial would
 //     be a claim that sent nothing ended in doubt, a note the checker counts.
-//   - stranded by LiveKit (max_duration, ended by the watchdog): only
-//     TestLiveKitRestarted. A livekit-server that dies keeps its rooms and
-//     participants in Redis; restarted, it still lists the callee of an
-//     answered call that died with it (docs/architecture.md, "LiveKit, as
-//     measured"), so the dialer's room check cannot see the call is over and
-//     the watchdog ends it at the agent's max_call_duration.
-//   - none: the phone network frozen (a dial no SIP service took rang
-//     nothing and is dialed again once it is back), the recorder killed, the
-//     notifier and receiver faults, the scale-up and scale-down.
+//   - failed by the phone network (failed, no SIP status, the simulator's
+//     own error): only TestPhoneNetworkGone, for a call the network was
+//     setting up when it froze (its media join timed out); one dialed more
+//     than 5 s after the thaw fails the test.
+//   - stranded by LiveKit (max_duration, ended by the watchdog): allowed
+//     nowhere any more. An answered call that died with livekit-server ends
+//     completed once two room checks found its room hosted by no node
+//     (docs/architecture.md, "LiveKit, as measured").
+//   - none: the recorder killed, the notifier and receiver faults, the
+//     scale-up and scale-down. (With the phone network frozen, a dial no SIP
+//     service took rang nothing and is dialed again once it is back.)
 //
 // The load (suite_test.go, mix): no agent takes the calls — the agent is not
 // part of the topology — so every answered callee talks to an empty room.

@@ -37,6 +37,11 @@ const (
 	// Redis, so LiveKit still lists the callee of a call that died with it
 	// (docs/architecture.md, "LiveKit, as measured").
 	Stranded FaultEnd = "stranded by LiveKit"
+	// PhoneFailed: failed with no SIP status because the phone network
+	// itself could not set the call up (the simulator reports its own
+	// failure, "phonesim: ...", instead of the script's answer): a phone
+	// network frozen while a call was being set up times it out.
+	PhoneFailed FaultEnd = "failed by the phone network"
 )
 
 // faultEndOf says which fault an ended event names, if any. The in-doubt end
@@ -56,6 +61,9 @@ func faultEndOf(e Event) (FaultEnd, bool) {
 		if e.EndedBy == string(schemas.EndedByDialer) &&
 			(strings.Contains(e.Reason, "not redialed") || strings.Contains(e.Reason, "in doubt")) {
 			return InDoubt, true
+		}
+		if e.SIPStatusCode == 0 && strings.Contains(e.Reason, "phonesim: ") {
+			return PhoneFailed, true
 		}
 	}
 	return "", false

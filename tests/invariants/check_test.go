@@ -109,6 +109,29 @@ func strandA(o *Observed) {
 	})
 }
 
+// phoneFailB makes the busy call B end failed with no SIP status, the phone
+// network's own failure, as a network frozen mid-setup leaves it.
+func phoneFailB(o *Observed) {
+	replaceEnd(o, callB, func(e *Event) {
+		e.Outcome, e.EndedBy, e.SIPStatusCode = "failed", "system", 0
+		e.Reason = "create sip participant: twirp error internal: twirp error unknown: phonesim: join room: could not connect after timeout"
+	})
+}
+
+// PhoneFailedAfter names a call the phone network failed only when its dial
+// came at or after the instant the network was back.
+func TestPhoneFailedAfter(t *testing.T) {
+	o := healthy()
+	phoneFailB(&o)
+	dial := o.Dials[1].At
+	if got := PhoneFailedAfter(o, dial.Add(time.Millisecond)); len(got) != 0 {
+		t.Fatalf("dialed before the network was back: listed %v", got)
+	}
+	if got := PhoneFailedAfter(o, dial); len(got) != 1 || !strings.HasPrefix(got[0], callB) {
+		t.Fatalf("dialed once the network was back: listed %v, want call B", got)
+	}
+}
+
 func TestCheck(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -177,6 +200,9 @@ func TestCheck(t *testing.T) {
 		}, []FaultEnd{Expired}, nil},
 
 		{"answered, ended by the watchdog at max duration, allowed", strandA, []FaultEnd{Stranded}, nil},
+		{"failed by the phone network, allowed", phoneFailB, []FaultEnd{PhoneFailed}, nil},
+		{"failed by the phone network, not injected", phoneFailB, nil,
+			[]string{"ends naming a fault this run did not inject: 1: call " + callB}},
 		{"answered, ended by the watchdog at max duration, not injected", strandA, nil,
 			[]string{"ends naming a fault this run did not inject: 1: call " + callA}},
 

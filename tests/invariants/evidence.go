@@ -1,6 +1,7 @@
 package invariants
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -87,6 +88,28 @@ func DialedAfter(o Observed, from, to, back time.Time) []string {
 			continue
 		}
 		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// PhoneFailedAfter lists the calls the phone network failed (PhoneFailed)
+// whose dial reached it only at or after t: a fault that froze the network
+// until t explains only the calls it was setting up by then.
+func PhoneFailedAfter(o Observed, t time.Time) []string {
+	dialedAt := firstDials(o.Dials)
+	var out []string
+	for id, cv := range calls(o.Events) {
+		ended, ok := cv.ended()
+		if !ok {
+			continue
+		}
+		if kind, byFault := faultEndOf(ended); !byFault || kind != PhoneFailed {
+			continue
+		}
+		if at, dialed := dialedAt[cv.room]; !dialed || !at.Before(t) {
+			out = append(out, fmt.Sprintf("%s (dialed %s)", id, at.Format("15:04:05.000")))
+		}
 	}
 	slices.Sort(out)
 	return out
