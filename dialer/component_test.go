@@ -794,6 +794,51 @@ func TestTrunkRateNoTurnWaits(t *testing.T) {
 	}
 }
 
+// A sending record Kafka acknowledges late (a broker outage, a dialer cut off
+// from it) is retracted, not followed by the SIP request: another owner of
+// the partition counts the ring from the record's time and would take a
+// request sent that late for dead while the phone still rang, deleting its
+// room (seen in the 525-call TestDialerBrokerPartitioned: acknowledged 20 s
+// late, the room closed while ringing). The call is dialed once, under a
+// new claim.
+func TestLateSendingRecordIsNotSent(t *testing.T) {
+	c := newComponent(t, shortWindow)
+	var armed atomic.Bool
+	c.lk.mu.Lock()
+	c.lk.onCreateRoom = func() { armed.Store(true) }
+	c.lk.mu.Unlock()
+	// The broker holds the acknowledgement of the dial's sending record
+	// 2.5 s, more than the slack (a second, with the tests' 1 s grace).
+	c.b.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.b.KeepControl()
+		// Produce names topics by id (v13+): the first produce after the
+		// room is made is the sending record, nothing else being written
+		// then in this test.
+		if armed.CompareAndSwap(true, false) {
+			c.lk.mu.Lock()
+			c.lk.onCreateRoom = nil
+			c.lk.mu.Unlock()
+			c.b.SleepControl(func() { time.Sleep(2500 * time.Millisecond) })
+		}
+		return nil, nil, false
+	})
+	id := c.request("ws_b", "agent_quick", "+15550100486")
+	c.waitEnded(id)
+	checkLifecycle(t, c.log.callEvents(t, id), schemas.OutcomeBusy)
+	if n := c.lk.totalDials(); n != 1 {
+		t.Fatalf("dialed %d times, want once", n)
+	}
+	c.lk.mu.Lock()
+	rooms := c.lk.createRooms
+	c.lk.mu.Unlock()
+	if rooms < 2 {
+		t.Fatalf("%d room requests: the late-acknowledged claim was sent instead of dialed again under a new one", rooms)
+	}
+	if n := c.d.metric("dialstream_dialer_late_sending_records_total"); n != 1 {
+		t.Fatalf("late sending records: %v, want 1", n)
+	}
+}
+
 // burstRegistryYAML is a workspace whose own limits hold nothing back, with
 // two agents on one trunk.
 var burstRegistryYAML = strings.Replace(testRegistryYAML, "agents:\n", `  - id: ws_burst

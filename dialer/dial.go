@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -177,10 +178,24 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	// so that whoever resolves this claim later knows (recovery.go). If it
 	// cannot be said within the claim's window, nothing is sent and the
 	// call is dialed again under a new claim.
-	if err := d.recordSending(ctx, p, st); err != nil {
+	sendingAt := time.Now().UTC()
+	if err := d.recordSending(ctx, p, st, sendingAt); err != nil {
 		log.WarnContext(ctx, "dialer: the dial's start could not be recorded; not sent, dialed again", "err", err)
 		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
 		res.Error = schemas.Clip("record sending: "+err.Error(), 2048)
+		return res
+	}
+	// Another owner of the partition counts the ring from the record's
+	// time (inDoubt): a request sent much later than that could still ring
+	// when it takes the dial for dead and deletes the room. A record Kafka
+	// acknowledged late (a broker outage, a partition cut off) is retracted
+	// instead: not sent, dialed again under a new claim.
+	if late := time.Since(sendingAt); late > d.sendingSlack() {
+		log.WarnContext(ctx, "dialer: the dial's start was acknowledged late; not sent, dialed again", "late", late)
+		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
+		res.Error = fmt.Sprintf("record sending: acknowledged %s after it was written (more than %s); not sent, dialed again",
+			late.Round(time.Millisecond), d.sendingSlack())
+		d.m.lateSending.Inc()
 		return res
 	}
 	log.InfoContext(ctx, "dialer: dialing", "to", obs.MaskPhone(st.To), "trunk", a.SIPTrunkID)
@@ -230,6 +245,13 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	res.Error = schemas.Clip("create sip participant: "+err.Error(), 2048)
 	log.InfoContext(ctx, "dialer: dial not answered", "sip_status_code", code, "err", err)
 	return res
+}
+
+// sendingSlack is how late a sending record may be acknowledged for its
+// dial still to send: half the grace another owner's watchdog gives a
+// ring, at least a second.
+func (d *dialer) sendingSlack() time.Duration {
+	return max(d.cfg.WatchdogGrace/2, time.Second)
 }
 
 // dispatchAgent dispatches the agent once. CreateDispatch is not idempotent

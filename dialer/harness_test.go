@@ -420,6 +420,10 @@ type fakeLiveKit struct {
 	// hosts them (livekit-server died and came back).
 	unhosted map[string]bool
 	lists    map[string]int // ListParticipants per room
+	// onCreateRoom, when set, is called at each CreateRoom (under mu);
+	// createRooms counts them.
+	onCreateRoom func()
+	createRooms  int
 	// routedList is LiveKit with api.enable_psrpc_for_get_list_participants:
 	// listing an unhosted room's participants answers "no response from
 	// servers" instead of the store's stale list.
@@ -521,6 +525,10 @@ var _ liveKit = (*fakeLiveKit)(nil)
 
 func (f *fakeLiveKit) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
 	f.mu.Lock()
+	f.createRooms++
+	if f.onCreateRoom != nil {
+		f.onCreateRoom()
+	}
 	if f.down {
 		f.mu.Unlock()
 		return nil, twirp.NewError(twirp.Unavailable, "livekit is down (fake)")

@@ -62,6 +62,7 @@ type metrics struct {
 	webhooks        *prometheus.CounterVec
 	inDoubt         *prometheus.CounterVec
 	trunkWaits      *prometheus.CounterVec
+	lateSending     prometheus.Counter
 	refusals        *prometheus.CounterVec
 	notReady        prometheus.Counter
 	overflows       prometheus.Counter
@@ -137,6 +138,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Agent reports applied to their call (each one event), by report type."}, []string{"type"}),
 		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "transfers_total",
 			Help: "Transfers asked for by agents, by how LiveKit answered (transferred, transfer_failed)."}, []string{"result"}),
+		lateSending: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "late_sending_records_total",
+			Help: "Dials not sent because Kafka acknowledged their sending record too late (dialed again under a new claim)."}),
 		trunkWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "trunk_rate_waits_total",
 			Help: "Dials held back by DIALER_TRUNK_CALLS_PER_SECOND: waited for their turn, or no_turn within the claim's window (dialed again under a new claim)."}, []string{"result"}),
 		optOuts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "agent_opt_outs_total",
@@ -144,7 +147,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.accepted, m.admitted, m.rejected, m.queued, m.live, m.ended, m.sipResponses,
 		m.requestToDial, m.dialToAnswer, m.talk, m.lkCalls, m.lkLatency, m.duplicates, m.ignored, m.dlq,
-		m.webhooks, m.inDoubt, m.trunkWaits, m.refusals, m.notReady, m.overflows, m.flushRetries, m.fenceFailures, m.stateLoad, m.partitionsOwned,
+		m.webhooks, m.inDoubt, m.trunkWaits, m.lateSending, m.refusals, m.notReady, m.overflows, m.flushRetries, m.fenceFailures, m.stateLoad, m.partitionsOwned,
 		m.consumerLag, m.ages, m.reports, m.transfers, m.optOuts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -90,9 +90,8 @@ func (o *partitionOwner) inDoubt(st *callState, now time.Time) bool {
 }
 
 // recordSending writes, and waits for Kafka to acknowledge, that st's dial
-// is about to send its SIP request. ctx ends with the claim's window.
-func (d *dialer) recordSending(ctx context.Context, p int32, st *callState) error {
-	now := time.Now().UTC()
+// is about to send its SIP request, at now. ctx ends with the claim's window.
+func (d *dialer) recordSending(ctx context.Context, p int32, st *callState, now time.Time) error {
 	rec, err := commandRecord(TypeDialResult, st.CallID, p, now, dialResult{CallID: st.CallID, WorkspaceID: st.WorkspaceID,
 		Result: dialSending, Source: sourceDial, ClaimedAt: st.DialingAt, StartedAt: now, FinishedAt: now})
 	if err != nil {
