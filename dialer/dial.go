@@ -117,6 +117,13 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		return res
 	}
 
+	// notSent reports a dial that sent nothing: the call is dialed again
+	// under a new claim.
+	notSent := func(why string) dialResult {
+		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
+		res.Error = schemas.Clip(why, 2048)
+		return res
+	}
 	// Before the SIP request nothing can have rung: if LiveKit cannot be
 	// reached, the call waits for it (not_sent: dialed again under a new
 	// claim once that claim's window has passed) instead of failing.
@@ -127,10 +134,8 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 		if errors.Is(ctx.Err(), context.Canceled) || (ctx.Err() == nil && !retryable(err)) {
 			return fail(what, err)
 		}
-		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
-		res.Error = schemas.Clip(what+": LiveKit unreachable, the call waits to be dialed again: "+err.Error(), 2048)
 		log.WarnContext(ctx, "dialer: LiveKit unreachable before the SIP request; the call waits", "step", what, "err", err)
-		return res
+		return notSent(what + ": LiveKit unreachable, the call waits to be dialed again: " + err.Error())
 	}
 	// The trunk's turn comes first, before anything is created in LiveKit;
 	// it may take what the claim's window holds beyond the ring and a
@@ -141,10 +146,8 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	if err != nil {
 		if errors.Is(err, errNoTurn) {
 			d.m.trunkWaits.WithLabelValues("no_turn").Inc()
-			res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
-			res.Error = schemas.Clip("wait for the trunk: "+err.Error()+"; the call waits to be dialed again", 2048)
 			log.WarnContext(ctx, "dialer: the trunk's calls per second leave no turn in this claim; the call waits", "err", err)
-			return res
+			return notSent("wait for the trunk: " + err.Error() + "; the call waits to be dialed again")
 		}
 		return unsent("wait for the trunk", err)
 	}
@@ -181,9 +184,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	sendingAt := time.Now().UTC()
 	if err := d.recordSending(ctx, p, st, sendingAt); err != nil {
 		log.WarnContext(ctx, "dialer: the dial's start could not be recorded; not sent, dialed again", "err", err)
-		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
-		res.Error = schemas.Clip("record sending: "+err.Error(), 2048)
-		return res
+		return notSent("record sending: " + err.Error())
 	}
 	// Another owner of the partition counts the ring from the record's
 	// time (inDoubt): a request sent much later than that could still ring
@@ -192,11 +193,9 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	// instead: not sent, dialed again under a new claim.
 	if late := time.Since(sendingAt); late > d.sendingSlack() {
 		log.WarnContext(ctx, "dialer: the dial's start was acknowledged late; not sent, dialed again", "late", late)
-		res.Result, res.ClaimedAt, res.FinishedAt = dialNotSent, st.DialingAt, time.Now().UTC()
-		res.Error = fmt.Sprintf("record sending: acknowledged %s after it was written (more than %s); not sent, dialed again",
-			late.Round(time.Millisecond), d.sendingSlack())
 		d.m.lateSending.Inc()
-		return res
+		return notSent(fmt.Sprintf("record sending: acknowledged %s after it was written (more than %s); not sent, dialed again",
+			late.Round(time.Millisecond), d.sendingSlack()))
 	}
 	log.InfoContext(ctx, "dialer: dialing", "to", obs.MaskPhone(st.To), "trunk", a.SIPTrunkID)
 	info, err := d.lk.CreateSIPParticipant(ctx, &livekit.CreateSIPParticipantRequest{
@@ -227,7 +226,7 @@ func (d *dialer) dial(ctx context.Context, p int32, st *callState) dialResult {
 	}
 	if code == 0 && !errors.Is(ctx.Err(), context.Canceled) {
 		switch {
-		case neverSent(err) || noSIPService(err):
+		case neverSent(err) || noServer(err):
 			// The connection to LiveKit was never made, or no SIP service
 			// took the request: nothing rang.
 			return unsent("create sip participant", err)
@@ -302,15 +301,12 @@ func neverSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// noSIPService reports LiveKit's answer to CreateSIPParticipant when no SIP
-// service took the request off its bus (503 "no response from servers",
-// measured with the SIP service stopped or frozen): nothing was sent to the
-// phone network.
-func noSIPService(err error) bool { return noServer(err) }
-
 // noServer reports LiveKit's answer when nothing on its bus took a request:
 // 503 "no response from servers", from LiveKit itself (not a transport
-// error on the way to it).
+// error on the way to it). For CreateSIPParticipant it means no SIP service
+// took the request (measured with the SIP service stopped or frozen):
+// nothing was sent to the phone network. For a request routed to a room's
+// node, that no node hosts the room.
 func noServer(err error) bool {
 	var te twirp.Error
 	return errors.As(err, &te) && te.Code() == twirp.Unavailable && strings.Contains(te.Msg(), "no response from servers") &&

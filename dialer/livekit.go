@@ -6,6 +6,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	"google.golang.org/protobuf/proto"
 )
 
 // liveKit is the part of the LiveKit server API the dialer uses. The real
@@ -113,7 +114,7 @@ const probeIdentity = "dialstream-room-probe"
 // its participants as active, indefinitely).
 func (l *sdkLiveKit) RoomHosted(ctx context.Context, room string) (bool, error) {
 	_, err := l.rooms.SendData(ctx, &livekit.SendDataRequest{Room: room, Data: []byte{}, Kind: livekit.DataPacket_RELIABLE,
-		Topic: stringPtr("dialstream.probe"), DestinationIdentities: []string{probeIdentity}})
+		Topic: proto.String("dialstream.probe"), DestinationIdentities: []string{probeIdentity}})
 	switch {
 	case err == nil:
 		return true, nil
@@ -122,8 +123,6 @@ func (l *sdkLiveKit) RoomHosted(ctx context.Context, room string) (bool, error) 
 	}
 	return false, err
 }
-
-func stringPtr(s string) *string { return &s }
 
 // meteredLiveKit counts every API call by method and result and times it.
 type meteredLiveKit struct {
