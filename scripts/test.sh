@@ -29,7 +29,7 @@ go test -count=1 -timeout 25m $(go list ./... | grep -v '/tests/containers$')
 # faults on a timetable, so it should not share the CPU with other packages.
 # About 5 minutes here (6 tests of ~50 s, plus 20-70 s of image builds); it
 # prints one SKIP line without Docker, and fails instead under CI=true.
-go test -count=1 -timeout 20m -v ./tests/containers
+go test -count=1 -timeout 35m -v ./tests/containers
 
 # Every fuzz target briefly (about a minute for all): every decoder of
 # outside input must never panic, answer 5xx, or accept what its schema

@@ -418,8 +418,9 @@ func (tp *topology) dialerSpec(i int) spec {
 			// "In-doubt recovery").
 			"DIALER_DRAIN_TIMEOUT": "15s",
 			// The phone network's calls per second, as a carrier sets it:
-			// what keeps the claims due together after a LiveKit or network
-			// outage from reaching phonesim all at once.
+			// above the steady 12 calls/s even for one dialer alone, and
+			// what keeps the claims due together after a LiveKit or
+			// network outage from reaching phonesim all at once.
 			"DIALER_TRUNK_CALLS_PER_SECOND": "15",
 		}),
 		files: map[string][]byte{registryPath: tp.registry},

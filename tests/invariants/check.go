@@ -3,6 +3,7 @@ package invariants
 import (
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -23,7 +24,8 @@ const (
 	// dial died or was fenced before the dial's result was written; the call
 	// is never dialed again (docs/architecture.md, "In-doubt recovery").
 	InDoubt FaultEnd = "in doubt"
-	// Canceled: the client canceled the call.
+	// Canceled: a canceled end the client did not ask for. The cancels the
+	// load sends (Call.Cancel) are judged apart, by the cancel rule (Check).
 	Canceled FaultEnd = "canceled"
 	// Expired: the call waited too long for admission, or arrived too late to
 	// be told apart from a duplicate (docs/architecture.md, "Lifecycle and
@@ -135,6 +137,13 @@ type Report struct {
 	// never saw: the dial request had not left when the fault hit.
 	InDoubtNeverRang int
 
+	// The client's cancels (Call.Cancel), judged by the cancel rule (Check):
+	// sent, answered 202 and 409; ended canceled as asked (of them, never
+	// dialed); ended with the callee's outcome because the end won the race
+	// with an accepted cancel.
+	CancelsSent, CancelsAccepted, CancelsTooLate   int
+	CanceledAsAsked, CanceledUndialed, CancelRaced int
+
 	// The phone network.
 	Dials    int            // CreateSIPParticipant requests at the simulator
 	Dialed   int            // distinct rooms dialed
@@ -182,6 +191,9 @@ func (r Report) Table() string {
 			r.CallsSeen, r.Events, r.EventRecords, r.Ended, sortedCounts(r.Outcomes))},
 		{"outcomes", fmt.Sprintf("%d as the callee's script says, %d ended by a fault [%s] (in doubt and never rang: %d); placed after only 503s: %d",
 			r.AsScripted, faults, sortedCounts(r.FaultEnds), r.InDoubtNeverRang, r.PlacedUnacknowledged)},
+		{"cancels", fmt.Sprintf("%d sent: %d accepted (202), %d after the end (409); ended canceled %d (%d never dialed), "+
+			"ended as the callee's script says before the cancel took effect %d",
+			r.CancelsSent, r.CancelsAccepted, r.CancelsTooLate, r.CanceledAsAsked, r.CanceledUndialed, r.CancelRaced)},
 		{"dials", fmt.Sprintf("%d dial requests for %d rooms [%s]", r.Dials, r.Dialed, sortedCounts(r.ByScript))},
 		{"webhooks", fmt.Sprintf("%d POSTs, %d distinct events delivered, %d duplicates", r.WebhooksDelivered, r.EventsDelivered, r.DuplicatesDelivered)},
 		{"verdict", fmt.Sprintf("lost %d, double dials %d, phantom dials %d, claims without a dial %d, outcomes contrary to the script %d, "+
@@ -383,8 +395,27 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 			unsettled = append(unsettled, fmt.Sprintf("%s: %s (answers %s)", q.Key, q.Unsettled, strings.Join(q.Answers, ",")))
 		}
 	}
+	var cancelsUnanswered []string
+	for _, q := range o.Requests {
+		ca := q.Cancel
+		if ca.Sent.IsZero() && ca.Unsettled == "" {
+			continue
+		}
+		rep.CancelsSent++
+		switch {
+		case ca.Code == http.StatusAccepted:
+			rep.CancelsAccepted++
+		case ca.Code == http.StatusConflict:
+			rep.CancelsTooLate++
+		case ca.Refused != "":
+			cancelsUnanswered = append(cancelsUnanswered, fmt.Sprintf("call %s: refused %s", q.CallID, ca.Refused))
+		default:
+			cancelsUnanswered = append(cancelsUnanswered, fmt.Sprintf("call %s: %s (answers %s)", q.CallID, ca.Unsettled, strings.Join(ca.Answers, ",")))
+		}
+	}
 	problem("requests refused", refused)
 	problem("requests without a final answer", unsettled)
+	problem("cancels refused or without a final answer", cancelsUnanswered)
 	problem("one call id accepted for two requests", oneIDTwoKeys)
 
 	// The events topic.
@@ -526,7 +557,7 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 
 	// Each call's dials and outcome.
 	var twice, unclaimed, early, undialed, rangUndialed, contrary, unexpected, noScript []string
-	var inDoubtRang, inDoubtSilent []string
+	var inDoubtRang, inDoubtSilent, cancelContrary, raced []string
 	for id, cv := range cs {
 		ds := dialsOf[cv.room]
 		ended, hasEnded := cv.ended()
@@ -534,6 +565,15 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 		if hasEnded {
 			kind, byFault = faultEndOf(ended)
 		}
+		// The cancel rule: a call the client canceled ends canceled when
+		// ingest accepted the cancel (202; or 409 naming canceled, a retry
+		// after the written cancel had ended it). Otherwise it ends with
+		// the callee's outcome (or a fault's end), as if never canceled: a
+		// 202 whose cancel the dialer read after the call had already
+		// ended, or a 409 (then with the outcome the 409 named).
+		ask := byKey[cv.key].Cancel
+		asked := kind == Canceled && (ask.Code == http.StatusAccepted ||
+			ask.Code == http.StatusConflict && ask.Outcome == string(schemas.OutcomeCanceled))
 		mayLackDial := byFault && (kind == InDoubt || kind == Canceled)
 		switch {
 		case len(ds) > 1:
@@ -555,7 +595,20 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 		}
 		script := phonesim.ScriptFor(cv.to)
 		exp, known := scripts[script]
+		if ask.Code == http.StatusConflict && ended.Outcome != ask.Outcome {
+			cancelContrary = append(cancelContrary, fmt.Sprintf("call %s: the cancel was answered 409 with outcome %q, the call ended %s",
+				id, ask.Outcome, describeEnd(ended, true)))
+		}
 		switch {
+		case asked:
+			rep.CanceledAsAsked++
+			if len(ds) == 0 {
+				rep.CanceledUndialed++
+			}
+			if ended.Written.Before(ask.Sent) {
+				cancelContrary = append(cancelContrary, fmt.Sprintf("call %s ended canceled at %s, before the client sent its cancel at %s",
+					id, ended.Written.Format("15:04:05.000"), ask.Sent.Format("15:04:05.000")))
+			}
 		case byFault:
 			rep.FaultEnds[kind]++
 			if !slices.Contains(allowed, kind) {
@@ -576,6 +629,11 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 		case ended.Outcome == string(exp.outcome) && (exp.sip == 0 || ended.SIPStatusCode == exp.sip) &&
 			cv.has(schemas.StatusAnswered) == exp.answers:
 			rep.AsScripted++
+			if ask.Code == http.StatusAccepted {
+				rep.CancelRaced++
+				raced = append(raced, fmt.Sprintf("call %s (%s) ended %s %s after the client sent its cancel", id, script,
+					ended.Outcome, ended.Written.Sub(ask.Sent).Round(time.Millisecond)))
+			}
 		default:
 			want := string(exp.outcome)
 			if exp.sip != 0 {
@@ -596,6 +654,8 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 	problem("outcomes contrary to the callee's script", contrary)
 	problem("scripts the checker has no expectation for", noScript)
 	problem("ends naming a fault this run did not inject", unexpected)
+	problem("ends contrary to the client's cancel", cancelContrary)
+	note("ended as the callee's script says although the cancel was accepted (the end won the race)", raced)
 	note("in doubt after a dial", inDoubtRang)
 	note("in doubt, never rang (the dial request had not left)", inDoubtSilent)
 

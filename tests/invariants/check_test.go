@@ -373,3 +373,72 @@ func TestEveryScriptHasAnExpectation(t *testing.T) {
 		}
 	}
 }
+
+// The cancel rule: a call whose client's cancel was accepted ends canceled,
+// or with the callee's outcome when its end won the race (a note); a 409
+// cancel leaves the end the 409 named; a canceled end nobody asked for, one
+// before the cancel was sent, and a cancel without a final answer fail.
+func TestCheckCancels(t *testing.T) {
+	cancelB := func(ca CancelAsk) func(*Observed) {
+		return func(o *Observed) { o.Requests[1].Cancel = ca }
+	}
+	endBCanceled := func(o *Observed) {
+		replaceEnd(o, callB, func(e *Event) {
+			e.Outcome, e.SIPStatusCode, e.Reason, e.EndedBy = "canceled", 0, "canceled by the client", "dialer"
+		})
+	}
+	both := func(fs ...func(*Observed)) func(*Observed) {
+		return func(o *Observed) {
+			for _, f := range fs {
+				f(o)
+			}
+		}
+	}
+	accepted := CancelAsk{Sent: at(1), Answers: []string{"202"}, Code: 202}
+	cases := []struct {
+		name   string
+		change func(*Observed)
+		want   []string // substrings of the problems; none means it passes
+		check  func(Report) bool
+	}{
+		{"accepted, ended canceled", both(cancelB(accepted), endBCanceled), nil,
+			func(r Report) bool {
+				return r.CanceledAsAsked == 1 && r.CancelsAccepted == 1 && r.AsScripted == 1 && len(r.FaultEnds) == 0
+			}},
+		{"accepted, ended canceled after a 503 and a 409 naming canceled",
+			both(cancelB(CancelAsk{Sent: at(1), Answers: []string{"503", "409"}, Code: 409, Outcome: "canceled"}), endBCanceled), nil,
+			func(r Report) bool { return r.CanceledAsAsked == 1 && r.CancelsTooLate == 1 }},
+		{"accepted, the end won the race", cancelB(accepted), nil,
+			func(r Report) bool {
+				return r.CancelRaced == 1 && r.AsScripted == 2 && len(r.Notes) == 1 && strings.Contains(r.Notes[0], "won the race")
+			}},
+		{"too late, ended as the 409 said", cancelB(CancelAsk{Sent: at(3), Answers: []string{"409"}, Code: 409, Outcome: "busy"}), nil,
+			func(r Report) bool { return r.CancelsTooLate == 1 && r.CancelRaced == 0 && r.AsScripted == 2 }},
+		{"too late, but the 409 named another outcome", cancelB(CancelAsk{Sent: at(3), Answers: []string{"409"}, Code: 409, Outcome: "completed"}),
+			[]string{"ends contrary to the client's cancel: 1: call " + callB}, nil},
+		{"canceled although nobody canceled", endBCanceled,
+			[]string{"ends naming a fault this run did not inject: 1: call " + callB}, nil},
+		{"canceled before the cancel was sent", both(cancelB(CancelAsk{Sent: at(9), Answers: []string{"202"}, Code: 202}), endBCanceled),
+			[]string{"ends contrary to the client's cancel: 1: call " + callB}, nil},
+		{"a cancel without a final answer", cancelB(CancelAsk{Sent: at(1), Answers: []string{"503"}, Unsettled: "gave up"}),
+			[]string{"cancels refused or without a final answer: 1: call " + callB}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := healthy()
+			tc.change(&o)
+			rep := Check(o)
+			if len(rep.Problems) != len(tc.want) {
+				t.Fatalf("problems %q, want %d like %q\n%s", rep.Problems, len(tc.want), tc.want, rep.Table())
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(rep.Problems[i], w) {
+					t.Errorf("problem %q, want it to start with %q", rep.Problems[i], w)
+				}
+			}
+			if tc.check != nil && !tc.check(rep) {
+				t.Errorf("figures:\n%s\nnotes %q", rep.Table(), rep.Notes)
+			}
+		})
+	}
+}

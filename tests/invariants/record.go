@@ -41,6 +41,22 @@ type Request struct {
 	// {...}"); Unsettled says why the client stopped retrying without a
 	// final answer. Both are empty for an accepted request.
 	Refused, Unsettled string
+	// Cancel is the client's cancel of the accepted call, when its load
+	// entry asked for one (Call.Cancel); zero otherwise.
+	Cancel CancelAsk
+}
+
+// CancelAsk is one cancel the client sent for an accepted call.
+type CancelAsk struct {
+	Sent    time.Time // the first attempt (zero: never sent)
+	Answers []string  // every attempt's answer, as Request.Answers
+	// Code is the final answer: 202 (the cancel is written), 409 (the call
+	// had already ended, with Outcome), or another status ingest refused the
+	// cancel with (Refused). 0 while unanswered; Unsettled then says why the
+	// client stopped.
+	Code               int
+	Outcome            string
+	Refused, Unsettled string
 }
 
 // onlyUnacknowledged says the request never got a 2xx and its every answer
@@ -298,6 +314,7 @@ func (r *Recorder) Observed() Observed {
 	for _, k := range r.order {
 		q := *r.requests[k]
 		q.Answers = slices.Clone(q.Answers)
+		q.Cancel.Answers = slices.Clone(q.Cancel.Answers)
 		reqs = append(reqs, q)
 	}
 	return Observed{
