@@ -26,6 +26,8 @@ const (
 	DefaultTransferWait   = 30 * time.Second
 	DefaultReconnectDelay = 500 * time.Millisecond
 	DefaultDrainTimeout   = 30 * time.Second
+	// DefaultTargetLoad is livekit-server's agents.target_load default.
+	DefaultTargetLoad = 0.7
 )
 
 // Config is everything the reference agent needs. LoadConfig fills it from
@@ -54,6 +56,14 @@ type Config struct {
 	// declines new jobs, so LiveKit offers them to another worker of the
 	// same name.
 	MaxJobs int
+	// TargetLoad is livekit-server's agents.target_load
+	// (AGENT_LIVEKIT_TARGET_LOAD, default 0.7, LiveKit's own default).
+	// LiveKit offers a worker no job once the load it reports reaches that
+	// figure, so the worker reports its share of MaxJobs scaled to it:
+	// TargetLoad x jobs / MaxJobs. Reporting the bare share would have
+	// LiveKit stop at 70% of MaxJobs and drop the dispatches beyond it, the
+	// calls then placed with no agent in the room (seen at 35 of 50 calls).
+	TargetLoad float64
 
 	// AnswerTimeout bounds the wait, after joining, for the callee to
 	// answer (AGENT_ANSWER_TIMEOUT, default 2m); the ringing timeout of a
@@ -113,6 +123,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 		AgentNames:     l.List("AGENT_NAMES", nil),
 		HTTPAddr:       l.String("AGENT_HTTP_ADDR", DefaultHTTPAddr),
 		MaxJobs:        l.Int("AGENT_MAX_JOBS", DefaultMaxJobs, 1, 100_000),
+		TargetLoad:     l.Float("AGENT_LIVEKIT_TARGET_LOAD", DefaultTargetLoad, 0.01, 1),
 		AnswerTimeout:  l.Duration("AGENT_ANSWER_TIMEOUT", DefaultAnswerTimeout, time.Second, 24*time.Hour),
 		ListenTimeout:  l.Duration("AGENT_LISTEN_TIMEOUT", DefaultListenTimeout, 100*time.Millisecond, time.Minute),
 		MachineSpeech:  l.Duration("AGENT_MACHINE_SPEECH", DefaultMachineSpeech, 100*time.Millisecond, time.Minute),
@@ -131,6 +142,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxJobs == 0 {
 		c.MaxJobs = DefaultMaxJobs
+	}
+	if c.TargetLoad == 0 {
+		c.TargetLoad = DefaultTargetLoad
 	}
 	if c.AnswerTimeout == 0 {
 		c.AnswerTimeout = DefaultAnswerTimeout
@@ -194,6 +208,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxJobs < 0 {
 		p.Add("AGENT_MAX_JOBS", "must be >= 1, got %d", c.MaxJobs)
+	}
+	if c.TargetLoad < 0 || c.TargetLoad > 1 {
+		p.Add("AGENT_LIVEKIT_TARGET_LOAD", "must be in (0, 1], got %g", c.TargetLoad)
 	}
 	for _, d := range []struct {
 		key string

@@ -124,6 +124,12 @@ func startEnv(t *testing.T, ring time.Duration) *env {
 // and returns its ops address once it is ready (registered with LiveKit).
 func (e *env) startAgent(t *testing.T, reg *prometheus.Registry) string {
 	t.Helper()
+	return e.startAgentMax(t, reg, 200)
+}
+
+// startAgentMax is startAgent with AGENT_MAX_JOBS set to maxJobs.
+func (e *env) startAgentMax(t *testing.T, reg *prometheus.Registry, maxJobs int) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +140,7 @@ func (e *env) startAgent(t *testing.T, reg *prometheus.Registry) string {
 		done <- agent.Run(ctx, agent.Config{
 			LiveKitURL: e.lk.URL(), APIKey: e.lk.APIKey(), APISecret: e.lk.APISecret(),
 			AgentNames: []string{agentName}, Listener: ln, Logger: testLogger(), Metrics: reg,
-			MaxJobs: 200, DrainTimeout: 5 * time.Second,
+			MaxJobs: maxJobs, DrainTimeout: 5 * time.Second,
 		})
 	}()
 	t.Cleanup(func() {

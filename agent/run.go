@@ -58,7 +58,7 @@ func Run(ctx context.Context, cfg Config) error {
 		tracer:   cfg.TracerProvider.Tracer("github.com/dialstream/dialstream/agent"),
 		rooms:    lksdk.NewRoomServiceClient(cfg.LiveKitURL, cfg.APIKey, cfg.APISecret),
 		reporter: cfg.Reporter,
-		slots:    &slots{max: cfg.MaxJobs, active: m.callsActive},
+		slots:    &slots{max: cfg.MaxJobs, target: cfg.TargetLoad, active: m.callsActive},
 		callsCtx: callsCtx,
 	}
 

@@ -392,6 +392,7 @@ func (w *worker) jobStatus(id string, status livekit.JobStatus, errText string) 
 type slots struct {
 	mu       sync.Mutex
 	max      int
+	target   float64 // LiveKit's target load: what a full worker reports (Config.TargetLoad)
 	used     int
 	draining bool
 	active   interface{ Set(float64) }
@@ -422,8 +423,12 @@ func (s *slots) drain() {
 	s.mu.Unlock()
 }
 
+// state is what the worker tells LiveKit: its load, the share of max in
+// use scaled to LiveKit's target load (LiveKit offers no job to a worker at
+// or above it, and prefers the worker furthest below it), its jobs, and
+// whether it is full.
 func (s *slots) state() (load float32, jobs int, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return float32(s.used) / float32(s.max), s.used, s.draining || s.used >= s.max
+	return float32(s.target * float64(min(s.used, s.max)) / float64(s.max)), s.used, s.draining || s.used >= s.max
 }
