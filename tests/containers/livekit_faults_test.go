@@ -51,7 +51,7 @@ func (tp *topology) liveKitErrors(ctx context.Context) float64 {
 // dialed, once, after it is back.
 func TestLiveKitRestarted(t *testing.T) {
 	runScenario(t, scenario{opts: topoOptions{dialers: 2, notifiers: 2},
-		allowed: []invariants.FaultEnd{invariants.InDoubt},
+		allowed: []invariants.FaultEnd{invariants.InDoubt, invariants.AgentMissed},
 		fault: func(ctx context.Context, tp *topology, rec *invariants.Recorder) proof {
 			tp.at(ctx, 10*time.Second)
 			ringing := tp.ringingDialOn(ctx, rec, allPartitions, 10*time.Second)
@@ -84,7 +84,7 @@ func TestLiveKitRestarted(t *testing.T) {
 // cannot cut one path: taking a dialer off the suite's network would cut it
 // from the broker too, and pausing LiveKit would cut everyone.
 func TestDialerCutFromLiveKit(t *testing.T) {
-	runScenario(t, scenario{opts: topoOptions{dialers: 2, notifiers: 2, apiNetwork: true}, allowed: []invariants.FaultEnd{invariants.InDoubt},
+	runScenario(t, scenario{opts: topoOptions{dialers: 2, notifiers: 2, apiNetwork: true}, allowed: []invariants.FaultEnd{invariants.InDoubt, invariants.AgentMissed},
 		fault: func(ctx context.Context, tp *topology, rec *invariants.Recorder) proof {
 			tp.at(ctx, 10*time.Second)
 			ringing := tp.ringingDialOn(ctx, rec, allPartitions, 10*time.Second)
@@ -121,7 +121,7 @@ func TestDialerCutFromLiveKit(t *testing.T) {
 // one end allowed, and only for calls dialed before the thaw (or the
 // requests it took off LiveKit's bus in its first seconds back).
 func TestPhoneNetworkGone(t *testing.T) {
-	runScenario(t, scenario{opts: topoOptions{dialers: 2, notifiers: 2}, allowed: []invariants.FaultEnd{invariants.PhoneFailed},
+	runScenario(t, scenario{opts: topoOptions{dialers: 2, notifiers: 2}, allowed: []invariants.FaultEnd{invariants.PhoneFailed, invariants.AgentMissed},
 		fault: func(ctx context.Context, tp *topology, rec *invariants.Recorder) proof {
 			tp.at(ctx, 10*time.Second)
 			ringing := tp.ringingDialOn(ctx, rec, allPartitions, 10*time.Second)

@@ -16,35 +16,44 @@ import (
 
 // Every fault test: a fresh topology, a steady stream of calls (12 calls/s
 // for 45 s, over 500 calls, the simulator's scripts mixed: answered, busy,
-// declined, not found, no answer, voicemail, and calls the client cancels),
-// the fault in the middle of it, then the wait for the pipeline to heal
-// (every accepted call ended, every event delivered), the invariant check,
-// and the proof that the fault hit live work.
+// declined, not found, no answer, a person, a voicemail and a callee asking
+// for a transfer, which the reference agent plays out, and calls the client
+// cancels), the fault in the middle of it, then the wait for the pipeline to
+// heal (every accepted call ended, every event delivered), the invariant
+// check, and the proof that the fault hit live work.
 
-// mix is the load's cycle of 20 calls. With no agent in the topology (the
-// agent is not part of it), the voicemail callee is answered and hangs up
-// itself once it has recorded for 30 s: the dialer ends it completed (the
-// voicemail outcome needs an agent to hear the machine). It holds the line
-// for ~35 s, so it is only started in the load's first 20 s, keeping the heal
-// to the no-answer number's 10 s of ringing. The client cancels four calls of
-// every cycle: two at once after the 2xx (they meet a call queued or just
-// claimed: most end canceled without a dial or while it rings) and two
-// no-answer calls 3 s into their ringing (they end canceled, hung up).
+// mix is the load's cycle of 20 calls. Five of them go through the agent
+// the reference agent plays (agentID): the person hears the greeting,
+// replies and hangs up after the goodbye (completed, answered_by human);
+// the voicemail is heard as a machine and hung up on (voicemail); the callee
+// who asks for a person is transferred (transferred); the answering callee
+// says nothing and hangs up after 3 s (completed). The rest go through a
+// registry agent whose worker runs outside the topology (plainAgentID: no
+// agent joins their rooms). Why not every call through the reference
+// agent: every call's room has its agent from before the dial until it
+// closes, and on this 2-core machine livekit-server, the agent and the
+// phone simulator cannot hold a WebRTC session per live call at ~60 calls
+// at once (measured with every call through it: the simulator's room joins
+// timed out, 17 calls failed, and the agent heard replies too late to tell
+// a person, ~50 calls). The client cancels four calls of every cycle: two
+// at once after the 2xx (they meet a call queued or just claimed: most end
+// canceled without a dial or while it rings) and two no-answer calls 3 s
+// into their ringing (they end canceled, hung up).
 var mix = []invariants.Call{
 	{To: phonesim.NumberAnswer},                                               // rings 1 s, answers, hangs up after 3 s: completed
 	{To: phonesim.NumberBusy},                                                 // 486 at once: busy
-	{To: phonesim.NumberAnswer},                                               //
+	{To: phonesim.NumberHuman, Agent: agentID},                                // rings 1 s, replies to the greeting: completed, answered_by human
 	{To: phonesim.NumberDecline},                                              // rings 1 s, 603: declined
 	{To: phonesim.NumberNoAnswer},                                             // rings for the agent's 10 s ringing timeout, 480: no_answer
-	{To: phonesim.NumberAnswer},                                               //
+	{To: phonesim.NumberAnswer, Agent: agentID},                               // the agent greets, the callee hangs up after 3 s: completed
 	{To: phonesim.NumberNotFound},                                             // 404 at once: failed
-	{To: phonesim.NumberVoicemail, Until: 20 * time.Second},                   // rings 1 s, greets, records 30 s, hangs up: completed
+	{To: phonesim.NumberVoicemail, Agent: agentID},                            // rings 1 s, plays its greeting: voicemail
 	{To: phonesim.NumberAnswer, Cancel: true},                                 // canceled at once: canceled (or completed if it raced)
 	{To: phonesim.NumberNoAnswer, Cancel: true, CancelAfter: 3 * time.Second}, // canceled while ringing
-	{To: phonesim.NumberAnswer},
+	{To: phonesim.NumberTransfer, Agent: agentID},                             // rings 1 s, asks for a person: transferred
 	{To: phonesim.NumberBusy},
 	{To: phonesim.NumberDecline},
-	{To: phonesim.NumberAnswer},
+	{To: phonesim.NumberHuman, Agent: agentID},
 	{To: phonesim.NumberNotFound},
 	{To: phonesim.NumberNoAnswer},
 	{To: phonesim.NumberAnswer},
@@ -57,15 +66,15 @@ var mix = []invariants.Call{
 // returns (the dials a fault can catch in flight).
 func rings(to string) bool {
 	switch phonesim.ScriptFor(to) {
-	case phonesim.ScriptAnswer, phonesim.ScriptDecline, phonesim.ScriptNoAnswer, phonesim.ScriptVoicemail:
+	case phonesim.ScriptAnswer, phonesim.ScriptDecline, phonesim.ScriptNoAnswer, phonesim.ScriptVoicemail,
+		phonesim.ScriptHuman, phonesim.ScriptTransfer:
 		return true
 	}
 	return false
 }
 
 const (
-	// 540 turns of the mix, less the voicemail's turns after 20 s: ~525
-	// calls. The registry's limits (500 concurrent calls, 100 calls/s) are
+	// 540 calls, 27 turns of the mix. The registry's limits (500 concurrent calls, 100 calls/s) are
 	// far above what this makes: ~60 calls live at once. A higher rate for
 	// a shorter time would save more of the suite's time, but the faults
 	// act up to 30 s into the load (TestNotifierKilled's restart) and
@@ -318,6 +327,11 @@ func runScenario(t *testing.T, sc scenario) {
 	tp.logf("load done: %d calls accepted", rec.AcceptedCount())
 
 	o := tp.settle(ctx, rec, healWithin)
+	o.AgentTakes = []string{agentID} // every topology runs the reference agent for it
+	// A test without an agent fault tolerates the agent missing up to 2% of
+	// its answered calls (measured: 1 of 135, its WebRTC session lost a
+	// line on the saturated 2-core machine); beyond that it fails.
+	o.AgentMissTolerance = 0.02
 	healed := time.Since(tp.t0) - loaded
 	rep := invariants.Check(o, sc.allowed...)
 	t.Logf("CHECKER %s:\n%s", t.Name(), rep.Table())
@@ -454,8 +468,14 @@ func mixMissing(rep invariants.Report) []string {
 			miss = append(miss, fmt.Sprintf("no call ended %s", oc))
 		}
 	}
-	if rep.ByScript[string(phonesim.ScriptVoicemail)] == 0 {
-		miss = append(miss, "no voicemail dialed")
+	// What the agent makes of its callees, at least once.
+	for _, oc := range []schemas.Outcome{schemas.OutcomeVoicemail, schemas.OutcomeTransferred} {
+		if rep.Outcomes[string(oc)] == 0 {
+			miss = append(miss, fmt.Sprintf("no call ended %s", oc))
+		}
+	}
+	if rep.ByAnsweredBy[string(schemas.AnsweredByHuman)] == 0 {
+		miss = append(miss, "no call the agent found a person on")
 	}
 	if rep.CanceledAsAsked == 0 {
 		miss = append(miss, "no call ended canceled by the client's cancel")

@@ -45,8 +45,13 @@ import (
 const (
 	workspaceID = "ws_it"
 	agentID     = "c0ffeec0ffeec0ffeec0ffee"
-	lkAPIKey    = "itkey"
-	trunkEnv    = "DIALSTREAM_IT_TRUNK_ID"
+	// plainAgentID is a second registry agent whose LiveKit agent name no
+	// worker of the topology serves (its agent runs elsewhere): LiveKit
+	// drops its dispatches and its calls talk to an empty room. The plain
+	// numbers of the load go through it (see mix).
+	plainAgentID = "beefbeefbeefbeefbeefbeef"
+	lkAPIKey     = "itkey"
+	trunkEnv     = "DIALSTREAM_IT_TRUNK_ID"
 
 	registryPath = "/etc/dialstream/registry.yaml"
 	// recordsURL is the call records database when the topology runs a
@@ -65,6 +70,7 @@ const (
 	recorderPort = "8084/tcp"
 	schedPort    = "8086/tcp"
 	receiverPort = "8090/tcp"
+	agentPort    = "8085/tcp"
 
 	callbackURL = "http://receiver:8090/hooks/" + workspaceID
 )
@@ -83,6 +89,17 @@ agents:
   - id: ` + agentID + `
     workspace: ` + workspaceID + `
     livekit_agent_name: dialstream-it-agent
+    sip_trunk_id: "${` + trunkEnv + `}"
+    caller_id: "+15550109999"
+    ringing_timeout: 10s
+    max_call_duration: 60s
+    # What the reference agent (the agent service) reads: a machine
+    # answering ends the call (voicemail), a callee asking for a person is
+    # transferred.
+    settings: {voice: alloy, greeting: "Hello {firstName}, this is the Dialstream suite calling.", on_machine: hangup, transfer_to: "+15550100777"}
+  - id: ` + plainAgentID + `
+    workspace: ` + workspaceID + `
+    livekit_agent_name: dialstream-it-elsewhere
     sip_trunk_id: "${` + trunkEnv + `}"
     caller_id: "+15550109999"
     ringing_timeout: 10s
@@ -134,6 +151,7 @@ type topology struct {
 	records string // the call records' volume, shared by ingest and the recorder ("": none)
 
 	apiKey, whSecret, lkSecret string
+	reportSecret               string // keys the agent's report tokens (dialers sign, ingest verifies)
 	trunk                      string
 	registry                   []byte
 
@@ -159,7 +177,7 @@ func newTopology(t *testing.T, opts topoOptions) *topology {
 	defer cancel()
 	tp := &topology{t: t, id: suite.runID + "-" + randomHex(2), opts: opts, svcs: map[string]*service{},
 		apiKey: "dsk_it_" + randomHex(16), whSecret: "whsec_" + base64.StdEncoding.EncodeToString(randomBytes(24)),
-		lkSecret: "it-livekit-secret-" + randomHex(16)}
+		lkSecret: "it-livekit-secret-" + randomHex(16), reportSecret: "it-agent-report-secret-" + randomHex(16)}
 
 	tp.volume = "dsit-" + tp.id + "-broker-data"
 	if opts.withRecorder() {
@@ -197,7 +215,7 @@ func newTopology(t *testing.T, opts topoOptions) *topology {
 	}
 	tp.registry = fmt.Appendf(nil, registryTemplate, registry.HashKey(tp.apiKey), tp.whSecret)
 
-	specs := []spec{tp.ingestSpec(), tp.receiverSpec()}
+	specs := []spec{tp.ingestSpec(), tp.receiverSpec(), tp.agentSpec()}
 	if opts.withRecorder() {
 		specs = append(specs, tp.recorderSpec())
 	}
@@ -342,7 +360,8 @@ func (tp *topology) ingestSpec() spec {
 		name: "ingest", image: suite.images.dialstream, cmd: []string{"ingest"}, port: ingestPort, ready: "/readyz",
 		// The call tests read no call state: a SQLite file on the
 		// container's tmpfs is enough for ingest's read-your-writes.
-		env:   tp.kafkaEnv(map[string]string{"INGEST_HTTP_ADDR": "0.0.0.0:8080", "DATABASE_URL": "sqlite:///tmp/records.db"}),
+		env: tp.kafkaEnv(map[string]string{"INGEST_HTTP_ADDR": "0.0.0.0:8080", "DATABASE_URL": "sqlite:///tmp/records.db",
+			"DIALSTREAM_AGENT_REPORT_SECRET": tp.reportSecret}),
 		files: map[string][]byte{registryPath: tp.registry},
 	}
 	if tp.records != "" {
@@ -422,8 +441,34 @@ func (tp *topology) dialerSpec(i int) spec {
 			// what keeps the claims due together after a LiveKit or
 			// network outage from reaching phonesim all at once.
 			"DIALER_TRUNK_CALLS_PER_SECOND": "15",
+			// Every dispatch carries ingest's report channel, with a token
+			// this secret signs.
+			"DIALER_AGENT_REPORT_URL":        "http://ingest:8080",
+			"DIALSTREAM_AGENT_REPORT_SECRET": tp.reportSecret,
 		}),
 		files: map[string][]byte{registryPath: tp.registry},
+	}
+}
+
+// agentSpec is the reference agent: a LiveKit agent worker for the
+// registry's agent name, which every dialer's dispatch names. It joins each
+// call's room over WebRTC on the suite's network (as the phone simulator
+// does) and reports to ingest, as the dispatch's report channel says. It
+// reaches LiveKit through the main network's alias, so the LiveKit-side
+// faults of LiveKit's API network (the dialers') leave it alone.
+func (tp *topology) agentSpec() spec {
+	return spec{
+		name: "agent", image: suite.images.dialstream, cmd: []string{"agent"}, port: agentPort, ready: "/readyz",
+		env: map[string]string{
+			"LIVEKIT_URL": "http://livekit:7880", "LIVEKIT_API_KEY": lkAPIKey, "LIVEKIT_API_SECRET": tp.lkSecret,
+			"AGENT_NAMES": "dialstream-it-agent", "AGENT_HTTP_ADDR": "0.0.0.0:8085",
+			// Every call's room gets the agent from before the dial until
+			// it closes (the busy and unanswered ones too): ~60 calls at
+			// once under the suite's load, more while a backlog drains
+			// after a fault. The default 50 would turn calls away.
+			"AGENT_MAX_JOBS": "300",
+			"LOG_FORMAT":     "json", "LOG_LEVEL": "info",
+		},
 	}
 }
 
@@ -570,7 +615,7 @@ func (tp *topology) kafkaOpts() []kgo.Opt {
 // client is how the test asks for calls: through ingest's published port.
 func (tp *topology) client() invariants.Client {
 	return invariants.Client{
-		IngestURL: tp.url("ingest"), APIKey: tp.apiKey, WorkspaceID: workspaceID, AgentID: agentID,
+		IngestURL: tp.url("ingest"), APIKey: tp.apiKey, WorkspaceID: workspaceID, AgentID: plainAgentID,
 		CallbackURL: callbackURL, HTTP: httpClient(),
 	}
 }

@@ -442,3 +442,111 @@ func TestCheckCancels(t *testing.T) {
 		})
 	}
 }
+
+// refAgent is the call agent the reference agent plays in agentRun.
+const refAgent = "dddddddddddddddddddddddd"
+
+// agentRun is a run with the reference agent: a person (A), a voicemail (B)
+// and a callee who asks for a transfer (C), each answered, with the agent's
+// answered_by report before the end, and ended as outcomes says.
+func agentRun(outcomes [3]string, verdicts [3]string) Observed {
+	to := []string{phonesim.NumberHuman, phonesim.NumberVoicemail, phonesim.NumberTransfer}
+	o := Observed{AgentTakes: []string{refAgent}}
+	for i, id := range []string{callA, callB, callC} {
+		key := "k" + string(rune('0'+i))
+		evs := call(id, key, to[i], int32(i), float64(i)/2, outcomes[i], 0, "queued", "dialing", "ringing", "answered", "agent_report", "ended")
+		evs[4].AnsweredBy = verdicts[i]
+		evs[5].AnsweredBy = verdicts[i]
+		for j := range evs {
+			evs[j].CallAgentID = refAgent
+		}
+		o.Events = append(o.Events, evs...)
+		o.Requests = append(o.Requests, Request{Key: key, To: to[i], Answers: []string{"202"}, Accepted: true, CallID: id, RoomName: evs[0].RoomName})
+		o.Dials = append(o.Dials, Dial{Room: evs[0].RoomName, To: to[i], At: at(float64(i)/2 + 1.1)})
+	}
+	for i, e := range o.Events {
+		o.Deliveries = append(o.Deliveries, delivered(e, i))
+	}
+	return o
+}
+
+// With an agent, the callees written for one are judged by what the agent
+// makes of them; one that ended as without the agent is AgentMissed, a
+// fault end only the runs that allow it accept.
+func TestCheckAgent(t *testing.T) {
+	asAgent := [3]string{"completed", "voicemail", "transferred"}
+	verdicts := [3]string{"human", "machine", "human"}
+	cases := []struct {
+		name     string
+		outcomes [3]string
+		verdicts [3]string
+		agent    bool
+		allowed  []FaultEnd
+		want     []string
+		missed   int
+		// tolerance is Observed.AgentMissTolerance (0: none).
+		tolerance float64
+	}{
+		{"as the agent makes them", asAgent, verdicts, true, nil, nil, 0, 0},
+		{"the same run, the agent taking another call agent's calls", asAgent, verdicts, false, nil, []string{
+			"outcomes contrary to the callee's script: 2: "}, 0, 0},
+		{"a person the agent took for a machine", asAgent, [3]string{"machine", "machine", "human"}, true, nil,
+			[]string{"outcomes contrary to the callee's script: 1: call " + callA}, 0, 0},
+		{"a voicemail ended by the agent as a failure", [3]string{"completed", "failed", "transferred"}, verdicts, true,
+			[]FaultEnd{AgentMissed}, []string{"outcomes contrary to the callee's script: 1: call " + callB}, 0, 0},
+		{"all three without the agent, not injected", [3]string{"completed", "completed", "max_duration"}, [3]string{}, true, nil,
+			[]string{"ends naming a fault this run did not inject (without the agent: 3 of the agent's 3 answered calls): 3"}, 3, 0},
+		{"all three without the agent, allowed", [3]string{"completed", "completed", "max_duration"}, [3]string{}, true,
+			[]FaultEnd{AgentMissed}, nil, 3, 0},
+		{"one of three without the agent, within a third's tolerance", [3]string{"completed", "completed", "transferred"}, verdicts, true,
+			nil, nil, 1, 0.34},
+		{"two of three without the agent, beyond a third's tolerance", [3]string{"completed", "completed", "max_duration"}, [3]string{"human", "", ""}, true,
+			nil, []string{"ends naming a fault this run did not inject (without the agent: 2 of the agent's 3 answered calls): 2"}, 2, 0.34},
+		{"a voicemail at max duration is not the agent missed", [3]string{"completed", "max_duration", "transferred"}, verdicts, true,
+			[]FaultEnd{AgentMissed}, []string{"outcomes contrary to the callee's script: 1: call " + callB}, 0, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := agentRun(c.outcomes, c.verdicts)
+			o.AgentMissTolerance = c.tolerance
+			if !c.agent {
+				o.AgentTakes = []string{"another-agent"}
+			}
+			rep := Check(o, c.allowed...)
+			if got := rep.FaultEnds[AgentMissed]; got != c.missed {
+				t.Errorf("AgentMissed %d, want %d", got, c.missed)
+			}
+			if len(c.want) == 0 && !rep.Passed() {
+				t.Fatalf("problems: %v", rep.Problems)
+			}
+			if len(rep.Problems) != len(c.want) {
+				t.Fatalf("problems %q, want %d like %q", rep.Problems, len(c.want), c.want)
+			}
+			for i, w := range c.want {
+				if !strings.Contains(rep.Problems[i], w) {
+					t.Errorf("problem %q does not contain %q", rep.Problems[i], w)
+				}
+			}
+		})
+	}
+}
+
+// The agent's post-call report comes after the end (its sequence follows
+// ended's): that is no gap. A lifecycle event after ended still is.
+func TestCheckReportAfterEnd(t *testing.T) {
+	after := func(status string) Observed {
+		o := agentRun([3]string{"completed", "voicemail", "transferred"}, [3]string{"human", "machine", "human"})
+		e := o.Events[5] // call A's ended event, seq 6
+		e.CEID, e.Sequence, e.Status, e.Outcome, e.Offset, e.Written = schemas.EventID(callA, 7), 7, status, "", 7, e.Written.Add(time.Second)
+		o.Events = append(o.Events, e)
+		o.Deliveries = append(o.Deliveries, delivered(e, len(o.Deliveries)))
+		return o
+	}
+	if rep := Check(after("agent_report")); !rep.Passed() {
+		t.Errorf("a report after the end: %v", rep.Problems)
+	}
+	rep := Check(after("ringing"))
+	if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "incomplete sequences: 1: call "+callA+": seq 7 (ringing) comes after ended") {
+		t.Errorf("ringing after the end: %v", rep.Problems)
+	}
+}

@@ -27,7 +27,7 @@ type Client struct {
 
 // LoadConfig shapes a steady stream of call requests: ceil(Rate x Duration)
 // turns, turn i due i/Rate seconds after the start, each sending the next
-// entry of Mix (unless the entry's Until has passed). A request is never
+// entry of Mix. A request is never
 // retried for longer than RetryFor.
 type LoadConfig struct {
 	Rate     float64       // new calls per second
@@ -53,11 +53,8 @@ type Call struct {
 	// own write, 429, 5xx) for RetryFor.
 	Cancel      bool
 	CancelAfter time.Duration
-	// Until, when set, stops this entry from the first turn due this long
-	// into the load (its turns send nothing after): a callee that holds the line for long
-	// (the voicemail records for 30 s) started late would only stretch the
-	// wait for the pipeline to heal.
-	Until time.Duration
+	// Agent is the call_agent_id to request it with ("": Client.AgentID).
+	Agent string
 }
 
 // Load is a running stream of requests.
@@ -88,9 +85,6 @@ func (r *Recorder) StartLoad(ctx context.Context, c Client, cfg LoadConfig) *Loa
 				return
 			}
 			call := cfg.Mix[i%len(cfg.Mix)]
-			if call.Until != 0 && due >= call.Until {
-				continue
-			}
 			key := fmt.Sprintf("%s-%04d", cfg.KeyPrefix, i)
 			r.settle(func() {
 				r.requests[key] = &Request{Key: key, To: call.To}
@@ -99,7 +93,11 @@ func (r *Recorder) StartLoad(ctx context.Context, c Client, cfg LoadConfig) *Loa
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if id := r.request(ctx, c, cfg.RetryFor, key, call.To, i); id != "" && call.Cancel {
+				cc := c
+				if call.Agent != "" {
+					cc.AgentID = call.Agent
+				}
+				if id := r.request(ctx, cc, cfg.RetryFor, key, call.To, i); id != "" && call.Cancel {
 					r.cancelCall(ctx, c, cfg.RetryFor, key, id, call.CancelAfter)
 				}
 			}()

@@ -92,6 +92,8 @@ type Event struct {
 	Reason        string
 	EndedBy       string
 	SIPStatusCode int
+	AnsweredBy    string // the agent's verdict (its answered_by report, and the ended event after it)
+	CallAgentID   string
 	RoomName      string
 	To            string
 	// Key is metadata.key: the load generator puts each request's
@@ -146,6 +148,17 @@ type Observed struct {
 
 	Deliveries        []Delivery
 	DeliveriesDropped int // deliveries the receiver got but could not keep
+
+	// AgentTakes lists the call agents (call_agent_id) whose calls the
+	// reference agent takes in this run (the topology runs it for their
+	// LiveKit agent name): the callees written for an agent are then judged
+	// by what the agent makes of them (agentScripts). The test sets it.
+	AgentTakes []string
+	// AgentMissTolerance is the share of those calls, answered, that may end
+	// as without the agent (AgentMissed) in a run that does not allow it:
+	// what a saturated machine costs the agent's WebRTC sessions (the
+	// container suite measured 1 in 135). 0: none.
+	AgentMissTolerance float64
 
 	WebhookDLQ int // records on dialstream.webhooks.dlq
 	RequestDLQ int // records on dialstream.calls.requested.dlq
@@ -269,7 +282,7 @@ func (r *Recorder) record(rec *kgo.Record) {
 	r.events = append(r.events, Event{
 		CEID: ev.ID, Type: ev.Type, CallID: d.CallID, Sequence: d.Sequence, Status: string(d.Status),
 		Outcome: string(d.Outcome), Reason: d.Reason, EndedBy: string(d.EndedBy), SIPStatusCode: d.SIPStatusCode,
-		RoomName: d.RoomName, To: d.To, Key: meta.Key, Partition: rec.Partition, Offset: rec.Offset, Written: rec.Timestamp,
+		AnsweredBy: string(d.AnsweredBy), CallAgentID: d.CallAgentID, RoomName: d.RoomName, To: d.To, Key: meta.Key, Partition: rec.Partition, Offset: rec.Offset, Written: rec.Timestamp,
 	})
 }
 
