@@ -52,17 +52,34 @@ func applyReport(st *callState, in input) transition {
 	if rep.Type == schemas.ReportTypeAnsweredBy && st.Phase != schemas.StatusEnded {
 		next.AnsweredBy = rep.AnsweredBy
 	}
+	var evs []schemas.CallEvent
+	if rep.Type == schemas.ReportTypeAnsweredBy && (st.Phase == schemas.StatusDialing || st.Phase == schemas.StatusRinging) {
+		// The agent tells who answered only once it has seen the callee
+		// answer, so the call is answered, whatever the dial has said
+		// yet: a dialer cut from LiveKit's API (or whose dial's answer is
+		// late) learns it from the agent first. Without this, the agent's
+		// hangup ended such a call "canceled" as if it never rang. The
+		// dial's answered result, when it comes, is then stale.
+		if st.Phase == schemas.StatusDialing {
+			next.Phase, next.RingingAt = schemas.StatusRinging, at
+			next.Sequence++
+			evs = append(evs, next.event(schemas.StatusRinging, at))
+		}
+		next.Phase, next.AnsweredAt = schemas.StatusAnswered, at
+		next.Sequence++
+		evs = append(evs, next.event(schemas.StatusAnswered, at))
+	}
 	next.Sequence++
 	ev := next.event(schemas.StatusAgentReport, at)
 	ev.Report, ev.ReportReceivedAt = &rep, &at
 	if rep.Type == schemas.ReportTypeAnsweredBy {
 		ev.AnsweredBy = rep.AnsweredBy
 	}
-	tr := transition{next: next, events: []schemas.CallEvent{ev}}
+	tr := transition{next: next, events: append(evs, ev)}
 
 	switch rep.Type {
 	case schemas.ReportTypeAnsweredBy:
-		if st.Phase == schemas.StatusAnswered && rep.AnsweredBy == schemas.AnsweredByMachine && onMachine(st) == schemas.OnMachineHangup {
+		if next.Phase == schemas.StatusAnswered && rep.AnsweredBy == schemas.AnsweredByMachine && onMachine(st) == schemas.OnMachineHangup {
 			tr.events = append(tr.events, next.end(at, schemas.OutcomeVoicemail, schemas.EndedByAgent,
 				"a machine answered and the agent's on_machine policy is hangup"))
 			tr.effects |= effHangup

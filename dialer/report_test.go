@@ -157,3 +157,52 @@ func TestOptOutAndUnknownCall(t *testing.T) {
 		t.Fatalf("unknown call: %+v", tr)
 	}
 }
+
+// An answered_by report proves the callee answered: the agent sends one only
+// after it saw the answer. A dialer that has not yet heard the dial's answer
+// (cut from LiveKit's API, the answer late) takes the call as answered
+// there, so the agent's hangup ends it completed or voicemail, not
+// "canceled before it was answered"; the dial's answer, coming after, is
+// stale.
+func TestAnswerLearnedFromTheAgent(t *testing.T) {
+	req := requestInput(10)
+	req.agent.Settings = map[string]any{"on_machine": "hangup"}
+	ringing := lkInput(12, lkParticipantJoined, calleeIdentity(testCallID), "", t0.Add(2*time.Second))
+	lateAnswer := dialInput(16, dialResult{Result: dialAnswered, StartedAt: t0.Add(time.Second), AnsweredAt: t0.Add(4 * time.Second),
+		FinishedAt: t0.Add(9 * time.Second)})
+
+	t.Run("a person, while the dial rings", func(t *testing.T) {
+		_, evs, trs := run(t, req, admitInput(11, t0.Add(time.Second)), ringing,
+			reportInput(14, "ws_a", t0.Add(5*time.Second), answeredBy("r1", schemas.AnsweredByHuman)),
+			reportInput(15, "ws_a", t0.Add(8*time.Second), hangupReport("r2")), lateAnswer)
+		want := []string{"queued", "dialing", "ringing", "answered", "agent_report", "agent_report", "ended:completed"}
+		if got := statuses(evs); !reflect.DeepEqual(got, want) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+		if a := evs[3]; !a.OccurredAt.Equal(t0.Add(5 * time.Second)) {
+			t.Errorf("answered at %s, want the report's time", a.OccurredAt)
+		}
+		if end := evs[6]; end.AnsweredBy != schemas.AnsweredByHuman || end.EndedBy != schemas.EndedByAgent {
+			t.Errorf("ended %+v", end)
+		}
+		if trs[len(trs)-1].ignored != ignoreAfterEnd {
+			t.Errorf("the late answer: %+v, want ignored after the end", trs[len(trs)-1])
+		}
+	})
+	t.Run("a machine, before any ringing", func(t *testing.T) {
+		_, evs, trs := run(t, req, admitInput(11, t0.Add(time.Second)),
+			reportInput(14, "ws_a", t0.Add(5*time.Second), answeredBy("r1", schemas.AnsweredByMachine)))
+		want := []string{"queued", "dialing", "ringing", "answered", "agent_report", "ended:voicemail"}
+		if got := statuses(evs); !reflect.DeepEqual(got, want) {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+		for i, ev := range evs {
+			if ev.Sequence != i+1 {
+				t.Fatalf("event %d has sequence %d", i, ev.Sequence)
+			}
+		}
+		if trs[len(trs)-1].effects != effHangup {
+			t.Errorf("effects %b, want the hangup", trs[len(trs)-1].effects)
+		}
+	})
+}

@@ -102,7 +102,11 @@ func runService(ctx context.Context, s service, l *envconfig.Loader) error {
 	start := s.load(l)
 	log := loadLogger(l, "json")
 	tcfg := obs.LoadTracingConfig(l)
+	profAddr := l.String(profilerAddrEnv, "")
 	if err := l.Err(); err != nil {
+		return err
+	}
+	if err := startProfiler(ctx, profAddr, log); err != nil {
 		return err
 	}
 	tps, err := startTracing(ctx, tcfg, log, s)
@@ -126,7 +130,11 @@ func startServices(ctx context.Context, g *errgroup.Group, log *slog.Logger) (*r
 	}
 	regPath := l.Required("DIALSTREAM_REGISTRY")
 	tcfg := obs.LoadTracingConfig(l)
+	profAddr := l.String(profilerAddrEnv, "")
 	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	if err := startProfiler(ctx, profAddr, log); err != nil {
 		return nil, err
 	}
 	reg, err := registry.Load(regPath)
