@@ -5,8 +5,8 @@
 // Each test builds its own topology — broker (data on a Docker volume),
 // Redis (`dialstream redis`), livekit-server, phonesim, the reference agent
 // (`dialstream agent`), 1 ingest, 2 dialers, 2 notifiers and a webhook
-// receiver (`dialstream receiver`) — sends 12 calls/s for 45 s through
-// ingest (540 calls: answering, busy, declining, not-found and no-answer
+// receiver (`dialstream receiver`) — sends 8 calls/s for 66 s through
+// ingest (528 calls: answering, busy, declining, not-found and no-answer
 // numbers, a person, a voicemail and a callee asking for a transfer, which
 // the agent plays out, and calls the client cancels, at once or 3 s into
 // their ringing), injects one fault, waits for the pipeline to heal and

@@ -437,10 +437,10 @@ func (tp *topology) dialerSpec(i int) spec {
 			// "In-doubt recovery").
 			"DIALER_DRAIN_TIMEOUT": "15s",
 			// The phone network's calls per second, as a carrier sets it:
-			// above the steady 12 calls/s even for one dialer alone, and
+			// above the steady 8 calls/s even for one dialer alone, and
 			// what keeps the claims due together after a LiveKit or
 			// network outage from reaching phonesim all at once.
-			"DIALER_TRUNK_CALLS_PER_SECOND": "15",
+			"DIALER_TRUNK_CALLS_PER_SECOND": "10",
 			// Every dispatch carries ingest's report channel, with a token
 			// this secret signs.
 			"DIALER_AGENT_REPORT_URL":        "http://ingest:8080",

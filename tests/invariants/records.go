@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/dialstream/dialstream/schemas"
 )
 
 // The call records as a user reads them (GET /v1/api/call/:callId, served
@@ -43,7 +45,8 @@ func (c Client) Call(ctx context.Context, id string) (CallRecord, error) {
 
 // RecordsReport is the verdict on the call records: every accepted call's
 // record holds exactly the call's distinct events on the topic, each once,
-// in sequence order, and its status and outcome are its last event's.
+// in sequence order, and its status and outcome are its last lifecycle
+// event's (the agent's reports are not stages of the call).
 type RecordsReport struct {
 	Calls    int // accepted calls
 	Matching int // of them, records exactly as the topic says
@@ -114,9 +117,17 @@ func recordDiffers(cv *callView, rec CallRecord) string {
 				e.ID, e.Sequence, e.Status, e.Outcome, want.CEID, s, want.Status, want.Outcome, strings.Join(got, " "))
 		}
 	}
-	last := cv.seqs[seqs[len(seqs)-1]]
-	if rec.Status != last.Status || rec.Outcome != last.Outcome {
-		return fmt.Sprintf("record says %s/%s, its last event %s/%s", rec.Status, rec.Outcome, last.Status, last.Outcome)
+	// An agent's report is not a stage of the call: the record's status is
+	// its last lifecycle event's (a post-call report follows ended).
+	for i := len(seqs) - 1; i >= 0; i-- {
+		last := cv.seqs[seqs[i]]
+		if last.Status == string(schemas.StatusAgentReport) {
+			continue
+		}
+		if rec.Status != last.Status || rec.Outcome != last.Outcome {
+			return fmt.Sprintf("record says %s/%s, its last lifecycle event %s/%s", rec.Status, rec.Outcome, last.Status, last.Outcome)
+		}
+		break
 	}
 	return ""
 }

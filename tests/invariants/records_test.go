@@ -48,7 +48,7 @@ func TestCheckRecords(t *testing.T) {
 			rec := r[callB]
 			rec.Outcome = "failed"
 			r[callB] = rec
-		}, "record says ended/failed, its last event ended/busy"},
+		}, "record says ended/failed, its last lifecycle event ended/busy"},
 	}
 	for _, tc := range cases {
 		o := healthy()
@@ -64,5 +64,33 @@ func TestCheckRecords(t *testing.T) {
 		case tc.want == "" && (rep.Calls != 2 || rep.Matching != 2 || rep.Events != 8):
 			t.Errorf("%s: %d calls, %d matching, %d events; want 2, 2, 8", tc.name, rep.Calls, rep.Matching, rep.Events)
 		}
+	}
+}
+
+// The agent's post-call report follows ended on the topic; the record keeps
+// the call ended with its outcome, which is right. A record whose status
+// followed the report is wrong.
+func TestCheckRecordsReportAfterEnd(t *testing.T) {
+	o := healthy()
+	var end Event
+	for _, e := range o.Events {
+		if e.CallID == callB && e.Status == "ended" {
+			end = e
+		}
+	}
+	rep := end
+	rep.CEID, rep.Sequence, rep.Status, rep.Outcome = callB+"-4", 4, "agent_report", ""
+	o.Events = append(o.Events, rep)
+	recs := recordsOf(o)
+	b := recs[callB]
+	b.Status, b.Outcome = "ended", "busy"
+	recs[callB] = b
+	if r := CheckRecords(o, recs); len(r.Problems) != 0 {
+		t.Errorf("a report after the end: %v", r.Problems)
+	}
+	b.Status, b.Outcome = "agent_report", ""
+	recs[callB] = b
+	if r := CheckRecords(o, recs); len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "record says agent_report/, its last lifecycle event ended/busy") {
+		t.Errorf("a record that took the report's status: %v", r.Problems)
 	}
 }
