@@ -27,8 +27,9 @@ go test -count=1 -timeout 25m $(go list ./... | grep -v '/tests/containers$')
 
 # ...which runs on its own: it starts ~10 containers per test and injects
 # faults on a timetable, so it should not share the CPU with other packages.
-# About 5 minutes here (6 tests of ~50 s, plus 20-70 s of image builds); it
-# prints one SKIP line without Docker, and fails instead under CI=true.
+# About 19 minutes here (13 tests of ~1.5 min at 528 calls each, plus
+# 10-70 s of image builds); it prints one SKIP line without Docker, and fails
+# instead under CI=true.
 go test -count=1 -timeout 35m -v ./tests/containers
 
 # Every fuzz target briefly (about a minute for all): every decoder of

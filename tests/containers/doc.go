@@ -146,23 +146,15 @@
 // 127.0.0.1; WebRTC between livekit-server and phonesim stays on the
 // suite's network, with no STUN server anywhere.
 //
-// Run time, measured on the 2-core development machine while other test runs
-// shared it: 14 min 33 s for the package's 12 tests at 90 calls per test (a
-// prebuilt DIALSTREAM_BIN); at 525 calls per test, in two runs,
-// TestDialerKilled took 1 min 19 s and 2 min 2 s (its heal 11 s, then 51 s:
-// one call ended ~40 s after the others) and TestReceiverPaused 1 min 28 s
-// and 1 min 17 s (topology 20–23 s, the load with its fault 48 s, the heal
-// 9–17 s), ~35 s more than at 90 calls, so the package is estimated at
-// ~20 min. Building the images takes 10–70 s (the
-// `go build` dominates; a prebuilt DIALSTREAM_BIN is the short end); the
-// pipeline heals ~10 s after the last request (the no-answer number rings
-// for 10 s, the voicemail is only started in the first 20 s). TestSchedulerKilled
-// (no steady load) took 61 s: topology 6 s, the campaign with its fault
-// 51 s. TestLiveKitRestarted and TestPhoneNetworkGone took ~1.6 min at 90
-// calls: the calls LiveKit or the phone network could not take wait out
-// their claim's window (ringing timeout + 30 s + 10 s of clock margin) before
-// they are dialed again, and the stranded calls end at max_call_duration
-// (60 s).
+// Run time, measured on the 2-core development machine (2026-12-07, a
+// prebuilt DIALSTREAM_BIN): 19 min 6 s for the package's 13 tests at 528
+// calls per test, each 1 min 21 s – 1 min 56 s (topology ~4 s, the load
+// with its fault 66 s plus the tail of the last calls, the heal ~10 s),
+// TestSchedulerKilled (no steady load) 58 s. TestDialerCutFromLiveKit is the
+// longest: the calls claimed during the cut wait out their claim's window
+// (ringing timeout + 30 s + 10 s of clock margin) before they are dialed
+// again. Building the images takes 10–70 s (the `go build` dominates; a
+// prebuilt DIALSTREAM_BIN is the short end).
 //
 // Without Docker (or without livekit-server) the suite prints one SKIP line
 // and passes, except under CI=true, where it fails. scripts/test.sh runs it
