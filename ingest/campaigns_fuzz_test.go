@@ -19,14 +19,8 @@ import (
 //	go test ./ingest -run='^$' -fuzz='^FuzzCampaignContactsCSV$' -fuzztime=60s -parallel=1
 func FuzzCampaignContactsCSV(f *testing.F) {
 	env := newTestEnv(f, func(c *Config) { c.Logger = discardLogger() })
-	w := env.do(f, req{path: "/v1/api/campaigns", body: "{" + campaignBase + "}"})
-	if w.Code != 201 {
-		f.Fatalf("create: %d %s", w.Code, w.Body)
-	}
-	var camp CampaignCreated
-	mustUnmarshal(f, w.Body.Bytes(), &camp)
-	env.p.take()
-	path := "/v1/api/campaigns/" + camp.CampaignID + "/contacts"
+	campaign := setupCampaign(f, env)
+	path := "/v1/api/campaigns/" + campaign + "/contacts"
 	for _, b := range []string{
 		"to,contact_id,timezone,firstName,metadata.crm\n+15550100001,c-1,America/Chicago,Ada,42\nnope,c-2,,,\n+15550100001,c-3,,,\n",
 		"to\n+15550100001\n+15550100001\n", "\ufeffto,x\n+15550100002,\"a\nb\"\n", "to,to\n", "number\n+15550100001\n", "", "to\n",
@@ -55,7 +49,7 @@ func FuzzCampaignContactsCSV(f *testing.F) {
 		}
 		numbers, ids, written := map[string]bool{}, map[string]bool{}, 0
 		for i, typ := range decoded(t, recs) {
-			if typ != schemas.TypeCampaignContacts || string(recs[i].Key) != camp.CampaignID {
+			if typ != schemas.TypeCampaignContacts || string(recs[i].Key) != campaign {
 				t.Fatalf("upload wrote %s key %s", typ, recs[i].Key)
 			}
 			var cc schemas.CampaignContacts

@@ -108,11 +108,21 @@ func operations(t *testing.T, baseURL string) []operation {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/openapi.json: %d %v", resp.StatusCode, err)
+	}
+	return documentOperations(t, body)
+}
+
+// documentOperations lists every operation of an OpenAPI document.
+func documentOperations(t testing.TB, body []byte) []operation {
+	t.Helper()
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || len(doc.Paths) == 0 {
-		t.Fatalf("/openapi.json: %d %v", resp.StatusCode, err)
+	if err := json.Unmarshal(body, &doc); err != nil || len(doc.Paths) == 0 {
+		t.Fatalf("OpenAPI document: %v (%d paths)", err, len(doc.Paths))
 	}
 	var ops []operation
 	for path, item := range doc.Paths {

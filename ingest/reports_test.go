@@ -12,7 +12,7 @@ import (
 
 var testReportSecret = []byte("test-agent-report-secret-0123456789")
 
-func reportEnv(t *testing.T, now time.Time) *testEnv {
+func reportEnv(t testing.TB, now time.Time) *testEnv {
 	t.Helper()
 	env := newTestEnv(t, func(c *Config) {
 		c.AgentReportSecrets = [][]byte{testReportSecret}

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `make soak`: the whole dev pipeline (embedded broker, livekit-server, phone
-# simulator, reference agent, ingest, dialer, notifier, recorder) under a
-# steady call rate for a bounded time, sampling the memory and goroutines of
-# the Dialstream process and livekit-server's memory. Flat columns are the
-# point: a leak shows as a line that keeps climbing. Not run in CI.
+# `make soak`: the whole dev pipeline (livekit-server, phone simulator,
+# reference agent, ingest, dialer, notifier, recorder, scheduler in one
+# `dialstream dev` process; the embedded Kafka broker as a process of its
+# own, `dialstream broker`, so that what a broker keeps by design is told
+# apart from the services) under a steady call rate for a bounded time,
+# sampling the memory and goroutines of both Dialstream processes and
+# livekit-server's memory. Flat columns are the point: a leak shows as a line
+# that keeps climbing. Not run in CI.
 #
 #   make soak                                   one hour at 5 calls/s
 #   SOAK_DURATION=10m SOAK_RATE=10 make soak    shorter, faster
@@ -39,6 +42,12 @@ every="$(secs "$sample")"
 # the README turns the per-call cost into the plateau of the defaults.
 export DIALER_ENDED_RETENTION="${DIALER_ENDED_RETENTION:-10m}"
 export PHONESIM_DIAL_LOG="${PHONESIM_DIAL_LOG:-2000}"
+# Both processes' runtime profiles, on loopback: a heap profile of each is
+# taken at every sample, and the growth between the first sample after the
+# warm-up and the last is printed by allocation site at the end.
+devprof=127.0.0.1:6061
+brokerprof=127.0.0.1:6062
+brokeraddr=127.0.0.1:19092
 
 export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-$PWD/.cache/bin/livekit-server}"
 [[ -x "$LIVEKIT_SERVER_BIN" ]] || ./scripts/install-livekit.sh
@@ -47,14 +56,21 @@ CGO_ENABLED=0 go build -trimpath -o bin/dialstream ./cmd/dialstream
 
 stamp="$(date -u +%Y-%m-%dT%H%M%SZ)"
 table=".data/soak/$stamp.md"
+profiles=".data/soak/$stamp-heap"
+mkdir -p "$profiles"
 work="$(mktemp -d -t dialstream-soak.XXXXXX)"
 mkdir -p "$work/deploy/dev"
 cp deploy/dev/registry.yaml "$work/deploy/dev/"
-(cd "$work" && exec "$OLDPWD/bin/dialstream" dev >"$work/dev.log" 2>&1) &
+BROKER_LISTEN="$brokeraddr" BROKER_DATA_DIR="$work/kafka" DIALSTREAM_PPROF_ADDR="$brokerprof" \
+	bin/dialstream broker >"$work/broker.log" 2>&1 &
+broker=$!
+(cd "$work" && KAFKA_BROKERS="$brokeraddr" DIALSTREAM_PPROF_ADDR="$devprof" exec "$OLDPWD/bin/dialstream" dev >"$work/dev.log" 2>&1) &
 dev=$!
 cleanup() {
 	kill -TERM "$dev" 2>/dev/null || true
 	wait "$dev" 2>/dev/null || true
+	kill -TERM "$broker" 2>/dev/null || true
+	wait "$broker" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,25 +85,30 @@ done
 metric() { # metric NAME from the process's /metrics
 	curl -fsS "http://$ingest/metrics" | awk -v m="$1" '$1 == m {v = $2} END {printf "%.0f", v}'
 }
-lkrss() {
-	local pid
-	pid="$(pgrep -f "$LIVEKIT_SERVER_BIN" | head -1 || true)"
-	[[ -n "$pid" ]] && awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status" || echo "-"
+rss() { # rss PID: resident MiB
+	[[ -n "$1" && -r "/proc/$1/status" ]] && awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" || echo "-"
+}
+heapinuse() { # heapinuse PPROF_ADDR: the Go heap in use, MiB
+	curl -fsS "http://$1/debug/pprof/heap?debug=1" | awk '$2 == "HeapInuse" {printf "%.0f", $4 / 1048576}'
 }
 
 numbers=(+15550100001 +15550100486 +15550100480 +15550100603 +15550100200 +15550100300)
-echo "| elapsed | calls sent | 202s | dialstream RSS MiB | goroutines | livekit-server RSS MiB |" | tee "$table"
-echo "|---|---|---|---|---|---|" | tee -a "$table"
+echo "| elapsed | calls sent | 202s | dev RSS MiB | dev Go heap in use MiB | dev goroutines | broker RSS MiB | broker Go heap in use MiB | livekit-server RSS MiB |" | tee "$table"
+echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$table"
 row() {
-	local rss gor
-	rss="$(metric process_resident_memory_bytes)"
+	local gor
 	gor="$(metric go_goroutines)"
-	echo "| $1 s | $sent | $ok | $((rss / 1048576)) | $gor | $(lkrss) |" | tee -a "$table"
+	echo "| $1 s | $sent | $ok | $(rss "$dev") | $(heapinuse "$devprof") | $gor | $(rss "$broker") | $(heapinuse "$brokerprof") | $(rss "$(pgrep -f "$LIVEKIT_SERVER_BIN" | head -1 || true)") |" | tee -a "$table"
+	curl -fsS -o "$profiles/dev-$(printf '%06d' "$1").pb.gz" "http://$devprof/debug/pprof/heap" || true
+	curl -fsS -o "$profiles/broker-$(printf '%06d' "$1").pb.gz" "http://$brokerprof/debug/pprof/heap" || true
 }
 
+# Calls are sent on a schedule (call n at n/rate seconds), one at a time:
+# a slow answer delays the next calls, which then go out back to back.
 sent=0
 ok=0
 start="$(date +%s)"
+start_ms="$(date +%s%3N)"
 next_sample=0
 while :; do
 	now=$(($(date +%s) - start))
@@ -96,15 +117,26 @@ while :; do
 		row "$now"
 		next_sample=$((next_sample + every))
 	fi
-	for _ in $(seq 1 "$rate"); do
+	due=$((($(date +%s%3N) - start_ms) * rate / 1000))
+	while ((sent < due)); do
 		to="${numbers[$((sent % ${#numbers[@]}))]}"
-		code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$ingest/v1/api/call" \
+		code="$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST "http://$ingest/v1/api/call" \
 			-H 'Content-Type: application/json' -H 'x-workspace-id: ws_demo' -H 'Authorization: Bearer dsk_demo_local' \
 			-d "{\"to\":\"$to\",\"call_agent_id\":\"a1b2c3d4e5f6a7b8c9d0e1f2\",\"callback_url\":\"http://127.0.0.1:8090/hooks/ws_demo\",\"dynamic_variables\":{\"firstName\":\"Ada\"}}")"
 		sent=$((sent + 1))
 		[[ "$code" == 202 ]] && ok=$((ok + 1))
 	done
-	sleep 1
+	sleep 0.1
 done
 row "$total"
 echo "soak: table in $table"
+# What grew: each process's in-use heap in the last profile less the one a
+# tenth of the way in (past the warm-up), by function.
+for proc in dev broker; do
+	heaps=("$profiles"/$proc-*.pb.gz)
+	if ((${#heaps[@]} >= 3)); then
+		base="${heaps[$((${#heaps[@]} / 10 > 0 ? ${#heaps[@]} / 10 : 1))]}"
+		echo "soak: $proc heap growth from $(basename "$base") to $(basename "${heaps[-1]}"), in use, by function:" | tee -a "$table"
+		go tool pprof -top -nodecount=25 -sample_index=inuse_space -base "$base" bin/dialstream "${heaps[-1]}" 2>/dev/null | tee -a "$table" || true
+	fi
+done

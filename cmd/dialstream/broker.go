@@ -29,7 +29,11 @@ func runBroker(ctx context.Context, _ []string) error {
 	l := envconfig.New()
 	cfg := loadBrokerConfig(l)
 	log := loadLogger(l, "json")
+	profAddr := l.String(profilerAddrEnv, "")
 	if err := l.Err(); err != nil {
+		return err
+	}
+	if err := startProfiler(ctx, profAddr, log); err != nil {
 		return err
 	}
 	b, err := kafkax.StartBroker(cfg)

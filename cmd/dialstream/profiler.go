@@ -12,10 +12,11 @@ import (
 )
 
 // profilerAddrEnv turns on the runtime profiles (Go's net/http/pprof: heap,
-// goroutines, CPU, allocations) of whichever process reads it, a service or
-// `dialstream dev`, on a listener of their own. Off by default: profiles
-// show the process's internals, so bind it to loopback (127.0.0.1:6060) or
-// a port only operators reach. `make soak` uses it to take heap profiles.
+// goroutines, CPU, allocations) of whichever process reads it (a service,
+// `dialstream broker` or `dialstream dev`) on a listener of their own. Off
+// by default: profiles show the process's internals, so bind it to loopback
+// (127.0.0.1:6060) or a port only operators reach. `make soak` uses it to
+// take heap profiles.
 const profilerAddrEnv = "DIALSTREAM_PPROF_ADDR"
 
 // profilerHandler serves the profiles under /debug/pprof/ on a mux of its
