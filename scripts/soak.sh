@@ -60,7 +60,14 @@ profiles=".data/soak/$stamp-heap"
 mkdir -p "$profiles"
 work="$(mktemp -d -t dialstream-soak.XXXXXX)"
 mkdir -p "$work/deploy/dev"
-cp deploy/dev/registry.yaml "$work/deploy/dev/"
+# The demo workspace's limits raised above the soak's rate (the dev registry
+# admits 5 calls at once, 2 a second): under them the calls would wait in
+# the dialer's admission queue, which grows by design until
+# DIALER_MAX_QUEUE_WAIT (1h) expires them, and the soak would measure that
+# queue instead of the pipeline.
+sed "s/limits: {max_concurrent_calls: 5, calls_per_second: 2, burst: 5,/limits: {max_concurrent_calls: $((rate * 40)), calls_per_second: $((rate * 2)), burst: $((rate * 2)),/" \
+	deploy/dev/registry.yaml >"$work/deploy/dev/registry.yaml"
+grep -q "max_concurrent_calls: $((rate * 40))," "$work/deploy/dev/registry.yaml" || { echo "soak: could not raise ws_demo's limits in the registry" >&2; exit 1; }
 BROKER_LISTEN="$brokeraddr" BROKER_DATA_DIR="$work/kafka" DIALSTREAM_PPROF_ADDR="$brokerprof" \
 	bin/dialstream broker >"$work/broker.log" 2>&1 &
 broker=$!
@@ -74,6 +81,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 143" INT TERM
 
 ingest=127.0.0.1:8080
 for i in $(seq 1 120); do
@@ -85,6 +93,9 @@ done
 metric() { # metric NAME from the process's /metrics
 	curl -fsS "http://$ingest/metrics" | awk -v m="$1" '$1 == m {v = $2} END {printf "%.0f", v}'
 }
+metric_sum() { # metric_sum NAME: the sum over its labels
+	curl -fsS "http://$ingest/metrics" | awk -v m="$1" 'index($1, m "{") == 1 {v += $2} END {printf "%.0f", v}'
+}
 rss() { # rss PID: resident MiB
 	[[ -n "$1" && -r "/proc/$1/status" ]] && awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" || echo "-"
 }
@@ -93,12 +104,12 @@ heapinuse() { # heapinuse PPROF_ADDR: the Go heap in use, MiB
 }
 
 numbers=(+15550100001 +15550100486 +15550100480 +15550100603 +15550100200 +15550100300)
-echo "| elapsed | calls sent | 202s | dev RSS MiB | dev Go heap in use MiB | dev goroutines | broker RSS MiB | broker Go heap in use MiB | livekit-server RSS MiB |" | tee "$table"
-echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$table"
+echo "| elapsed | calls sent | 202s | dialed | ended | dev RSS MiB | dev Go heap in use MiB | dev goroutines | broker RSS MiB | broker Go heap in use MiB | livekit-server RSS MiB |" | tee "$table"
+echo "|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$table"
 row() {
 	local gor
 	gor="$(metric go_goroutines)"
-	echo "| $1 s | $sent | $ok | $(rss "$dev") | $(heapinuse "$devprof") | $gor | $(rss "$broker") | $(heapinuse "$brokerprof") | $(rss "$(pgrep -f "$LIVEKIT_SERVER_BIN" | head -1 || true)") |" | tee -a "$table"
+	echo "| $1 s | $sent | $ok | $(metric dialstream_dialer_calls_admitted_total) | $(metric_sum dialstream_dialer_calls_ended_total) | $(rss "$dev") | $(heapinuse "$devprof") | $gor | $(rss "$broker") | $(heapinuse "$brokerprof") | $(rss "$(pgrep -f "$LIVEKIT_SERVER_BIN" | head -1 || true)") |" | tee -a "$table"
 	curl -fsS -o "$profiles/dev-$(printf '%06d' "$1").pb.gz" "http://$devprof/debug/pprof/heap" || true
 	curl -fsS -o "$profiles/broker-$(printf '%06d' "$1").pb.gz" "http://$brokerprof/debug/pprof/heap" || true
 }
