@@ -497,12 +497,7 @@ func FuzzCreateCampaign(f *testing.F) {
 		if err := json.Unmarshal(w.Body.Bytes(), &camp); err != nil || !callIDPattern.MatchString(camp.CampaignID) {
 			t.Fatalf("%d %s: %v", w.Code, w.Body, err)
 		}
-		decoded(t, recs)
-		for _, r := range recs {
-			if string(r.Key) != camp.CampaignID {
-				t.Fatalf("create of %s wrote a record keyed %s", camp.CampaignID, r.Key)
-			}
-		}
+		allKeyed(t, recs, camp.CampaignID)
 	})
 }
 
@@ -533,12 +528,7 @@ func FuzzCampaignActions(f *testing.F) {
 			}
 			return
 		}
-		decoded(t, recs)
-		for _, r := range recs {
-			if string(r.Key) != id {
-				t.Fatalf("%s wrote a record keyed %s", path, r.Key)
-			}
-		}
+		allKeyed(t, recs, id)
 	})
 }
 
@@ -564,4 +554,16 @@ func busyCallEnv(f *testing.F) (*testEnv, fixture) {
 	env.feed(f, c.request(f, 1, 5))
 	env.feed(f, eventRecords(f, c.busy())...)
 	return env, c
+}
+
+// allKeyed checks that every record is valid against its schema and keyed
+// by key (the campaign a campaign route wrote for).
+func allKeyed(t *testing.T, recs []*kgo.Record, key string) {
+	t.Helper()
+	decoded(t, recs)
+	for _, r := range recs {
+		if string(r.Key) != key {
+			t.Fatalf("a record for %s keyed %s", key, r.Key)
+		}
+	}
 }
