@@ -12,6 +12,16 @@
 #   SOAK_DURATION=10m SOAK_RATE=10 make soak    shorter, faster
 #   SOAK_SAMPLE=30s                             sampling interval (default 60s)
 #
+#   SOAK_REDIS=miniredis                        livekit-server on dev mode's
+#                                               in-process miniredis, as `make run`
+#
+# livekit-server's Redis is a real redis-server by default (Debian's package,
+# installed by scripts/install-redis.sh, started on loopback without
+# persistence): dev mode's in-process miniredis keeps the name of every key
+# ever written (its WATCH versions), which would grow the dev process by a few
+# hundred bytes a call that are no Dialstream service's. The table shows the
+# Redis server's own memory in a column of its own.
+#
 # Calls go to the simulator's numbers in turn (answered, busy, no answer,
 # declined, a person, a voicemail), all to loopback. The table is printed as
 # it grows and written to .data/soak/<date>.md.
@@ -21,6 +31,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 duration="${SOAK_DURATION:-1h}"
 rate="${SOAK_RATE:-5}"
 sample="${SOAK_SAMPLE:-60s}"
+redis="${SOAK_REDIS:-real}"
+[[ "$redis" == real || "$redis" == miniredis ]] || { echo "soak: SOAK_REDIS must be real or miniredis" >&2; exit 2; }
 secs() { # 1h, 10m, 30s, 90 -> seconds
 	case "$1" in
 	*h) echo $((${1%h} * 3600)) ;;
@@ -68,9 +80,28 @@ mkdir -p "$work/deploy/dev"
 sed "s/limits: {max_concurrent_calls: 5, calls_per_second: 2, burst: 5,/limits: {max_concurrent_calls: $((rate * 40)), calls_per_second: $((rate * 2)), burst: $((rate * 2)),/" \
 	deploy/dev/registry.yaml >"$work/deploy/dev/registry.yaml"
 grep -q "max_concurrent_calls: $((rate * 40))," "$work/deploy/dev/registry.yaml" || { echo "soak: could not raise ws_demo's limits in the registry" >&2; exit 1; }
+redisaddr=127.0.0.1:16379
+redispid=
+if [[ "$redis" == real ]]; then
+	./scripts/install-redis.sh
+	redis-server --bind 127.0.0.1 --port "${redisaddr##*:}" --save '' --appendonly no \
+		--dir "$work" --logfile "$work/redis.log" &
+	redispid=$!
+	for i in $(seq 1 50); do
+		redis-cli -h "${redisaddr%%:*}" -p "${redisaddr##*:}" ping >/dev/null 2>&1 && break
+		[[ "$i" == 50 ]] && { echo "soak: redis-server not answering on $redisaddr" >&2; kill "$redispid"; exit 1; }
+		sleep 0.1
+	done
+	export DEV_REDIS_ADDR="$redisaddr"
+fi
 BROKER_LISTEN="$brokeraddr" BROKER_DATA_DIR="$work/kafka" DIALSTREAM_PPROF_ADDR="$brokerprof" \
 	bin/dialstream broker >"$work/broker.log" 2>&1 &
 broker=$!
+for i in $(seq 1 100); do
+	(exec 3<>"/dev/tcp/${brokeraddr%%:*}/${brokeraddr##*:}") 2>/dev/null && break
+	[[ "$i" == 100 ]] && { echo "soak: the broker is not listening on $brokeraddr after 10 s; see $work/broker.log" >&2; kill "$broker" ${redispid:+"$redispid"}; exit 1; }
+	sleep 0.1
+done
 (cd "$work" && KAFKA_BROKERS="$brokeraddr" DIALSTREAM_PPROF_ADDR="$devprof" exec "$OLDPWD/bin/dialstream" dev >"$work/dev.log" 2>&1) &
 dev=$!
 cleanup() {
@@ -78,6 +109,10 @@ cleanup() {
 	wait "$dev" 2>/dev/null || true
 	kill -TERM "$broker" 2>/dev/null || true
 	wait "$broker" 2>/dev/null || true
+	if [[ -n "$redispid" ]]; then
+		kill -TERM "$redispid" 2>/dev/null || true
+		wait "$redispid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -99,17 +134,24 @@ metric_sum() { # metric_sum NAME: the sum over its labels
 rss() { # rss PID: resident MiB
 	[[ -n "$1" && -r "/proc/$1/status" ]] && awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" || echo "-"
 }
+redismem() { # the Redis server's used_memory, MiB ("-" on miniredis)
+	if [[ -n "$redispid" ]]; then
+		redis-cli -h "${redisaddr%%:*}" -p "${redisaddr##*:}" info memory | awk -F: '$1 == "used_memory" {printf "%.1f", $2 / 1048576}'
+	else
+		echo "-"
+	fi
+}
 heapinuse() { # heapinuse PPROF_ADDR: the Go heap in use, MiB
 	curl -fsS "http://$1/debug/pprof/heap?debug=1" | awk '$2 == "HeapInuse" {printf "%.0f", $4 / 1048576}'
 }
 
 numbers=(+15550100001 +15550100486 +15550100480 +15550100603 +15550100200 +15550100300)
-echo "| elapsed | calls sent | 202s | dialed | ended | dev RSS MiB | dev Go heap in use MiB | dev goroutines | broker RSS MiB | broker Go heap in use MiB | livekit-server RSS MiB |" | tee "$table"
-echo "|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$table"
+echo "| elapsed | calls sent | 202s | dialed | ended | dev RSS MiB | dev Go heap in use MiB | dev goroutines | broker RSS MiB | broker Go heap in use MiB | livekit-server RSS MiB | Redis used MiB |" | tee "$table"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$table"
 row() {
 	local gor
 	gor="$(metric go_goroutines)"
-	echo "| $1 s | $sent | $ok | $(metric dialstream_dialer_calls_admitted_total) | $(metric_sum dialstream_dialer_calls_ended_total) | $(rss "$dev") | $(heapinuse "$devprof") | $gor | $(rss "$broker") | $(heapinuse "$brokerprof") | $(rss "$(pgrep -f "$LIVEKIT_SERVER_BIN" | head -1 || true)") |" | tee -a "$table"
+	echo "| $1 s | $sent | $ok | $(metric dialstream_dialer_calls_admitted_total) | $(metric_sum dialstream_dialer_calls_ended_total) | $(rss "$dev") | $(heapinuse "$devprof") | $gor | $(rss "$broker") | $(heapinuse "$brokerprof") | $(rss "$(pgrep -f "$LIVEKIT_SERVER_BIN" | head -1 || true)") | $(redismem) |" | tee -a "$table"
 	curl -fsS -o "$profiles/dev-$(printf '%06d' "$1").pb.gz" "http://$devprof/debug/pprof/heap" || true
 	curl -fsS -o "$profiles/broker-$(printf '%06d' "$1").pb.gz" "http://$brokerprof/debug/pprof/heap" || true
 }

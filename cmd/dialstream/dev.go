@@ -125,6 +125,10 @@ func runDev(ctx context.Context, _ []string) error {
 			Port:        lkPort,
 			WebhookURLs: []string{"http://" + os.Getenv("DIALER_HTTP_ADDR") + "/livekit/webhook"},
 			LogWriter:   lkLog,
+			// Unset: an in-process miniredis. It keeps the name of every
+			// key ever written (its WATCH versions), a few hundred bytes a
+			// call, so a long run (`make soak`) gives a real Redis here.
+			RedisAddr: os.Getenv("DEV_REDIS_ADDR"),
 		})
 		cancel()
 		if err != nil {
