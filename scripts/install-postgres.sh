@@ -26,27 +26,7 @@ install() {
 	if [ -n "$(bindir)" ] && [ -x "$(bindir)/initdb" ]; then
 		return 0
 	fi
-	local sudo=()
-	if [ "$(id -u)" -ne 0 ]; then
-		sudo=(sudo)
-	fi
-	# policy-rc.d answering 101 keeps the package's postinst from starting
-	# the service where an init system would.
-	local policy=/usr/sbin/policy-rc.d created_policy=false
-	if [ ! -e "$policy" ]; then
-		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-		"${sudo[@]}" chmod 755 "$policy"
-		created_policy=true
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	"${sudo[@]}" apt-get update -qq
-	"${sudo[@]}" apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-	if [ "$created_policy" = true ]; then
-		"${sudo[@]}" rm -f "$policy"
-	fi
-	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-		"${sudo[@]}" systemctl disable --now postgresql >/dev/null 2>&1 || true
-	fi
+	"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" postgresql
 	"$(bindir)/postgres" --version >&2
 }
 

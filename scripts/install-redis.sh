@@ -11,29 +11,7 @@
 # services.
 set -euo pipefail
 
-if command -v redis-server >/dev/null 2>&1; then
-	exit 0
-fi
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-	sudo=(sudo)
-fi
-# policy-rc.d answering 101 keeps the package's postinst from starting the
-# service where an init system would.
-policy=/usr/sbin/policy-rc.d
-created_policy=false
-if [ ! -e "$policy" ]; then
-	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-	"${sudo[@]}" chmod 755 "$policy"
-	created_policy=true
-fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-if [ "$created_policy" = true ]; then
-	"${sudo[@]}" rm -f "$policy"
-fi
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-	"${sudo[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
+if ! command -v redis-server >/dev/null 2>&1; then
+	"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" redis-server
 fi
 redis-server --version >&2
