@@ -45,7 +45,13 @@ func parsePhone(s, defaultRegion string, allowTest bool) (phone, string) {
 	if len(s) > maxPhoneInput {
 		return phone{}, fmt.Sprintf("is too long to be a phone number (%d characters); send it in E.164 format, e.g. %s", len(s), exampleNumber)
 	}
-	n, err := phonenumbers.Parse(s, defaultRegion)
+	// Canonical E.164, the usual case, is parsed without the library's
+	// general parser; anything else, including what it leaves, goes to it.
+	n, canonical := compliance.ParseCanonical(s)
+	var err error
+	if !canonical {
+		n, err = phonenumbers.Parse(s, defaultRegion)
+	}
 	if err != nil {
 		switch err {
 		case phonenumbers.ErrInvalidCountryCode:
@@ -61,7 +67,10 @@ func parsePhone(s, defaultRegion string, allowTest bool) (phone, string) {
 	if n.GetExtension() != "" {
 		return phone{}, fmt.Sprintf("%q has an extension, which cannot be dialed; send the number alone in E.164, e.g. %s", s, exampleNumber)
 	}
-	e164 := phonenumbers.Format(n, phonenumbers.E164)
+	e164 := s
+	if !canonical {
+		e164 = phonenumbers.Format(n, phonenumbers.E164)
+	}
 	// The test range first: proving it invalid walks every NANP region.
 	if allowTest && isTestNumber(e164) {
 		return phone{e164: e164}, ""

@@ -92,11 +92,14 @@ func Classify(e164 string) (Number, error) {
 		n.Region, n.Type, n.Test = "US", TypeFixedLineOrMobile, true
 		return n, nil
 	}
-	pn, err := phonenumbers.Parse(e164, "")
-	if err != nil {
-		return Number{}, fmt.Errorf("%w: %q: %v", ErrBadNumber, e164, err)
+	pn, canonical := ParseCanonical(e164)
+	if !canonical {
+		var err error
+		if pn, err = phonenumbers.Parse(e164, ""); err != nil {
+			return Number{}, fmt.Errorf("%w: %q: %v", ErrBadNumber, e164, err)
+		}
 	}
-	if phonenumbers.Format(pn, phonenumbers.E164) != e164 {
+	if !canonical && phonenumbers.Format(pn, phonenumbers.E164) != e164 {
 		// "+1 212..." with an extension or a national prefix the parser
 		// dropped: the string is not the number the rules would judge.
 		return Number{}, fmt.Errorf("%w: %q is not in canonical E.164 form", ErrBadNumber, e164)
