@@ -65,12 +65,13 @@ const (
 )
 
 // nationalPrefixes maps every country calling code the library knows
-// (extractCountryCode's set) to the national-prefix pattern its parser tries
-// to strip from the number after it (national_prefix_for_parsing of the
-// code's main region, or of the non-geographic entity), anchored as the
-// library anchors it; nil when the country has none. A code whose metadata
-// is not found maps to a pattern that matches everything, which sends its
-// numbers to the library.
+// (GetSupportedCallingCodes: the keys of the map extractCountryCode looks
+// codes up in) to the national-prefix pattern its parser tries to strip from
+// the number after it (national_prefix_for_parsing of the code's main
+// region, or of the non-geographic entity), anchored as the library anchors
+// it; nil when the country has none. A code whose metadata
+// is not found, or whose pattern Go cannot compile, maps to a pattern that
+// matches everything, which sends its numbers to the library.
 var nationalPrefixes = sync.OnceValue(func() map[int]*regexp.Regexp {
 	byID := map[string]*phonenumbers.PhoneMetadata{}
 	nonGeo := map[int]*phonenumbers.PhoneMetadata{}
@@ -85,11 +86,8 @@ var nationalPrefixes = sync.OnceValue(func() map[int]*regexp.Regexp {
 	}
 	everything := regexp.MustCompile("")
 	m := make(map[int]*regexp.Regexp, 256)
-	for cc := 1; cc <= 999; cc++ {
+	for cc := range phonenumbers.GetSupportedCallingCodes() {
 		main := phonenumbers.GetRegionCodeForCountryCode(cc)
-		if main == phonenumbers.UNKNOWN_REGION {
-			continue
-		}
 		md := byID[main]
 		if main == nonGeoRegion {
 			md = nonGeo[cc]
@@ -100,7 +98,11 @@ var nationalPrefixes = sync.OnceValue(func() map[int]*regexp.Regexp {
 		case p == "":
 			m[cc] = nil
 		default:
-			m[cc] = regexp.MustCompile("^(?:" + p + ")")
+			re, err := regexp.Compile("^(?:" + p + ")")
+			if err != nil {
+				re = everything
+			}
+			m[cc] = re
 		}
 	}
 	return m
