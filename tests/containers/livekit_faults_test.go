@@ -48,10 +48,16 @@ func (tp *topology) liveKitErrors(ctx context.Context) float64 {
 // answered ends once, completed, when the dialers' room checks find its room
 // hosted by no node (never at max_call_duration: Stranded is not allowed); the
 // calls admitted while LiveKit is down record that nothing was sent and are
-// dialed, once, after it is back.
+// dialed, once, after it is back. A dial in LiveKit's first seconds back can
+// fail at the phone network's join of the room (LiveKit answers its health
+// check before it serves every room's signal connection; a CI run saw 6
+// calls end so, 2 s after it was back): such a call ends failed with that
+// reason, never redialed, and the end is allowed only for calls dialed
+// within liveKitSettle of LiveKit's return.
 func TestLiveKitRestarted(t *testing.T) {
+	const liveKitSettle = 10 * time.Second
 	runScenario(t, scenario{opts: topoOptions{dialers: 2, notifiers: 2},
-		allowed: []invariants.FaultEnd{invariants.InDoubt, invariants.AgentMissed},
+		allowed: []invariants.FaultEnd{invariants.InDoubt, invariants.AgentMissed, invariants.PhoneFailed},
 		fault: func(ctx context.Context, tp *topology, rec *invariants.Recorder) proof {
 			tp.at(ctx, 10*time.Second)
 			ringing := tp.ringingDialOn(ctx, rec, allPartitions, 10*time.Second)
@@ -65,9 +71,13 @@ func TestLiveKitRestarted(t *testing.T) {
 			tp.at(ctx, 20*time.Second)
 			tp.restart(ctx, "livekit")
 			back := time.Now()
-			return func(o invariants.Observed, _ invariants.Report) []evidence {
+			return func(o invariants.Observed, rep invariants.Report) []evidence {
 				waited := invariants.DialedAfter(o, killed, back, back)
+				if late := invariants.PhoneFailedAfter(o, back.Add(liveKitSettle)); len(late) > 0 {
+					tp.t.Errorf("calls the phone network failed though they were dialed %s after LiveKit was back: %d: %s", liveKitSettle, len(late), examples(late))
+				}
 				return append(hitLive(o, allPartitions, killed, "at the SIGKILL"),
+					evidence{what: "calls the phone network could not set up in LiveKit's first seconds back", n: rep.FaultEnds[invariants.PhoneFailed], info: true},
 					evidence{what: "live calls the dialers reported just before it (dialstream_dialer_live_calls)", n: int(live)},
 					evidence{what: "LiveKit requests that failed from the SIGKILL on (dialstream_dialer_livekit_requests_total{result=error})",
 						n: int(tp.liveKitErrors(ctx) - errs0)},
