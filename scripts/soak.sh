@@ -80,6 +80,14 @@ mkdir -p "$work/deploy/dev"
 sed "s/limits: {max_concurrent_calls: 5, calls_per_second: 2, burst: 5,/limits: {max_concurrent_calls: $((rate * 40)), calls_per_second: $((rate * 2)), burst: $((rate * 2)),/" \
 	deploy/dev/registry.yaml >"$work/deploy/dev/registry.yaml"
 grep -q "max_concurrent_calls: $((rate * 40))," "$work/deploy/dev/registry.yaml" || { echo "soak: could not raise ws_demo's limits in the registry" >&2; exit 1; }
+# listening HOST:PORT: polls until something accepts TCP there (10 s at most).
+listening() {
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/${1%%:*}/${1##*:}") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
 redisaddr=127.0.0.1:16379
 redispid=
 if [[ "$redis" == real ]]; then
@@ -87,21 +95,13 @@ if [[ "$redis" == real ]]; then
 	redis-server --bind 127.0.0.1 --port "${redisaddr##*:}" --save '' --appendonly no \
 		--dir "$work" --logfile "$work/redis.log" &
 	redispid=$!
-	for i in $(seq 1 50); do
-		redis-cli -h "${redisaddr%%:*}" -p "${redisaddr##*:}" ping >/dev/null 2>&1 && break
-		[[ "$i" == 50 ]] && { echo "soak: redis-server not answering on $redisaddr" >&2; kill "$redispid"; exit 1; }
-		sleep 0.1
-	done
+	listening "$redisaddr" || { echo "soak: redis-server not listening on $redisaddr after 10 s; see $work/redis.log" >&2; kill "$redispid"; exit 1; }
 	export DEV_REDIS_ADDR="$redisaddr"
 fi
 BROKER_LISTEN="$brokeraddr" BROKER_DATA_DIR="$work/kafka" DIALSTREAM_PPROF_ADDR="$brokerprof" \
 	bin/dialstream broker >"$work/broker.log" 2>&1 &
 broker=$!
-for i in $(seq 1 100); do
-	(exec 3<>"/dev/tcp/${brokeraddr%%:*}/${brokeraddr##*:}") 2>/dev/null && break
-	[[ "$i" == 100 ]] && { echo "soak: the broker is not listening on $brokeraddr after 10 s; see $work/broker.log" >&2; kill "$broker" ${redispid:+"$redispid"}; exit 1; }
-	sleep 0.1
-done
+listening "$brokeraddr" || { echo "soak: the broker is not listening on $brokeraddr after 10 s; see $work/broker.log" >&2; kill "$broker" ${redispid:+"$redispid"}; exit 1; }
 (cd "$work" && KAFKA_BROKERS="$brokeraddr" DIALSTREAM_PPROF_ADDR="$devprof" exec "$OLDPWD/bin/dialstream" dev >"$work/dev.log" 2>&1) &
 dev=$!
 cleanup() {
