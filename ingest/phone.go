@@ -47,11 +47,7 @@ func parsePhone(s, defaultRegion string, allowTest bool) (phone, string) {
 	}
 	// Canonical E.164, the usual case, is parsed without the library's
 	// general parser; anything else, including what it leaves, goes to it.
-	n, canonical := compliance.ParseCanonical(s)
-	var err error
-	if !canonical {
-		n, err = phonenumbers.Parse(s, defaultRegion)
-	}
+	n, canonical, err := compliance.ParseNumber(s, defaultRegion)
 	if err != nil {
 		switch err {
 		case phonenumbers.ErrInvalidCountryCode:

@@ -57,6 +57,17 @@ func ParseCanonical(s string) (*phonenumbers.PhoneNumber, bool) {
 	return nil, false
 }
 
+// ParseNumber is ParseCanonical, then the library's parser for whatever it
+// leaves; canonical says the first settled it (then s is the number's E.164
+// form as it stands).
+func ParseNumber(s, defaultRegion string) (pn *phonenumbers.PhoneNumber, canonical bool, err error) {
+	if pn, ok := ParseCanonical(s); ok {
+		return pn, true, nil
+	}
+	pn, err = phonenumbers.Parse(s, defaultRegion)
+	return pn, false, err
+}
+
 // The library's bounds on a national significant number
 // (MIN_LENGTH_FOR_NSN, MAX_LENGTH_FOR_NSN).
 const (

@@ -92,12 +92,9 @@ func Classify(e164 string) (Number, error) {
 		n.Region, n.Type, n.Test = "US", TypeFixedLineOrMobile, true
 		return n, nil
 	}
-	pn, canonical := ParseCanonical(e164)
-	if !canonical {
-		var err error
-		if pn, err = phonenumbers.Parse(e164, ""); err != nil {
-			return Number{}, fmt.Errorf("%w: %q: %v", ErrBadNumber, e164, err)
-		}
+	pn, canonical, err := ParseNumber(e164, "")
+	if err != nil {
+		return Number{}, fmt.Errorf("%w: %q: %v", ErrBadNumber, e164, err)
 	}
 	if !canonical && phonenumbers.Format(pn, phonenumbers.E164) != e164 {
 		// "+1 212..." with an extension or a national prefix the parser
