@@ -145,6 +145,11 @@ type Config struct {
 	// (CALL_RECORDS_RETENTION, default 400d): ingest's own writes never
 	// create a call requested longer ago. The recorder deletes older ones.
 	CallsRetention time.Duration
+	// RecorderGroup is the recorder's consumer group (RECORDER_GROUP_ID,
+	// default dialstream-recorder, the recorder's own variable): its
+	// offsets, stored with its rows, tell ingest's reads when the recorder
+	// has written the calls this replica accepted (ownwrites.go).
+	RecorderGroup string
 
 	// AgentReportSecrets verify the report tokens agents send to POST
 	// /v1/agent/calls/:callId/reports (DIALSTREAM_AGENT_REPORT_SECRET,
@@ -197,6 +202,7 @@ func LoadConfig(l *envconfig.Loader) Config {
 	c.EventStreamsMax = l.Int("INGEST_EVENT_STREAMS_MAX", DefaultEventStreamsMax, 1, maxStreams)
 	records := callrecords.LoadConfig(l)
 	c.DatabaseURL, c.CallsRetention = records.URL, records.Retention
+	c.RecorderGroup = l.String("RECORDER_GROUP_ID", callrecords.DefaultRecorderGroup)
 	if phonenumbers.GetCountryCodeForRegion(c.DefaultRegion) == 0 {
 		l.Fail("INGEST_DEFAULT_REGION", "must be a two-letter region code like US or GB, got %q", c.DefaultRegion)
 	}
@@ -260,6 +266,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AgentReportWindow == 0 {
 		c.AgentReportWindow = schemas.DefaultReportWindow
+	}
+	if c.RecorderGroup == "" {
+		c.RecorderGroup = callrecords.DefaultRecorderGroup
 	}
 	c.Kafka = c.Kafka.WithDefaults("ingest")
 	if c.Logger == nil {

@@ -137,7 +137,6 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 		},
 	}
 	h.st = cfg.Store
-	h.own = newOwnWrites(cfg.Store, h.log)
 	h.campaigns = cfg.Store
 	h.ownCamps = newOwnCampaigns()
 	h.scheduled = newOwnScheduled()
@@ -172,6 +171,7 @@ func newHandler(cfg Config, p Producer) (*handler, error) {
 		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}
 	h.m = m
+	h.own = newOwnWrites(cfg.Store, cfg.RecorderGroup, m.ownSettled, h.log)
 	h.events.dropped = m.streamsDropped.Inc
 	return h, nil
 }

@@ -94,6 +94,7 @@ type metrics struct {
 	agentReports    *prometheus.CounterVec
 	streams         prometheus.GaugeFunc
 	streamsDropped  prometheus.Counter
+	ownSettled      *prometheus.CounterVec
 }
 
 // gauges are read when metrics are gathered.
@@ -152,7 +153,14 @@ func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 		Name: "dialstream_ingest_event_streams_dropped_total",
 		Help: "Event streams ended by the server because their client fell too far behind.",
 	})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys, m.agentReports, m.streams, m.streamsDropped} {
+	m.ownSettled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dialstream_ingest_own_requests_settled_total",
+		Help: "Requests this replica acknowledged that its reads waited for, by what put them in the call records: recorder (its stored offsets passed them), ingest (the fallback write: a read waited 100ms, or 2s passed), failed (the fallback write failed; the recorder still adds them).",
+	}, []string{"by"})
+	for _, by := range []string{"recorder", "ingest", "failed"} {
+		m.ownSettled.WithLabelValues(by)
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.replayed, m.rejected, m.produceDuration, m.idemKeys, m.agentReports, m.streams, m.streamsDropped, m.ownSettled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

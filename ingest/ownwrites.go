@@ -6,66 +6,91 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/schemas"
 )
 
-// ownWrites writes this replica's acknowledged requests into the call
-// records for read-your-writes, by group commit: requests that arrive
-// while a transaction is being written go into the next one, which takes
-// all of them.
+// ownWrites gives read-your-writes for the requests this replica
+// acknowledged, without writing them in the common case: the recorder
+// writes every request into the call records anyway, and stores the
+// offsets it has written up to with its rows (consumed_offsets, in the same
+// transaction), so a request is in the records once the recorder's stored
+// offset on its partition of calls.requested passes the request's offset.
 //
-// POST /v1/api/call does not wait for that write: its 202 means the call
-// is durable in Kafka, which is all a 2xx promises, and waiting for the
-// database too cut the route's throughput about fourfold. The reads wait
-// instead: a read of the call records (get, list, export, deliveries, and
-// the reads of cancel, redeliver and the agent's reports) first waits for
-// every request this replica acknowledged before it to be written. So a
-// client that got its 202 and then asks this replica sees its call, as it
-// did when POST waited, and a read with no write before it waits for
-// nothing.
+// POST /v1/api/call only notes its acknowledged record (partition, offset,
+// the request) here. The reads wait instead: a read of the call records
+// (get, list, export, deliveries, and the reads of cancel, redeliver and
+// the agent's reports) first waits until every request this replica
+// acknowledged before it is settled, so a client that got its 202 and
+// then asks this replica sees its call. A request is settled when
+//   - the recorder's stored offsets show it written (the loop below reads
+//     them every ownPoll while anything is pending, every ownPollReading
+//     while a read waits), or
+//   - ingest wrote it itself, the fallback, when a read has waited
+//     ownReadBudget for it, when it has been pending ownFallback (the
+//     recorder is down, lagging or absent), or when the queue is half full.
+//     The fallback write is marked local: the recorder's read of the same
+//     record replaces it (callrecords.PutRequest).
 //
-// Weighed and not taken: an in-memory copy of the pending calls that reads
-// fall back to. It would answer a little sooner, but every route would then
-// render calls from two sources, and a cancel of a call not yet in the
-// database would have nothing to attach to.
+// Before this, ingest wrote every request itself by group commit: 28 µs of
+// CPU a request (five B-trees per call row in pure-Go SQLite), the largest
+// part of what POST cost above the bare produce, for a row the recorder
+// writes again a few milliseconds later. Now a read right after a POST
+// waits for the recorder (a few milliseconds when it keeps up, at most
+// ownReadBudget before ingest writes), and POST does no database work.
 //
-// The writer lingers (ownLinger) before a transaction of fewer than
-// ownBatch calls, unless a read is waiting: a row costs SQLite about half
-// as much in a transaction of hundreds as in one of a few dozen, which is
-// what a busy replica formed without the linger, and the linger cannot
-// slow a read down, since a waiting read cuts it short.
-//
-// A write that fails fails its batch: those calls are still accepted (they
-// are in Kafka) and reach the records through the recorder; a read waiting
-// on them goes on and reads what the database has. The queue is bounded
-// (maxOwnQueue): past it POST waits for room, which is the backpressure a
-// database slower than Kafka needs.
+// A fallback write that fails settles its requests anyway: they are in
+// Kafka and the recorder writes them; a read waiting on them goes on and
+// reads what the database has. The queue is bounded (maxOwnQueue): past it
+// POST waits for room, which is the backpressure a database slower than
+// Kafka needs.
 type ownWrites struct {
-	st  *callrecords.Store
-	log *slog.Logger
+	st *callrecords.Store
+	// group is the recorder's consumer group, whose stored offsets say
+	// what it has written.
+	group string
+	log   *slog.Logger
+	// settled counts requests by who settled them (recorder, ingest,
+	// failed); nil in benchmarks.
+	settled *prometheus.CounterVec
+	// readBudget and fallback are ownReadBudget and ownFallback (tests
+	// set others).
+	readBudget, fallback time.Duration
 
-	mu    sync.Mutex
-	queue []*ownWrite
-	busy  bool
-	// enqueued is the sequence number of the last write queued, written
-	// that of the last one whose transaction ended (committed or failed);
-	// changed is closed and replaced whenever written moves.
-	enqueued, written uint64
-	changed           chan struct{}
-	// waiting counts the reads waiting for a write; kick (buffered) wakes
-	// a lingering writer when one arrives or the batch is full.
+	mu sync.Mutex
+	// pending holds the acknowledged requests not settled yet, in seq
+	// order; only the loop removes from it, always a prefix or what the
+	// recorder has written.
+	pending []*ownWrite
+	busy    bool
+	// enqueued is the sequence number of the last request noted; force the
+	// highest a read has waited ownReadBudget for (ingest writes every
+	// pending request up to it). changed is closed and replaced whenever
+	// pending shrinks.
+	enqueued, force uint64
+	changed         chan struct{}
+	// waiting counts the reads waiting; kick (buffered) wakes the loop.
 	waiting int
 	kick    chan struct{}
 }
 
 const (
-	// maxOwnQueue bounds the requests waiting for their own write.
+	// maxOwnQueue bounds the requests pending; past half of it the oldest
+	// are written by ingest.
 	maxOwnQueue = 20_000
-	// ownBatch is the transaction size the writer lingers for, ownLinger
-	// how long at most.
-	ownBatch  = 256
-	ownLinger = 5 * time.Millisecond
+	// ownPoll is how often the recorder's offsets are read while requests
+	// are pending and no read waits, ownPollReading while one does.
+	ownPoll        = 25 * time.Millisecond
+	ownPollReading = 2 * time.Millisecond
+	// ownReadBudget is how long a read waits for the recorder before
+	// ingest writes what the read needs; ownFallback how long a request
+	// stays pending with no read asking before ingest writes it.
+	ownReadBudget = 100 * time.Millisecond
+	ownFallback   = 2 * time.Second
+	// ownBatch is the most requests one fallback transaction writes.
+	ownBatch = 1024
 )
 
 type ownWrite struct {
@@ -74,35 +99,37 @@ type ownWrite struct {
 	partition int32
 	offset    int64
 	seq       uint64
+	at        time.Time
 }
 
-func newOwnWrites(st *callrecords.Store, log *slog.Logger) *ownWrites {
-	return &ownWrites{st: st, log: log, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
+func newOwnWrites(st *callrecords.Store, group string, settled *prometheus.CounterVec, log *slog.Logger) *ownWrites {
+	return &ownWrites{st: st, group: group, settled: settled, log: log, readBudget: ownReadBudget, fallback: ownFallback,
+		changed: make(chan struct{}), kick: make(chan struct{}, 1)}
 }
 
-// put queues one acknowledged request for the next group commit. It waits
-// only while the queue is full, or until ctx ends (then the request reaches
-// the records through the recorder alone).
+// put notes one acknowledged request. It waits only while the queue is
+// full, or until ctx ends (then the request reaches the records through
+// the recorder alone).
 func (o *ownWrites) put(ctx context.Context, req *schemas.CallRequested, data []byte, partition int32, offset int64) error {
 	o.mu.Lock()
-	if err := o.until(ctx, func() bool { return len(o.queue) < maxOwnQueue }); err != nil {
+	if err := o.until(ctx, func() bool { return len(o.pending) < maxOwnQueue }); err != nil {
 		return err
 	}
 	o.enqueued++
-	o.queue = append(o.queue, &ownWrite{req: req, data: data, partition: partition, offset: offset, seq: o.enqueued})
+	o.pending = append(o.pending, &ownWrite{req: req, data: data, partition: partition, offset: offset, seq: o.enqueued, at: time.Now()})
 	start := !o.busy
 	o.busy = true
-	if len(o.queue) >= ownBatch {
+	if len(o.pending) >= maxOwnQueue/2 {
 		o.wake()
 	}
 	o.mu.Unlock()
 	if start {
-		go o.drain()
+		go o.loop()
 	}
 	return nil
 }
 
-// wake cuts a linger short.
+// wake cuts the loop's sleep short.
 func (o *ownWrites) wake() {
 	select {
 	case o.kick <- struct{}{}:
@@ -110,18 +137,34 @@ func (o *ownWrites) wake() {
 	}
 }
 
-// wait returns once every request queued before the call is written (or
-// its write failed), or when ctx ends.
+// settledThrough is the highest sequence number up to which every request
+// is settled. With o.mu held.
+func (o *ownWrites) settledThrough() uint64 {
+	if len(o.pending) == 0 {
+		return o.enqueued
+	}
+	return o.pending[0].seq - 1
+}
+
+// wait returns once every request noted before the call is settled, or
+// when ctx ends. After ownReadBudget it has ingest write them.
 func (o *ownWrites) wait(ctx context.Context) error {
 	o.mu.Lock()
 	target := o.enqueued
-	if o.written >= target {
+	if o.settledThrough() >= target {
 		o.mu.Unlock()
 		return nil
 	}
 	o.waiting++
 	o.wake()
-	err := o.until(ctx, func() bool { return o.written >= target })
+	budget := time.AfterFunc(o.readBudget, func() {
+		o.mu.Lock()
+		o.force = max(o.force, target)
+		o.mu.Unlock()
+		o.wake()
+	})
+	err := o.until(ctx, func() bool { return o.settledThrough() >= target })
+	budget.Stop()
 	if err != nil {
 		o.mu.Lock()
 	}
@@ -131,8 +174,8 @@ func (o *ownWrites) wait(ctx context.Context) error {
 }
 
 // until waits, with o.mu held on entry, until cond holds (checked under
-// o.mu each time written moves), and returns with o.mu still held; if ctx
-// ends first it returns ctx's error with o.mu released.
+// o.mu each time pending shrinks), and returns with o.mu still held; if
+// ctx ends first it returns ctx's error with o.mu released.
 func (o *ownWrites) until(ctx context.Context, cond func() bool) error {
 	for !cond() {
 		ch := o.changed
@@ -147,45 +190,105 @@ func (o *ownWrites) until(ctx context.Context, cond func() bool) error {
 	return nil
 }
 
-// drain writes what is queued, one transaction per round, until nothing is.
-func (o *ownWrites) drain() {
+// loop settles what is pending, one round per poll, until nothing is.
+func (o *ownWrites) loop() {
 	for {
 		o.mu.Lock()
-		if len(o.queue) > 0 && len(o.queue) < ownBatch && o.waiting == 0 {
-			o.mu.Unlock()
-			t := time.NewTimer(ownLinger)
-			select {
-			case <-t.C:
-			case <-o.kick:
-			}
-			t.Stop()
-			o.mu.Lock()
-		}
-		batch := o.queue
-		o.queue = nil
-		if len(batch) == 0 {
+		if len(o.pending) == 0 {
 			o.busy = false
 			o.mu.Unlock()
 			return
 		}
-		o.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), recordsTimeout)
-		err := o.st.Write(ctx, func(w *callrecords.Writer) error {
-			for _, b := range batch {
-				if _, err := w.PutRequest(ctx, b.req, b.data, b.partition, b.offset, true); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		cancel()
-		if err != nil {
-			o.log.Warn("calls written to Kafka but not to the call records yet; the recorder adds them", "calls", len(batch), "error", err.Error())
+		sleep := ownPoll
+		if o.waiting > 0 {
+			sleep = ownPollReading
 		}
-		o.mu.Lock()
-		o.written = batch[len(batch)-1].seq
-		close(o.changed)
-		o.changed = make(chan struct{})
 		o.mu.Unlock()
+		t := time.NewTimer(sleep)
+		select {
+		case <-t.C:
+		case <-o.kick:
+		}
+		t.Stop()
+		o.round()
+	}
+}
+
+// round drops the requests the recorder has written, then writes those
+// that are due itself.
+func (o *ownWrites) round() {
+	ctx, cancel := context.WithTimeout(context.Background(), recordsTimeout)
+	defer cancel()
+	next, err := o.st.Offsets(ctx, o.group)
+	if err != nil {
+		// Nothing is known to be written: the fallback still settles
+		// every request in time.
+		o.log.Debug("cannot read the recorder's offsets", "group", o.group, "error", err.Error())
+	}
+	parts := next[schemas.TopicRequested]
+	now := time.Now()
+
+	o.mu.Lock()
+	kept := o.pending[:0]
+	for _, w := range o.pending {
+		if n, ok := parts[w.partition]; ok && w.offset < n {
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(o.pending[len(kept):])
+	byRecorder := len(o.pending) - len(kept)
+	o.pending = kept
+	// Due: what a read waited its budget for, what waited ownFallback,
+	// and the oldest while the queue is half full. Each is a prefix of
+	// pending, which is in seq (and so arrival) order.
+	due := 0
+	for due < len(o.pending) && due < ownBatch {
+		w := o.pending[due]
+		if w.seq > o.force && now.Sub(w.at) < o.fallback && len(o.pending)-due < maxOwnQueue/2 {
+			break
+		}
+		due++
+	}
+	batch := o.pending[:due:due]
+	if byRecorder > 0 {
+		o.moved()
+	}
+	o.mu.Unlock()
+	o.count("recorder", byRecorder)
+	if len(batch) == 0 {
+		return
+	}
+
+	err = o.st.Write(ctx, func(w *callrecords.Writer) error {
+		for _, b := range batch {
+			if _, err := w.PutRequest(ctx, b.req, b.data, b.partition, b.offset, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		o.log.Warn("calls written to Kafka but not to the call records yet; the recorder adds them", "calls", len(batch), "error", err.Error())
+		o.count("failed", len(batch))
+	} else {
+		o.count("ingest", len(batch))
+	}
+	o.mu.Lock()
+	clear(o.pending[:len(batch)])
+	o.pending = o.pending[len(batch):]
+	o.moved()
+	o.mu.Unlock()
+}
+
+// moved wakes every waiter: pending shrank. With o.mu held.
+func (o *ownWrites) moved() {
+	close(o.changed)
+	o.changed = make(chan struct{})
+}
+
+func (o *ownWrites) count(by string, n int) {
+	if o.settled != nil && n > 0 {
+		o.settled.WithLabelValues(by).Add(float64(n))
 	}
 }

@@ -501,3 +501,34 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+// Read-your-writes through the real recorder: a GET right after each 202
+// sees the call, and the calls are settled by the recorder's stored offsets
+// (ownwrites.go), not only by ingest's fallback write. A recorder that
+// joins its group late makes the first reads fall back, so calls are
+// placed until the recorder settles one (at most 60 s).
+func TestComponentReadYourWritesByRecorder(t *testing.T) {
+	b := stateBroker(t)
+	r := startIngest(t, b.Addr())
+	r.waitReady(t)
+	placed := 0
+	settled := func(by string) int {
+		return int(gather(t, r.reg)[`dialstream_ingest_own_requests_settled_total{by="`+by+`"}`])
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for settled("recorder") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d calls in 60 s the recorder settled none (ingest wrote %d): ingest does not see the recorder's offsets", placed, settled("ingest"))
+		}
+		r.place(t, fmt.Sprintf("+1555010%04d", placed%10000))
+		placed++
+	}
+	// Every call a read waited for is settled once, by one of the two.
+	testutil.Eventually(t, 10*time.Second, "every placed call settled", func() bool {
+		return settled("recorder")+settled("ingest") == placed
+	})
+	if f := settled("failed"); f != 0 {
+		t.Fatalf("%d fallback writes failed", f)
+	}
+	t.Logf("%d calls: %d settled by the recorder, %d by ingest's fallback write", placed, settled("recorder"), settled("ingest"))
+}

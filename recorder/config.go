@@ -19,7 +19,7 @@ import (
 // Defaults of the recorder's variables.
 const (
 	DefaultHTTPAddr          = "127.0.0.1:8084"
-	DefaultGroupID           = "dialstream-recorder"
+	DefaultGroupID           = callrecords.DefaultRecorderGroup
 	DefaultRetention         = callrecords.DefaultRetention
 	DefaultRetentionInterval = 10 * time.Minute
 	DefaultDeleteBatch       = callrecords.DefaultDeleteBatch

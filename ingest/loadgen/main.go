@@ -8,7 +8,11 @@
 // Everything runs in this process on 127.0.0.1 (broker, ingest via
 // ingest.Run, the bare handler, the load), so the figures are for one machine
 // sharing its cores between client, server and broker; they compare the two
-// handlers, they are not a capacity plan.
+// handlers, they are not a capacity plan. The recorder, which ingest's
+// read-your-writes relies on (it writes the accepted calls into the call
+// records), runs as a deployment runs it: in a process of its own (this
+// program again, -recorder), on the same cores, so its work slows the load
+// but its CPU is not in cpu/req.
 package main
 
 import (
@@ -23,6 +27,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -39,7 +45,7 @@ import (
 	"github.com/dialstream/dialstream/ingest"
 	"github.com/dialstream/dialstream/internal/kafkax"
 	"github.com/dialstream/dialstream/internal/registry"
-	"github.com/dialstream/dialstream/schemas"
+	"github.com/dialstream/dialstream/recorder"
 )
 
 // Options bound a run.
@@ -54,6 +60,11 @@ type Options struct {
 	// calls into (read-your-writes); "" is a SQLite file in a temporary
 	// directory.
 	DatabaseURL string
+	// Recorder runs the recorder on the broker and database in a child
+	// process (this executable again, with recorderChildEnv set), as a
+	// deployment runs it; without it ingest writes the accepted calls
+	// itself (its fallback, ownwrites.go).
+	Recorder bool
 	// Overload, when > 0, adds a last scenario: that many clients at once
 	// against an ingest limited to MaxInFlight requests (0: ingest's
 	// default), counting 202s and 503s (each with Retry-After) apart.
@@ -92,6 +103,13 @@ func (r Result) CPUPerRequest() time.Duration { return r.CPU / time.Duration(max
 func (r Result) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
 
 func main() {
+	if os.Getenv(recorderChildEnv) != "" {
+		if err := recorderChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen recorder:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o Options
 	flag.IntVar(&o.Requests, "n", 20000, "measured requests per scenario")
 	flag.IntVar(&o.Concurrency, "c", 32, "concurrent clients")
@@ -100,6 +118,7 @@ func main() {
 	flag.IntVar(&o.Partitions, "partitions", 6, "partitions of the topics")
 	flag.IntVar(&o.Rounds, "rounds", 2, "rounds of all scenarios")
 	flag.StringVar(&o.DatabaseURL, "database-url", "", "call records database (postgres://... or sqlite://path); default a temporary SQLite file")
+	flag.BoolVar(&o.Recorder, "recorder", true, "run the recorder in a process of its own (its CPU not counted), as deployed")
 	flag.IntVar(&o.Overload, "overload", 0, "if > 0, a last scenario with this many clients at once (202s and 503s counted apart)")
 	flag.IntVar(&o.MaxInFlight, "max-in-flight", 0, "ingest's INGEST_MAX_IN_FLIGHT (0: its default)")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the first round of -profile-scenario to this file")
@@ -117,7 +136,89 @@ func main() {
 const (
 	loadKey   = "dsk_load_local"
 	loadAgent = "load_agent"
+	// recorderChildEnv, set to "broker address|database URL|partitions",
+	// makes this program the recorder child.
+	recorderChildEnv = "LOADGEN_RECORDER_CHILD"
+	// bareTopic is where the bare handler produces: not a topic the
+	// recorder reads, so the floor does not pay for it.
+	bareTopic = "loadgen.bare"
 )
+
+// loadRegistry is the one workspace and agent of the load.
+func loadRegistry() (*registry.Registry, error) {
+	return registry.Parse([]byte(`
+workspaces:
+  - id: ws_load
+    api_key_sha256: ["`+registry.HashKey(loadKey)+`"]
+    limits: {requests_per_second: 1000000000}
+    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
+agents:
+  - {id: `+loadAgent+`, workspace: ws_load, livekit_agent_name: load, sip_trunk_id: ST_load}
+`), func(string) string { return "" })
+}
+
+// startRecorder runs this executable as the recorder child and returns a
+// stop that ends it (closing its stdin) and waits for it.
+func startRecorder(broker, dbURL string, partitions int) (stop func() error, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), recorderChildEnv+"="+broker+"|"+dbURL+"|"+strconv.Itoa(partitions))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the recorder: %w", err)
+	}
+	return func() error {
+		in.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("the recorder did not stop within 30s of its stdin closing; killed: %w", <-done)
+		}
+	}, nil
+}
+
+// recorderChild is the child's main: recorder.Run until its stdin closes
+// (the parent ended) or a signal.
+func recorderChild() error {
+	parts := strings.Split(os.Getenv(recorderChildEnv), "|")
+	if len(parts) != 3 {
+		return fmt.Errorf("%s: want broker|database url|partitions, got %q", recorderChildEnv, os.Getenv(recorderChildEnv))
+	}
+	n, err := strconv.Atoi(parts[2])
+	if err != nil {
+		return err
+	}
+	reg, err := loadRegistry()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	err = recorder.Run(ctx, recorder.Config{Listener: ln, DatabaseURL: parts[1], Registry: reg,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Kafka:  kafkax.Config{Brokers: []string{parts[0]}, Partitions: n, CreateTopics: true}.WithDefaults("loadgen-recorder")})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
 
 // Body is what every scenario sends: a realistic call request, to a valid
 // number (the dev test range +1555010xxxx is cheaper to check).
@@ -135,15 +236,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	defer b.Close()
 	kcfg := kafkax.Config{Brokers: []string{b.Addr()}, Partitions: o.Partitions, CreateTopics: true}.WithDefaults("loadgen")
 
-	reg, err := registry.Parse([]byte(`
-workspaces:
-  - id: ws_load
-    api_key_sha256: ["`+registry.HashKey(loadKey)+`"]
-    limits: {requests_per_second: 1000000000}
-    compliance: {home_country: US, calling_hours: {start: "00:00", end: "24:00"}, max_attempts_per_day: unlimited, max_attempts_per_week: unlimited}
-agents:
-  - {id: `+loadAgent+`, workspace: ws_load, livekit_agent_name: load, sip_trunk_id: ST_load}
-`), func(string) string { return "" })
+	reg, err := loadRegistry()
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +248,17 @@ agents:
 		}
 		defer os.RemoveAll(dir)
 		o.DatabaseURL = "sqlite://" + filepath.Join(dir, "records.db")
+	}
+	if o.Recorder {
+		stop, err := startRecorder(b.Addr(), o.DatabaseURL, o.Partitions)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				fmt.Fprintln(o.Out, "loadgen: recorder:", err)
+			}
+		}()
 	}
 
 	// ingest, exactly as the binary runs it (its own client, kprom, topics).
@@ -172,7 +276,8 @@ agents:
 	ingestURL := "http://" + ln.Addr().String() + "/v1/api/call"
 
 	// The bare handler: Gin, read the body, the same acks=all idempotent
-	// produce, answer 202 with the record's position. No auth, no checks.
+	// produce (to bareTopic, same partitions, which the recorder does not
+	// read), answer 202 with the record's position. No auth, no checks.
 	opts, err := kcfg.ClientOpts()
 	if err != nil {
 		return nil, err
@@ -182,6 +287,9 @@ agents:
 		return nil, err
 	}
 	defer cl.Close()
+	if err := kafkax.EnsureTopics(ctx, cl, 1, kafkax.TopicSpec{Name: bareTopic, Partitions: int32(o.Partitions)}); err != nil {
+		return nil, err
+	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.POST("/bare", func(c *gin.Context) {
@@ -194,7 +302,7 @@ agents:
 		_, _ = rand.Read(id[:])
 		pctx, cancel := context.WithTimeout(c.Request.Context(), kcfg.ProduceTimeout)
 		defer cancel()
-		r, err := cl.ProduceSync(pctx, &kgo.Record{Topic: schemas.TopicRequested, Key: []byte(hex.EncodeToString(id[:])), Value: body}).First()
+		r, err := cl.ProduceSync(pctx, &kgo.Record{Topic: bareTopic, Key: []byte(hex.EncodeToString(id[:])), Value: body}).First()
 		if err != nil {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "error"})
 			return
@@ -267,7 +375,68 @@ agents:
 			res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors,
 			res.Requests-res.Shed, res.Shed)
 	}
+	if err := reportSettled(ctx, "http://"+ln.Addr().String()+"/metrics", o.Out); err != nil {
+		return results, err
+	}
 	return results, nil
+}
+
+// reportSettled waits (30 s at most) until every call ingest accepted is
+// in the call records, settled by the recorder or by ingest's own fallback
+// write, and prints the split from ingest's metrics.
+func reportSettled(ctx context.Context, metricsURL string, out io.Writer) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, err := scrape(ctx, metricsURL)
+		if err != nil {
+			return err
+		}
+		accepted := m["dialstream_ingest_calls_accepted_total"]
+		byRecorder := m[`dialstream_ingest_own_requests_settled_total{by="recorder"}`]
+		byIngest := m[`dialstream_ingest_own_requests_settled_total{by="ingest"}`]
+		failed := m[`dialstream_ingest_own_requests_settled_total{by="failed"}`]
+		if byRecorder+byIngest+failed >= accepted || time.Now().After(deadline) {
+			fmt.Fprintf(out, "read-your-writes: %.0f calls accepted; in the call records by the recorder %.0f, by ingest's fallback write %.0f, failed %.0f, pending %.0f\n",
+				accepted, byRecorder, byIngest, failed, accepted-byRecorder-byIngest-failed)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// scrape reads a Prometheus text page: "name{labels}" -> value.
+func scrape(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out, nil
 }
 
 // loadShed is load for the overload scenario: a 503 with Retry-After is an

@@ -14,6 +14,11 @@ import (
 // year ends.
 const DefaultRetention = 400 * 24 * time.Hour
 
+// DefaultRecorderGroup is RECORDER_GROUP_ID's default: the recorder's
+// consumer group, under whose name its offsets are stored with its rows
+// (ingest reads them to know what the recorder has written).
+const DefaultRecorderGroup = "dialstream-recorder"
+
 // MaxRetention keeps requested_at - retention inside int64 nanoseconds.
 const MaxRetention = 100 * 365 * 24 * time.Hour
 
