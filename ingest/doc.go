@@ -18,8 +18,9 @@
 //     not exist.
 //   - The call state is the call records database (internal/callrecords),
 //     which the recorder fills from Kafka: eventually consistent with the
-//     pipeline, with read-your-writes for the call a replica accepted (it
-//     writes its own acknowledged request), alike on every replica, and
+//     pipeline, with read-your-writes for the call a replica accepted (its
+//     reads wait until the recorder's stored offsets pass it, or write it
+//     themselves after 100 ms), alike on every replica, and
 //     nothing of the history in ingest's memory.
 //
 // # Where to start reading
@@ -35,7 +36,7 @@
 //	produce.go      the Producer, waiting for the acknowledgement, the client's options
 //	calls.go        the call-state and control routes: get, list, cancel, deliveries, redeliver
 //	records.go      the call records database behind them: a stored call back to what the view renders
-//	ownwrites.go    this replica's accepted requests into the records, by group commit (read-your-writes)
+//	ownwrites.go    read-your-writes: reads wait for the recorder's offsets to pass this replica's accepted requests (or write them)
 //	export.go       GET /v1/api/calls/export: a time range streamed as CSV or NDJSON
 //	view.go         the bodies of the call-state routes
 //	response.go     the error envelope and the closed set of refusal reasons

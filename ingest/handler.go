@@ -46,10 +46,12 @@ type handler struct {
 	lim      limits
 	ready    readiness
 	// st is the call records database every call-state route reads
-	// (records.go); ingest writes its own acknowledged requests and
-	// cancels into it, for read-your-writes.
+	// (records.go); ingest writes its own acknowledged cancels into it,
+	// and its acknowledged requests when the recorder is late, for
+	// read-your-writes.
 	st *callrecords.Store
-	// own writes this replica's acknowledged requests into st (ownwrites.go).
+	// own holds this replica's acknowledged requests until the recorder
+	// (or ingest itself) has written them into st (ownwrites.go).
 	own *ownWrites
 	// inFlight holds a token per API request being served (overload.go).
 	inFlight chan struct{}
@@ -445,13 +447,12 @@ func (h *handler) settleLate(ctx context.Context, late <-chan produceOutcome, en
 	h.log.WarnContext(ctx, "call record acknowledged after the client was answered 503; the call will be placed", logAttrs...)
 }
 
-// putOwnRequest queues this replica's acknowledged request for the call
-// records (local: the recorder's read of the same record replaces it), in
-// the next group commit (ownwrites.go); the reads of this replica wait for
-// it. A database that fails here costs read-your-writes, not the call: the
-// record is durable in Kafka and the recorder writes it, so the client
-// still gets its 202; a 503 would make a client without an
-// Idempotency-Key place the call twice.
+// putOwnRequest notes this replica's acknowledged request (ownwrites.go):
+// the reads of this replica wait until the recorder has written it, or
+// ingest has (local: the recorder's read of the same record replaces it).
+// Nothing here can fail the call: the record is durable in Kafka and the
+// recorder writes it, so the client gets its 202 (a 503 would make a
+// client without an Idempotency-Key place the call twice).
 func (h *handler) putOwnRequest(ctx context.Context, data *schemas.CallRequested, rec *kgo.Record, logAttrs []any) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordsTimeout)
 	defer cancel()

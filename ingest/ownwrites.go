@@ -74,6 +74,9 @@ type ownWrites struct {
 	// waiting counts the reads waiting; kick (buffered) wakes the loop.
 	waiting int
 	kick    chan struct{}
+	// warned is when the loop last warned that the recorder is behind
+	// (the loop's alone).
+	warned time.Time
 }
 
 const (
@@ -251,6 +254,7 @@ func (o *ownWrites) round() {
 		due++
 	}
 	batch := o.pending[:due:due]
+	stale := len(batch) > 0 && now.Sub(batch[0].at) >= o.fallback
 	if byRecorder > 0 {
 		o.moved()
 	}
@@ -258,6 +262,11 @@ func (o *ownWrites) round() {
 	o.count("recorder", byRecorder)
 	if len(batch) == 0 {
 		return
+	}
+	if stale && now.Sub(o.warned) >= time.Minute {
+		o.warned = now
+		o.log.Warn("the recorder has not written calls this replica accepted seconds ago; ingest writes them itself (is the recorder running, and RECORDER_GROUP_ID the same as the recorder's?)",
+			"group", o.group, "oldest_pending", now.Sub(batch[0].at).Round(time.Millisecond).String(), "calls", len(batch))
 	}
 
 	err = o.st.Write(ctx, func(w *callrecords.Writer) error {

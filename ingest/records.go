@@ -16,7 +16,8 @@ import (
 // export) read the call records database (internal/callrecords), which
 // the recorder fills from Kafka and keeps for CALL_RECORDS_RETENTION.
 // Ingest itself writes only what makes read-your-writes hold: its own
-// acknowledged request, and its own acknowledged cancel. Nothing of the
+// acknowledged cancel, and its own acknowledged request when a read needs
+// it before the recorder has written it (ownwrites.go). Nothing of the
 // history is held in ingest's memory, so a replica starts at once, answers
 // for every call of the retention, and answers every replica alike.
 //

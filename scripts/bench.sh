@@ -56,7 +56,7 @@ step "ingest vs bare Gin+produce (loopback HTTP, 64 connections)" \
 fig() { awk '{print $(NF-5)" req/s, p50 "$(NF-4)", p99 "$(NF-3)", CPU "$NF"/req"}' <<<"$1"; }
 ing="$(grep -E '^ingest POST' <<<"$out" | tail -1 || true)"
 bare="$(grep -E '^bare gin' <<<"$out" | tail -1 || true)"
-row "ingest POST /v1/api/call, 64 connections" "$(fig "$ing")" "bare Gin+produce: $(fig "$bare")"
+row "ingest POST /v1/api/call, 64 connections (the recorder in a process of its own)" "$(fig "$ing")" "bare Gin+produce: $(fig "$bare")"
 
 # 2. Notifier against a bare http.Client with the same concurrency.
 step "notifier vs bare HTTP client" \

@@ -159,22 +159,22 @@ agents:
 
 // startRecorder runs this executable as the recorder child and returns a
 // stop that ends it (closing its stdin) and waits for it.
-func startRecorder(broker, dbURL string, partitions int) (stop func() error, err error) {
+func startRecorder(broker, dbURL string, partitions int) (pid int, stop func() error, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), recorderChildEnv+"="+broker+"|"+dbURL+"|"+strconv.Itoa(partitions))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the recorder: %w", err)
+		return 0, nil, fmt.Errorf("start the recorder: %w", err)
 	}
-	return func() error {
+	return cmd.Process.Pid, func() error {
 		in.Close()
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -249,11 +249,13 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		defer os.RemoveAll(dir)
 		o.DatabaseURL = "sqlite://" + filepath.Join(dir, "records.db")
 	}
+	recorderPID := 0
 	if o.Recorder {
-		stop, err := startRecorder(b.Addr(), o.DatabaseURL, o.Partitions)
+		pid, stop, err := startRecorder(b.Addr(), o.DatabaseURL, o.Partitions)
 		if err != nil {
 			return nil, err
 		}
+		recorderPID = pid
 		defer func() {
 			if err := stop(); err != nil {
 				fmt.Fprintln(o.Out, "loadgen: recorder:", err)
@@ -375,7 +377,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 			res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors,
 			res.Requests-res.Shed, res.Shed)
 	}
-	if err := reportSettled(ctx, "http://"+ln.Addr().String()+"/metrics", o.Out); err != nil {
+	if err := reportSettled(ctx, "http://"+ln.Addr().String()+"/metrics", recorderPID, o.Out); err != nil {
 		return results, err
 	}
 	return results, nil
@@ -383,8 +385,9 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 
 // reportSettled waits (30 s at most) until every call ingest accepted is
 // in the call records, settled by the recorder or by ingest's own fallback
-// write, and prints the split from ingest's metrics.
-func reportSettled(ctx context.Context, metricsURL string, out io.Writer) error {
+// write, and prints the split from ingest's metrics, and the CPU the
+// recorder's process (recorderPID; 0: none) used per call over the run.
+func reportSettled(ctx context.Context, metricsURL string, recorderPID int, out io.Writer) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		m, err := scrape(ctx, metricsURL)
@@ -398,6 +401,10 @@ func reportSettled(ctx context.Context, metricsURL string, out io.Writer) error 
 		if byRecorder+byIngest+failed >= accepted || time.Now().After(deadline) {
 			fmt.Fprintf(out, "read-your-writes: %.0f calls accepted; in the call records by the recorder %.0f, by ingest's fallback write %.0f, failed %.0f, pending %.0f\n",
 				accepted, byRecorder, byIngest, failed, accepted-byRecorder-byIngest-failed)
+			if cpu := childCPU(recorderPID); recorderPID != 0 && cpu > 0 && accepted > 0 {
+				fmt.Fprintf(out, "recorder process (not in cpu/req): %s CPU over the run, %s a call accepted\n",
+					cpu.Round(time.Millisecond), (cpu / time.Duration(accepted)).Round(time.Microsecond))
+			}
 			return nil
 		}
 		select {

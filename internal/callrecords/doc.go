@@ -72,7 +72,9 @@
 //
 // # What ingest calls
 //
-//	POST /v1/api/call after Kafka's ack    Store.PutRequest(req, rec.Value, rec.Partition, rec.Offset, true)
+//	any read of the records first          Store.Offsets(recorder group): wait until the recorder's offsets on
+//	                                       calls.requested pass this replica's accepted requests; after 100 ms
+//	                                       (or 2 s unread) Writer.PutRequest(req, rec.Value, partition, offset, true)
 //	GET /v1/api/call/:id                   Store.Get(ws, id)
 //	GET /v1/api/calls                      Store.List(ws, Filter{...}, limit) -> calls, next cursor Key
 //	GET /v1/api/call/:id/deliveries        Store.Deliveries(ws, id)
