@@ -73,14 +73,16 @@ func parsePhone(s, defaultRegion string, allowTest bool) (phone, string) {
 	}
 	// A number is valid exactly when it has a type: IsValidNumber and
 	// GetNumberType both place the number in a region and match it against
-	// that region's ranges, and the type is what the compliance check asks
-	// next (TestParsePhoneMatchesLibrary holds the two to each other).
-	if t := phonenumbers.GetNumberType(n); t != phonenumbers.UNKNOWN {
+	// that region's ranges, and the type and region are what the compliance
+	// check asks next (TestParsePhoneMatchesLibrary holds validity and type
+	// to each other; compliance.TypeAndRegion is the library's two in one
+	// pass).
+	if t, region := compliance.TypeAndRegion(n); t != phonenumbers.UNKNOWN {
 		p := phone{e164: e164}
 		// Parsing "+..." does not depend on the default region, so when the
 		// client sent e164 itself, n is the number Classify would parse.
 		if s == e164 {
-			if c, err := compliance.ClassifyParsed(e164, n, t); err == nil {
+			if c, err := compliance.ClassifyParsed(e164, n, t, region); err == nil {
 				p.class = &c
 			}
 		}

@@ -84,17 +84,7 @@ const (
 // is not found, or whose pattern Go cannot compile, maps to a pattern that
 // matches everything, which sends its numbers to the library.
 var nationalPrefixes = sync.OnceValue(func() map[int]*regexp.Regexp {
-	byID := map[string]*phonenumbers.PhoneMetadata{}
-	nonGeo := map[int]*phonenumbers.PhoneMetadata{}
-	if coll, err := phonenumbers.MetadataCollection(); err == nil {
-		for _, md := range coll.GetMetadata() {
-			if md.GetId() == nonGeoRegion {
-				nonGeo[int(md.GetCountryCode())] = md
-			} else {
-				byID[md.GetId()] = md
-			}
-		}
-	}
+	byID, nonGeo := metadataMaps()
 	everything := regexp.MustCompile("")
 	m := make(map[int]*regexp.Regexp, 256)
 	for cc := range phonenumbers.GetSupportedCallingCodes() {
@@ -118,6 +108,23 @@ var nationalPrefixes = sync.OnceValue(func() map[int]*regexp.Regexp {
 	}
 	return m
 })
+
+// metadataMaps is the library's metadata by region code (byID) and, for
+// the international networks, by calling code (nonGeo); both empty when
+// the library cannot load it (then every number goes to the library).
+func metadataMaps() (byID map[string]*phonenumbers.PhoneMetadata, nonGeo map[int]*phonenumbers.PhoneMetadata) {
+	byID, nonGeo = map[string]*phonenumbers.PhoneMetadata{}, map[int]*phonenumbers.PhoneMetadata{}
+	if coll, err := phonenumbers.MetadataCollection(); err == nil {
+		for _, md := range coll.GetMetadata() {
+			if md.GetId() == nonGeoRegion {
+				nonGeo[int(md.GetCountryCode())] = md
+			} else {
+				byID[md.GetId()] = md
+			}
+		}
+	}
+	return byID, nonGeo
+}
 
 // nonGeoRegion is the library's region code for the international networks
 // (REGION_CODE_FOR_NON_GEO_ENTITY).
