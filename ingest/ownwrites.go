@@ -25,9 +25,12 @@ import (
 // the agent's reports) first waits until every request this replica
 // acknowledged before it is settled, so a client that got its 202 and
 // then asks this replica sees its call. A request is settled when
-//   - the recorder's stored offsets show it written (the loop below reads
-//     them every ownPoll while anything is pending, every ownPollReading
-//     while a read waits), or
+//   - the recorder's stored offsets have passed it and its request is in
+//     the records (the loop below reads the offsets every ownPoll while
+//     anything is pending, every ownPollReading while a read waits, and
+//     asks for the rows of what they passed: the recorder passes over a
+//     record it cannot take, say of a workspace its registry does not
+//     have yet, and ingest then writes it at once), or
 //   - ingest wrote it itself, the fallback, when a read has waited
 //     ownReadBudget for it, when it has been pending ownFallback (the
 //     recorder is down, lagging or absent), or when the queue is half full.
@@ -61,8 +64,7 @@ type ownWrites struct {
 
 	mu sync.Mutex
 	// pending holds the acknowledged requests not settled yet, in seq
-	// order; only the loop removes from it, always a prefix or what the
-	// recorder has written.
+	// order; only the loop removes from it.
 	pending []*ownWrite
 	busy    bool
 	// enqueued is the sequence number of the last request noted; force the
@@ -103,6 +105,10 @@ type ownWrite struct {
 	offset    int64
 	seq       uint64
 	at        time.Time
+	// settled and skipped are the loop's alone: settled once it is in the
+	// records; skipped when the recorder's offsets passed it and it is
+	// not (ingest writes it at once).
+	settled, skipped bool
 }
 
 func newOwnWrites(st *callrecords.Store, group string, settled *prometheus.CounterVec, log *slog.Logger) *ownWrites {
@@ -217,44 +223,61 @@ func (o *ownWrites) loop() {
 	}
 }
 
-// round drops the requests the recorder has written, then writes those
+// round settles the requests the recorder has written, then writes those
 // that are due itself.
 func (o *ownWrites) round() {
 	ctx, cancel := context.WithTimeout(context.Background(), recordsTimeout)
-	defer cancel()
 	next, err := o.st.Offsets(ctx, o.group)
+	cancel()
 	if err != nil {
 		// Nothing is known to be written: the fallback still settles
 		// every request in time.
 		o.log.Debug("cannot read the recorder's offsets", "group", o.group, "error", err.Error())
 	}
 	parts := next[schemas.TopicRequested]
-	now := time.Now()
 
+	// What the offsets have passed, asked of the records.
 	o.mu.Lock()
-	kept := o.pending[:0]
+	var passed []*ownWrite
 	for _, w := range o.pending {
-		if n, ok := parts[w.partition]; ok && w.offset < n {
-			continue
+		if n, ok := parts[w.partition]; ok && w.offset < n && !w.skipped {
+			passed = append(passed, w)
 		}
-		kept = append(kept, w)
 	}
-	clear(o.pending[len(kept):])
-	byRecorder := len(o.pending) - len(kept)
-	o.pending = kept
-	// Due: what a read waited its budget for, what waited ownFallback,
-	// and the oldest while the queue is half full. Each is a prefix of
-	// pending, which is in seq (and so arrival) order.
-	due := 0
-	for due < len(o.pending) && due < ownBatch {
-		w := o.pending[due]
-		if w.seq > o.force && now.Sub(w.at) < o.fallback && len(o.pending)-due < maxOwnQueue/2 {
+	o.mu.Unlock()
+	if len(passed) > 0 {
+		ids := make([]string, len(passed))
+		for i, w := range passed {
+			ids[i] = w.req.CallID
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), recordsTimeout)
+		have, err := o.st.HaveRequests(ctx, ids)
+		cancel()
+		if err != nil {
+			o.log.Debug("cannot read which calls the recorder has written", "error", err.Error())
+		} else {
+			for _, w := range passed {
+				w.settled, w.skipped = have[w.req.CallID], !have[w.req.CallID]
+			}
+		}
+	}
+
+	now := time.Now()
+	o.mu.Lock()
+	byRecorder := o.dropSettled()
+	// Due: what the recorder passed over, what a read waited its budget
+	// for, what waited ownFallback, and the oldest while the queue is half
+	// full.
+	var batch []*ownWrite
+	over := len(o.pending) - maxOwnQueue/2
+	for i, w := range o.pending {
+		if len(batch) == ownBatch {
 			break
 		}
-		due++
+		if w.skipped || w.seq <= o.force || now.Sub(w.at) >= o.fallback || i < over {
+			batch = append(batch, w)
+		}
 	}
-	batch := o.pending[:due:due]
-	stale := len(batch) > 0 && now.Sub(batch[0].at) >= o.fallback
 	if byRecorder > 0 {
 		o.moved()
 	}
@@ -263,12 +286,13 @@ func (o *ownWrites) round() {
 	if len(batch) == 0 {
 		return
 	}
-	if stale && now.Sub(o.warned) >= time.Minute {
+	if now.Sub(batch[0].at) >= o.fallback && now.Sub(o.warned) >= time.Minute {
 		o.warned = now
 		o.log.Warn("the recorder has not written calls this replica accepted seconds ago; ingest writes them itself (is the recorder running, and RECORDER_GROUP_ID the same as the recorder's?)",
 			"group", o.group, "oldest_pending", now.Sub(batch[0].at).Round(time.Millisecond).String(), "calls", len(batch))
 	}
 
+	ctx, cancel = context.WithTimeout(context.Background(), recordsTimeout)
 	err = o.st.Write(ctx, func(w *callrecords.Writer) error {
 		for _, b := range batch {
 			if _, err := w.PutRequest(ctx, b.req, b.data, b.partition, b.offset, true); err != nil {
@@ -277,17 +301,35 @@ func (o *ownWrites) round() {
 		}
 		return nil
 	})
+	cancel()
 	if err != nil {
 		o.log.Warn("calls written to Kafka but not to the call records yet; the recorder adds them", "calls", len(batch), "error", err.Error())
 		o.count("failed", len(batch))
 	} else {
 		o.count("ingest", len(batch))
 	}
+	for _, w := range batch {
+		w.settled = true
+	}
 	o.mu.Lock()
-	clear(o.pending[:len(batch)])
-	o.pending = o.pending[len(batch):]
+	o.dropSettled()
 	o.moved()
 	o.mu.Unlock()
+}
+
+// dropSettled removes the settled requests from pending and says how many.
+// With o.mu held.
+func (o *ownWrites) dropSettled() int {
+	kept := o.pending[:0]
+	for _, w := range o.pending {
+		if !w.settled {
+			kept = append(kept, w)
+		}
+	}
+	n := len(o.pending) - len(kept)
+	clear(o.pending[len(kept):])
+	o.pending = kept
+	return n
 }
 
 // moved wakes every waiter: pending shrank. With o.mu held.

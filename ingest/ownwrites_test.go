@@ -105,6 +105,33 @@ func TestOwnWritesSettledByRecorder(t *testing.T) {
 	}
 }
 
+// The recorder passes over a record it cannot take (a workspace its
+// registry does not have yet, say) and still advances its offset: ingest
+// finds the request missing and writes it at once, without waiting for
+// the read's budget.
+func TestOwnWritesPassedOverByRecorder(t *testing.T) {
+	e := newOwnEnv(t, time.Hour, time.Hour)
+	a := demoCall(1, t0)
+	e.accept(t, a, 0, 4)
+	ctx := context.Background()
+	if err := e.st.Write(ctx, func(w *callrecords.Writer) error {
+		return w.Advance(ctx, callrecords.DefaultRecorderGroup, schemas.TopicRequested, 0, callrecords.NoOffset, 5)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.own.wait(wctx); err != nil {
+		t.Fatalf("the read did not end: %v", err)
+	}
+	if !e.local(t, a) {
+		t.Fatal("the call the recorder passed over is not ingest's own write")
+	}
+	if e.count(t, "ingest") != 1 || e.count(t, "recorder") != 0 {
+		t.Fatalf("settled by ingest %d, recorder %d; want 1, 0", e.count(t, "ingest"), e.count(t, "recorder"))
+	}
+}
+
 // With no recorder, a read waits its budget and then ingest writes what
 // the read needs (marked local), and only that: a request noted after the
 // read began is not forced.

@@ -409,6 +409,39 @@ func exportQuery(ws string, from, to time.Time, after *Key) (string, []any) {
 	return b.String(), args
 }
 
+// HaveRequests returns which of the call ids have their request in the
+// records (a call the recorder passed over without writing it, or has
+// only events of, has none). Ingest asks it of the calls it accepted once
+// the recorder's offsets have passed them.
+func (s *Store) HaveRequests(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	for start := 0; start < len(ids); start += numbersBatch {
+		chunk := ids[start:min(start+numbersBatch, len(ids))]
+		in, args := inList(chunk)
+		for i := range args {
+			args[i] = text(chunk[i])
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT call_id FROM calls WHERE call_id IN (`+in+`) AND request IS NOT NULL`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("callrecords: requests of %d calls: %w", len(chunk), err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("callrecords: requests of %d calls: %w", len(chunk), err)
+			}
+			out[id] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("callrecords: requests of %d calls: %w", len(chunk), err)
+		}
+	}
+	return out, nil
+}
+
 // Offsets returns the stored positions of group: the next offset to read,
 // per topic and partition. A partition without one is absent.
 func (s *Store) Offsets(ctx context.Context, group string) (map[string]map[int32]int64, error) {

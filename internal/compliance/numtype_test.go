@@ -28,7 +28,7 @@ func typeAndRegionAsLibrary(t *testing.T, s string) (phonenumbers.PhoneNumberTyp
 // (every region's example numbers of every type, altered, and random
 // digits after every calling code), parsed as the library parses them
 // (Italian leading zeros and national prefixes included), and on numbers
-// with leading zeros set by hand.
+// with leading zeros set by hand (around the library's clamp at 17).
 func TestTypeAndRegionMatchesLibrary(t *testing.T) {
 	parsed, typed := 0, 0
 	for _, s := range canonicalCorpus() {
@@ -46,7 +46,7 @@ func TestTypeAndRegionMatchesLibrary(t *testing.T) {
 	if typed < 2500 {
 		t.Fatalf("only %d of %d compared numbers have a type: the corpus does not exercise the type search", typed, parsed)
 	}
-	for _, zeros := range []int32{1, 2, 3, 40} {
+	for _, zeros := range []int32{-1, 0, 1, 2, 3, 16, 17, 18, 40} {
 		for _, cc := range []int32{39, 1, 44, 225, 800} {
 			pn := &phonenumbers.PhoneNumber{CountryCode: &cc, NationalNumber: new(uint64(612345678)), ItalianLeadingZero: new(true), NumberOfLeadingZeros: &zeros}
 			wt, wr := phonenumbers.GetNumberType(pn), phonenumbers.GetRegionCodeForNumber(pn)
