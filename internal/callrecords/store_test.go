@@ -432,6 +432,38 @@ func TestOffsetsFenceTheWriter(t *testing.T) {
 	})
 }
 
+// HaveRequests names the calls whose request is in the records: not a call
+// with events alone, not one never written, on both engines, past one
+// query's batch of ids.
+func TestHaveRequests(t *testing.T) {
+	dbtest.ForEach(t, callrecords.Options{}, func(t *testing.T, s *callrecords.Store) {
+		ctx := context.Background()
+		withRequest, eventsOnly, never := callID(1), callID(2), callID(3)
+		if err := s.Write(ctx, func(w *callrecords.Writer) error {
+			r, d := request(withRequest, "ws_a", t0)
+			if _, err := w.PutRequest(ctx, r, d, 0, 1, false); err != nil {
+				return err
+			}
+			ev, b, hs := event(eventsOnly, "ws_a", 1, schemas.StatusQueued, t0)
+			_, err := w.PutEvent(ctx, ev, schemas.EventID(eventsOnly, 1), b, hs)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{never, eventsOnly, withRequest}
+		for i := range 600 { // more than one batch of ids
+			ids = append(ids, callID(1000+i))
+		}
+		have, err := s.HaveRequests(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(have) != 1 || !have[withRequest] {
+			t.Fatalf("HaveRequests = %v, want only %s", have, withRequest)
+		}
+	})
+}
+
 // Retention: calls requested before the bound go with their events and
 // attempts, in batches; newer ones stay whole; and a record of a call past
 // the retention does not bring it back.
