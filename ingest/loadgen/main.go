@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dialstream/dialstream/ingest"
@@ -268,10 +269,11 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	metrics := prometheus.NewRegistry()
 	ictx, stopIngest := context.WithCancel(ctx)
 	ingestDone := make(chan error, 1)
 	go func() {
-		ingestDone <- ingest.Run(ictx, ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, DatabaseURL: o.DatabaseURL,
+		ingestDone <- ingest.Run(ictx, ingest.Config{Listener: ln, Registry: reg, Kafka: kcfg, DatabaseURL: o.DatabaseURL, Metrics: metrics,
 			MaxInFlight: o.MaxInFlight, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	}()
 	defer func() { stopIngest(); <-ingestDone }()
@@ -377,7 +379,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 			res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Errors,
 			res.Requests-res.Shed, res.Shed)
 	}
-	if err := reportSettled(ctx, "http://"+ln.Addr().String()+"/metrics", recorderPID, o.Out); err != nil {
+	if err := reportSettled(ctx, metrics, recorderPID, o.Out); err != nil {
 		return results, err
 	}
 	return results, nil
@@ -385,12 +387,13 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 
 // reportSettled waits (30 s at most) until every call ingest accepted is
 // in the call records, settled by the recorder or by ingest's own fallback
-// write, and prints the split from ingest's metrics, and the CPU the
-// recorder's process (recorderPID; 0: none) used per call over the run.
-func reportSettled(ctx context.Context, metricsURL string, recorderPID int, out io.Writer) error {
+// write, and prints the split from ingest's metrics (its registry, reg),
+// and the CPU the recorder's process (recorderPID; 0: none) used per call
+// over the run.
+func reportSettled(ctx context.Context, reg *prometheus.Registry, recorderPID int, out io.Writer) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m, err := scrape(ctx, metricsURL)
+		m, err := counters(reg)
 		if err != nil {
 			return err
 		}
@@ -415,32 +418,21 @@ func reportSettled(ctx context.Context, metricsURL string, recorderPID int, out 
 	}
 }
 
-// scrape reads a Prometheus text page: "name{labels}" -> value.
-func scrape(ctx context.Context, url string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+// counters are reg's counters: "name" or "name{label="value"}" (one label,
+// as ingest's counters that reportSettled reads have) -> value.
+func counters(reg *prometheus.Registry) (map[string]float64, error) {
+	mfs, err := reg.Gather()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			if ls := m.GetLabel(); len(ls) == 1 {
+				key += "{" + ls[0].GetName() + `="` + ls[0].GetValue() + `"}`
+			}
+			out[key] = m.GetCounter().GetValue()
 		}
 	}
 	return out, nil
