@@ -9,6 +9,7 @@ import (
 
 	"github.com/dialstream/dialstream/internal/callrecords"
 	"github.com/dialstream/dialstream/internal/callrecords/dbtest"
+	"github.com/dialstream/dialstream/internal/testutil"
 	"github.com/dialstream/dialstream/schemas"
 )
 
@@ -184,13 +185,7 @@ func TestOwnWritesFallback(t *testing.T) {
 	e := newOwnEnv(t, time.Hour, 100*time.Millisecond)
 	a := demoCall(1, t0)
 	e.accept(t, a, 0, 1)
-	deadline := time.Now().Add(10 * time.Second)
-	for e.count(t, "ingest") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no fallback write within 10s of a 100ms fallback")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the fallback write of a request pending 100ms", func() bool { return e.count(t, "ingest") > 0 })
 	if !e.local(t, a) {
 		t.Fatal("the fallback row is not marked local")
 	}
