@@ -25,8 +25,8 @@ func BenchmarkNewRecordCallRequested(b *testing.B) {
 }
 
 // BenchmarkValidateCallRequested is the same record's check alone: the
-// precheck that NewRecord takes (precheck.go), beside the schema
-// interpreter it stands in for.
+// precheck that NewRecord takes (precheck.go) and the one of its readers,
+// beside the schema interpreter they stand in for.
 func BenchmarkValidateCallRequested(b *testing.B) {
 	req := CallRequested{CallID: "f9e8d7c6b5a4f3e2d1c0b9a8", WorkspaceID: "ws_demo", To: "+15550100001",
 		CallAgentID: "a1b2c3d4e5f6a7b8c9d0e1f2", RoomName: "a1b2c3d4e5f6a7b8c9d0e1f2-x7k2m9p4q1",
@@ -47,8 +47,17 @@ func BenchmarkValidateCallRequested(b *testing.B) {
 	b.Run("schema", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := Validate(schemaCallRequested, data); err != nil {
+			if err := interpret(schemaCallRequested, data); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	// What a consumer (recorder, dialer) pays to check the record's bytes.
+	b.Run("read-side", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !precheckRaw(schemaCallRequested, data) {
+				b.Fatal("refused")
 			}
 		}
 	})

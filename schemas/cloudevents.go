@@ -103,6 +103,14 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // Decode reads a CloudEvents binary-mode record and validates its data against
 // the schema for its type. Every failure is a *DecodeError.
 func Decode(r *kgo.Record) (*Event, error) {
+	return DecodeInto(r, nil)
+}
+
+// DecodeInto is Decode, then the event's data decoded into v (a pointer,
+// as json.Unmarshal takes it; nil: not decoded). Where the read-side
+// precheck covers the record (precheck.go), one decoding serves both.
+// A failure to decode into v is a *DecodeError of class "schema" too.
+func DecodeInto(r *kgo.Record, v any) (*Event, error) {
 	h := make(map[string]string, len(r.Headers))
 	for _, kv := range r.Headers {
 		h[kv.Key] = string(kv.Value)
@@ -134,7 +142,7 @@ func Decode(r *kgo.Record) (*Event, error) {
 		return nil, &DecodeError{Class: "unknown_type", Err: fmt.Errorf("unknown event type %q", h[HeaderType]),
 			Fields: []FieldError{{Field: "header:" + HeaderType, Message: "unknown event type " + h[HeaderType]}}}
 	}
-	if err := Validate(schema, r.Value); err != nil {
+	if err := validateInto(schema, r.Value, v); err != nil {
 		de := &DecodeError{Class: "schema", Err: err}
 		var ve *ValidationError
 		if errors.As(err, &ve) {

@@ -27,7 +27,7 @@ func agree(t testing.TB, r CallRequested) {
 		return // ValidateValue fails before either is asked
 	}
 	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	schemaErr := Validate(schemaCallRequested, b)
+	schemaErr := interpret(schemaCallRequested, b)
 	fast := r.conforms()
 	if fast != (schemaErr == nil) {
 		t.Fatalf("precheck says %v, schema says %v, for %s", fast, schemaErr, Clip(string(b), 600))

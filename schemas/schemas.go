@@ -105,7 +105,40 @@ var printer = message.NewPrinter(language.English)
 // Validate checks raw JSON against the named schema ("call.requested.v1").
 // A syntax error and a schema violation are both *ValidationError, so a
 // caller can turn either into a clear message without a type switch.
+// Where a read-side precheck covers data (precheckRaw, precheck.go), it
+// accepts without interpreting the schema; everything else, and every
+// refusal, is the schema's.
 func Validate(schema string, data []byte) error {
+	if precheckRaw(schema, data) {
+		return nil
+	}
+	return interpret(schema, data)
+}
+
+// validateInto is Validate, then data decoded into v unless v is nil; the
+// read-side precheck decodes a call request into v itself.
+func validateInto(schema string, data []byte, v any) error {
+	if r, ok := v.(*CallRequested); ok && precheckRawInto(schema, data, r) {
+		return nil
+	}
+	if err := Validate(schema, data); err != nil {
+		return err
+	}
+	if v == nil {
+		return nil
+	}
+	if r, ok := v.(*CallRequested); ok {
+		*r = CallRequested{} // the precheck may have filled it in part
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return &ValidationError{Schema: schema, Fields: []FieldError{{Field: "/", Message: "does not decode: " + err.Error()}}}
+	}
+	return nil
+}
+
+// interpret is Validate by the schema interpreter alone: the contract the
+// prechecks are tested against.
+func interpret(schema string, data []byte) error {
 	s, ok := compiled[schema]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownSchema, schema)
@@ -164,18 +197,27 @@ func Names() []string {
 // HTML escaping is off: the client's metadata must reach its webhook as it
 // was sent, and json.Marshal would rewrite <, > and & as \u003c... inside it.
 func ValidateValue(schema string, v any) ([]byte, error) {
+	b, err := encode(v)
+	if err != nil {
+		return nil, err
+	}
+	if precheck(schema, v) {
+		return b, nil
+	}
+	if err := interpret(schema, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// encode is v's JSON as every producer of this package writes it:
+// encoding/json without HTML escaping, no trailing newline.
+func encode(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	if precheck(schema, v) {
-		return b, nil
-	}
-	if err := Validate(schema, b); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
