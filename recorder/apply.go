@@ -53,19 +53,17 @@ func apply(ctx context.Context, w *callrecords.Writer, reg *registry.Registry, r
 		if typ != schemas.TypeCallRequested && typ != schemas.TypeCallCancel {
 			return resultSkipped, nil // the dialer's own commands
 		}
-		ev, err := schemas.Decode(r)
-		if err != nil {
-			return resultInvalid, nil
-		}
 		if typ == schemas.TypeCallCancel {
 			var c schemas.CallCancel
-			if json.Unmarshal(ev.Data, &c) != nil || string(r.Key) != c.CallID {
+			ev, err := schemas.DecodeInto(r, &c)
+			if err != nil || string(r.Key) != c.CallID {
 				return resultInvalid, nil
 			}
 			return written(w.PutCancel(ctx, &c, ev.Data))
 		}
 		var req schemas.CallRequested
-		if json.Unmarshal(ev.Data, &req) != nil || string(r.Key) != req.CallID {
+		ev, err := schemas.DecodeInto(r, &req)
+		if err != nil || string(r.Key) != req.CallID {
 			return resultInvalid, nil
 		}
 		if !known(req.WorkspaceID) {
