@@ -57,6 +57,10 @@ type Store struct {
 	db     *sql.DB
 	engine Engine
 	opts   Options
+	// prepared holds the write statements (write.go), each prepared once
+	// for the life of the Store (query -> *sql.Stmt): a transaction takes
+	// its connection's copy (Tx.StmtContext) instead of preparing again.
+	prepared sync.Map
 }
 
 // Open connects to DATABASE_URL and brings its schema up to date:
@@ -248,7 +252,13 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.prepared.Range(func(_, st any) bool {
+		_ = st.(*sql.Stmt).Close()
+		return true
+	})
+	return s.db.Close()
+}
 
 // readTx runs fn in a read-only transaction: one snapshot, so a call's row
 // and its events agree even while the recorder writes.

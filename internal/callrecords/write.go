@@ -170,15 +170,17 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 	return nil
 }
 
-// exec runs one of the statements above, prepared once per transaction (a
-// recorder batch runs each thousands of times).
+// exec runs one of the statements above, prepared once for the Store and
+// once on each connection (a recorder batch runs each thousands of times,
+// and preparing them again for every batch was a twentieth of its CPU).
 func (w *Writer) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	st := w.stmts[query]
 	if st == nil {
-		var err error
-		if st, err = w.tx.PrepareContext(ctx, query); err != nil {
+		shared, err := w.s.prepare(ctx, query)
+		if err != nil {
 			return 0, err
 		}
+		st = w.tx.StmtContext(ctx, shared)
 		w.stmts[query] = st
 	}
 	res, err := st.ExecContext(ctx, args...)
@@ -186,6 +188,24 @@ func (w *Writer) exec(ctx context.Context, query string, args ...any) (int64, er
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// prepare returns the Store's statement for query, preparing it on first
+// use. Two writers preparing the same query at once keep one; the other
+// statement is closed.
+func (s *Store) prepare(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.prepared.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.prepared.LoadOrStore(query, st); loaded {
+		_ = st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 // fresh reports whether a call keyed at t may be created: it is within the
