@@ -140,6 +140,9 @@ const (
 	// recorderChildEnv, set to "broker address|database URL|partitions",
 	// makes this program the recorder child.
 	recorderChildEnv = "LOADGEN_RECORDER_CHILD"
+	// recorderProfileEnv, when set to a file, gets the recorder child's
+	// CPU profile over its whole life (every scenario).
+	recorderProfileEnv = "LOADGEN_RECORDER_CPUPROFILE"
 	// bareTopic is where the bare handler produces: not a topic the
 	// recorder reads, so the floor does not pay for it.
 	bareTopic = "loadgen.bare"
@@ -208,6 +211,17 @@ func recorderChild() error {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }()
+	if path := os.Getenv(recorderProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
