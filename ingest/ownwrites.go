@@ -223,6 +223,36 @@ func (o *ownWrites) loop() {
 	}
 }
 
+// check asks the records which of passed (requests the recorder's offsets
+// have passed) they hold: one range of offsets per partition. Those they
+// do not hold the recorder passed over (skipped: ingest writes them).
+func (o *ownWrites) check(passed []*ownWrite) {
+	type span struct{ from, to int64 }
+	spans := map[int32]span{}
+	for _, w := range passed {
+		sp, ok := spans[w.partition]
+		if !ok {
+			sp = span{w.offset, w.offset}
+		}
+		spans[w.partition] = span{min(sp.from, w.offset), max(sp.to, w.offset)}
+	}
+	have := make(map[int32]map[int64]bool, len(spans))
+	ctx, cancel := context.WithTimeout(context.Background(), recordsTimeout)
+	defer cancel()
+	for p, sp := range spans {
+		offs, err := o.st.RequestsAt(ctx, p, sp.from, sp.to)
+		if err != nil {
+			o.log.Debug("cannot read which calls the recorder has written", "error", err.Error())
+			return
+		}
+		have[p] = offs
+	}
+	for _, w := range passed {
+		in := have[w.partition][w.offset]
+		w.settled, w.skipped = in, !in
+	}
+}
+
 // round settles the requests the recorder has written, then writes those
 // that are due itself.
 func (o *ownWrites) round() {
@@ -246,20 +276,7 @@ func (o *ownWrites) round() {
 	}
 	o.mu.Unlock()
 	if len(passed) > 0 {
-		ids := make([]string, len(passed))
-		for i, w := range passed {
-			ids[i] = w.req.CallID
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), recordsTimeout)
-		have, err := o.st.HaveRequests(ctx, ids)
-		cancel()
-		if err != nil {
-			o.log.Debug("cannot read which calls the recorder has written", "error", err.Error())
-		} else {
-			for _, w := range passed {
-				w.settled, w.skipped = have[w.req.CallID], !have[w.req.CallID]
-			}
-		}
+		o.check(passed)
 	}
 
 	now := time.Now()

@@ -57,10 +57,11 @@ type Store struct {
 	db     *sql.DB
 	engine Engine
 	opts   Options
-	// prepared holds the write statements (write.go), each prepared once
-	// for the life of the Store (query -> *sql.Stmt): a transaction takes
-	// its connection's copy (Tx.StmtContext) instead of preparing again.
-	prepared sync.Map
+	// prepared holds the statements the recorder runs for every record
+	// (write.go, hotWrites), prepared once when the Store opens: a
+	// transaction takes its connection's copy (Tx.StmtContext) instead of
+	// preparing them again. Read-only after Open.
+	prepared map[string]*sql.Stmt
 }
 
 // Open connects to DATABASE_URL and brings its schema up to date:
@@ -109,6 +110,10 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	if err := migrate(); err != nil {
 		_ = s.db.Close()
+		return nil, err
+	}
+	if err := s.prepareWrites(ctx); err != nil {
+		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -253,10 +258,9 @@ func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the pool.
 func (s *Store) Close() error {
-	s.prepared.Range(func(_, st any) bool {
-		_ = st.(*sql.Stmt).Close()
-		return true
-	})
+	for _, st := range s.prepared {
+		_ = st.Close()
+	}
 	return s.db.Close()
 }
 

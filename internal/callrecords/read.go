@@ -409,35 +409,29 @@ func exportQuery(ws string, from, to time.Time, after *Key) (string, []any) {
 	return b.String(), args
 }
 
-// HaveRequests returns which of the call ids have their request in the
-// records (a call the recorder passed over without writing it, or has
-// only events of, has none). Ingest asks it of the calls it accepted once
-// the recorder's offsets have passed them.
-func (s *Store) HaveRequests(ctx context.Context, ids []string) (map[string]bool, error) {
-	out := make(map[string]bool, len(ids))
-	for start := 0; start < len(ids); start += numbersBatch {
-		chunk := ids[start:min(start+numbersBatch, len(ids))]
-		in, args := inList(chunk)
-		for i := range args {
-			args[i] = text(chunk[i])
+// RequestsAt returns which offsets in [from, to] of partition of
+// dialstream.calls.requested the calls hold as their request (a record
+// the recorder passed over without writing it has none). Ingest asks it of
+// the calls it accepted once the recorder's offsets have passed them; one
+// range of the calls_by_request index answers it (the position is written
+// with the request, and only with it).
+func (s *Store) RequestsAt(ctx context.Context, partition int32, from, to int64) (map[int64]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT request_offset FROM calls
+		WHERE request_partition = $1 AND request_offset >= $2 AND request_offset <= $3`, partition, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("callrecords: requests at %d:%d-%d: %w", partition, from, to, err)
+	}
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var off int64
+		if err := rows.Scan(&off); err != nil {
+			return nil, fmt.Errorf("callrecords: requests at %d:%d-%d: %w", partition, from, to, err)
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT call_id FROM calls WHERE call_id IN (`+in+`) AND request IS NOT NULL`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("callrecords: requests of %d calls: %w", len(chunk), err)
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("callrecords: requests of %d calls: %w", len(chunk), err)
-			}
-			out[id] = true
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("callrecords: requests of %d calls: %w", len(chunk), err)
-		}
+		out[off] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("callrecords: requests at %d:%d-%d: %w", partition, from, to, err)
 	}
 	return out, nil
 }

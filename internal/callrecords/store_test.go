@@ -432,34 +432,58 @@ func TestOffsetsFenceTheWriter(t *testing.T) {
 	})
 }
 
-// HaveRequests names the calls whose request is in the records: not a call
-// with events alone, not one never written, on both engines, past one
-// query's batch of ids.
-func TestHaveRequests(t *testing.T) {
+// RequestsAt names the offsets of a partition whose request record the
+// calls hold: not a call known only from its events, not another
+// partition's, not outside the range.
+func TestRequestsAt(t *testing.T) {
 	dbtest.ForEach(t, callrecords.Options{}, func(t *testing.T, s *callrecords.Store) {
 		ctx := context.Background()
-		withRequest, eventsOnly, never := callID(1), callID(2), callID(3)
 		if err := s.Write(ctx, func(w *callrecords.Writer) error {
-			r, d := request(withRequest, "ws_a", t0)
+			r, d := request(callID(1), "ws_a", t0)
 			if _, err := w.PutRequest(ctx, r, d, 0, 1, false); err != nil {
 				return err
 			}
-			ev, b, hs := event(eventsOnly, "ws_a", 1, schemas.StatusQueued, t0)
-			_, err := w.PutEvent(ctx, ev, schemas.EventID(eventsOnly, 1), b, hs)
+			r, d = request(callID(2), "ws_a", t0)
+			if _, err := w.PutRequest(ctx, r, d, 1, 5, true); err != nil { // ingest's own write counts too
+				return err
+			}
+			for i := range 600 {
+				r, d := request(callID(1000+i), "ws_a", t0)
+				if _, err := w.PutRequest(ctx, r, d, 2, int64(100+i), false); err != nil {
+					return err
+				}
+			}
+			ev, b, hs := event(callID(3), "ws_a", 1, schemas.StatusQueued, t0)
+			_, err := w.PutEvent(ctx, ev, schemas.EventID(callID(3), 1), b, hs)
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		ids := []string{never, eventsOnly, withRequest}
-		for i := range 600 { // more than one batch of ids
-			ids = append(ids, callID(1000+i))
-		}
-		have, err := s.HaveRequests(ctx, ids)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(have) != 1 || !have[withRequest] {
-			t.Fatalf("HaveRequests = %v, want only %s", have, withRequest)
+		for _, c := range []struct {
+			partition int32
+			from, to  int64
+			want      []int64
+		}{
+			{0, 0, 10, []int64{1}},
+			{0, 2, 10, nil},
+			{1, 0, 4, nil},
+			{1, 5, 5, []int64{5}},
+			{2, 150, 160, []int64{150, 151, 152, 153, 154, 155, 156, 157, 158, 159, 160}},
+			{2, 690, 9000, []int64{690, 691, 692, 693, 694, 695, 696, 697, 698, 699}},
+			{3, 0, 1 << 40, nil},
+		} {
+			got, err := s.RequestsAt(ctx, c.partition, c.from, c.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var offs []int64
+			for o := range got {
+				offs = append(offs, o)
+			}
+			slices.Sort(offs)
+			if !slices.Equal(offs, c.want) {
+				t.Fatalf("RequestsAt(%d, %d, %d) = %v, want %v", c.partition, c.from, c.to, offs, c.want)
+			}
 		}
 	})
 }

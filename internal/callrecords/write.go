@@ -170,17 +170,21 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 	return nil
 }
 
-// exec runs one of the statements above, prepared once for the Store and
-// once on each connection (a recorder batch runs each thousands of times,
-// and preparing them again for every batch was a twentieth of its CPU).
+// exec runs one of the statements above, prepared once per transaction,
+// or once for the Store and once on each connection for hotWrites (a
+// recorder batch runs each thousands of times, and preparing them again for
+// every batch was a twentieth of its CPU).
 func (w *Writer) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	st := w.stmts[query]
 	if st == nil {
-		shared, err := w.s.prepare(ctx, query)
-		if err != nil {
-			return 0, err
+		if shared := w.s.prepared[query]; shared != nil {
+			st = w.tx.StmtContext(ctx, shared)
+		} else {
+			var err error
+			if st, err = w.tx.PrepareContext(ctx, query); err != nil {
+				return 0, err
+			}
 		}
-		st = w.tx.StmtContext(ctx, shared)
 		w.stmts[query] = st
 	}
 	res, err := st.ExecContext(ctx, args...)
@@ -190,22 +194,25 @@ func (w *Writer) exec(ctx context.Context, query string, args ...any) (int64, er
 	return res.RowsAffected()
 }
 
-// prepare returns the Store's statement for query, preparing it on first
-// use. Two writers preparing the same query at once keep one; the other
-// statement is closed.
-func (s *Store) prepare(ctx context.Context, query string) (*sql.Stmt, error) {
-	if st, ok := s.prepared.Load(query); ok {
-		return st.(*sql.Stmt), nil
+// hotWrites are the statements of the recorder's every record.
+var hotWrites = []string{sqlEnsureCall, sqlTouchCall, sqlPutRequest, sqlTouchRequest, sqlPutCancel,
+	sqlInsertEvent, sqlEventSummary, sqlInsertAttempt, sqlAdvanceOffset, sqlFirstOffset}
+
+// prepareWrites prepares hotWrites for the Store, before any transaction:
+// preparing one inside a transaction would take a second connection while
+// the transaction holds one, and with every connection of the pool in a
+// writer queued for SQLite's write lock, the lock's holder would wait for
+// a connection that never comes.
+func (s *Store) prepareWrites(ctx context.Context) error {
+	s.prepared = make(map[string]*sql.Stmt, len(hotWrites))
+	for _, q := range hotWrites {
+		st, err := s.db.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("callrecords: prepare: %w", err)
+		}
+		s.prepared[q] = st
 	}
-	st, err := s.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if prev, loaded := s.prepared.LoadOrStore(query, st); loaded {
-		_ = st.Close()
-		return prev.(*sql.Stmt), nil
-	}
-	return st, nil
+	return nil
 }
 
 // fresh reports whether a call keyed at t may be created: it is within the
