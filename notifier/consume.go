@@ -144,7 +144,7 @@ func (c *consumer) add(jobs []*job) {
 			// Nothing to send: finished at once, committed once the records
 			// before it are.
 			it.state = done
-			c.n.m.attempts.WithLabelValues(string(ResultSkipped)).Inc()
+			c.n.m.attempt(ResultSkipped)
 			continue
 		}
 		p.waiting[j.host] = append(p.waiting[j.host], it)

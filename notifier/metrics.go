@@ -74,6 +74,12 @@ type metrics struct {
 	buffered        prometheus.Gauge
 	goneEndpoints   prometheus.Gauge
 	consumerLag     *prometheus.GaugeVec
+
+	// The children of attempts and latency by result, looked up once:
+	// WithLabelValues hashes and checks its labels under a lock on every
+	// call, and these two are counted on every webhook.
+	attemptsBy map[Result]prometheus.Counter
+	latencyBy  map[Result]prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer, attempts int) *metrics {
@@ -127,9 +133,11 @@ func newMetrics(reg prometheus.Registerer, attempts int) *metrics {
 				"Every member reports the whole group: aggregate with max by (group, topic), not sum.",
 		}, []string{"group", "topic"}),
 	}
+	m.attemptsBy = make(map[Result]prometheus.Counter, len(allResults))
+	m.latencyBy = make(map[Result]prometheus.Observer, len(allResults))
 	for _, r := range allResults {
-		m.attempts.WithLabelValues(string(r))
-		m.latency.WithLabelValues(string(r))
+		m.attemptsBy[r] = m.attempts.WithLabelValues(string(r))
+		m.latencyBy[r] = m.latency.WithLabelValues(string(r))
 	}
 	for step := 1; step < attempts; step++ {
 		m.retries.WithLabelValues(strconv.Itoa(step))
@@ -146,6 +154,12 @@ func newMetrics(reg prometheus.Registerer, attempts int) *metrics {
 	reg.MustRegister(m.attempts, m.latency, m.eventToDelivery, m.retries, m.dlq, m.ssrf, m.produceFailures, m.inFlight, m.buffered, m.goneEndpoints, m.consumerLag)
 	return m
 }
+
+// attempt counts one attempt (or skipped event) with result r.
+func (m *metrics) attempt(r Result) { m.attemptsBy[r].Inc() }
+
+// observe records how long an attempt with result r took.
+func (m *metrics) observe(r Result, d time.Duration) { m.latencyBy[r].Observe(d.Seconds()) }
 
 // lagInterval is how often consumer lag is measured: four small admin
 // requests per interval (topic list, end and start offsets, the group's
