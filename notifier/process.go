@@ -68,8 +68,25 @@ func dlqFollowUp(j *job, reason DLQReason, errText string, attempts, lastStatus 
 // acknowledged (write).
 type writes struct {
 	ctx context.Context // the delivery's: its span is the records' parent
-	log *slog.Logger    // names the call
+	log *slog.Logger    // names the call; nil: n.callLog(j) when a line is written
+	j   *job
 	fs  []followUp
+}
+
+// callLog is n.log naming j's call and attempt, made only for a line that
+// is written: With copies and, in the JSON and text handlers, pre-formats
+// its attributes, which on every webhook cost more than the attempt's one
+// line, and most attempts write none but that one (which names them itself).
+func (n *notifier) callLog(j *job) *slog.Logger {
+	return n.log.With("call_id", j.call.CallID, "workspace_id", j.call.WorkspaceID, "event_id", j.ev.ID, "attempt", j.attempt)
+}
+
+// logger is the log naming w's call.
+func (n *notifier) logger(w writes) *slog.Logger {
+	if w.log != nil {
+		return w.log
+	}
+	return n.callLog(w.j)
 }
 
 // process handles one record: the attempt, and the records that must follow
@@ -88,12 +105,11 @@ func (n *notifier) process(ctx context.Context, j *job) (writes, bool) {
 		log := n.log.With("call_id", id, "workspace_id", ws)
 		log.WarnContext(ctx, "notifier: invalid record on "+j.rec.Topic+", sent to the DLQ",
 			"partition", j.rec.Partition, "offset", j.rec.Offset, "err", j.bad)
-		return writes{ctx, log, []followUp{dlqFollowUp(j, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")}}, true
+		return writes{ctx: ctx, log: log, j: j, fs: []followUp{dlqFollowUp(j, DLQInvalidEvent, j.bad.Error(), j.attempt-1, 0, "")}}, true
 	case j.skip: // counted by the consumer, which finishes these without a goroutine
 		return writes{}, true
 	}
 	id, ev := j.ev.ID, &j.call
-	log := n.log.With("call_id", ev.CallID, "workspace_id", ev.WorkspaceID, "event_id", id, "attempt", j.attempt)
 	ctx, span := n.tracer.Start(ctx, "deliver webhook", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attribute.String("dialstream.call_id", ev.CallID), attribute.String("dialstream.workspace_id", ev.WorkspaceID),
 		attribute.String("cloudevents.event_id", id), attribute.String("cloudevents.event_type", j.ev.Type),
@@ -110,11 +126,11 @@ func (n *notifier) process(ctx context.Context, j *job) (writes, bool) {
 	// delivery list says why nothing arrived.
 	refuse := func(res Result, reason DLQReason, msg string) (writes, bool) {
 		a.Result, a.Error = schemas.WebhookResult(res), schemas.Clip(msg, 1024)
-		n.m.attempts.WithLabelValues(string(res)).Inc()
+		n.m.attempt(res)
 		span.SetAttributes(attribute.String("dialstream.webhook.result", string(res)))
 		span.SetStatus(codes.Error, msg)
-		log.WarnContext(ctx, "notifier: webhook not delivered, sent to the DLQ", "result", res, "reason", msg)
-		return n.logged(ctx, log, &a, []followUp{dlqFollowUp(j, reason, msg, j.attempt-1, 0, id)}), true
+		n.callLog(j).WarnContext(ctx, "notifier: webhook not delivered, sent to the DLQ", "result", res, "reason", msg)
+		return n.logged(ctx, j, &a, []followUp{dlqFollowUp(j, reason, msg, j.attempt-1, 0, id)}), true
 	}
 	if j.urlErr != nil {
 		return refuse(ResultFailed, DLQUndeliverable, j.urlErr.Error())
@@ -189,7 +205,7 @@ func (n *notifier) process(ctx context.Context, j *job) (writes, bool) {
 		fs = append(fs, dlqFollowUp(j, DLQFinalStatus, a.Error, j.attempt, r.status, id))
 	}
 	a.Result = schemas.WebhookResult(res)
-	n.m.attempts.WithLabelValues(string(res)).Inc()
+	n.m.attempt(res)
 	span.SetAttributes(attribute.String("dialstream.webhook.result", string(res)))
 	if a.StatusCode != 0 {
 		span.SetAttributes(attribute.Int("http.response.status_code", a.StatusCode))
@@ -197,14 +213,18 @@ func (n *notifier) process(ctx context.Context, j *job) (writes, bool) {
 	if res != ResultSuccess {
 		span.SetStatus(codes.Error, a.Error)
 	}
-	n.m.latency.WithLabelValues(string(res)).Observe(r.duration.Seconds())
+	n.m.observe(res, r.duration)
 	lvl := slog.LevelInfo
 	if res != ResultSuccess {
 		lvl = slog.LevelWarn
 	}
-	log.Log(ctx, lvl, "notifier: webhook attempt", "result", res, "status", r.status, "error", a.Error,
-		"duration_seconds", a.DurationSeconds, "next_attempt_at", a.NextAttemptAt)
-	return n.logged(ctx, log, &a, fs), true
+	if n.log.Enabled(ctx, lvl) {
+		// callLog's attributes, inline: the same line without With's copy.
+		n.log.Log(ctx, lvl, "notifier: webhook attempt", "call_id", ev.CallID, "workspace_id", ev.WorkspaceID, "event_id", id,
+			"attempt", j.attempt, "result", res, "status", r.status, "error", a.Error,
+			"duration_seconds", a.DurationSeconds, "next_attempt_at", a.NextAttemptAt)
+	}
+	return n.logged(ctx, j, &a, fs), true
 }
 
 // endpointChange records a URL's new state locally at once and returns the
@@ -223,13 +243,13 @@ func (n *notifier) endpointChange(ctx context.Context, ev *schemas.CallEvent, id
 // logged adds a's delivery log entry to the follow-ups fs. An entry that
 // breaks its schema (a bug here, never the event's fault) is logged and left
 // out rather than holding the event back forever.
-func (n *notifier) logged(ctx context.Context, log *slog.Logger, a *schemas.WebhookAttempt, fs []followUp) writes {
+func (n *notifier) logged(ctx context.Context, j *job, a *schemas.WebhookAttempt, fs []followUp) writes {
 	rec, err := attemptRecord(a)
 	if err != nil {
-		log.ErrorContext(ctx, "notifier: delivery log entry does not match its schema", "err", err)
-		return writes{ctx, log, fs}
+		n.callLog(j).ErrorContext(ctx, "notifier: delivery log entry does not match its schema", "err", err)
+		return writes{ctx: ctx, j: j, fs: fs}
 	}
-	return writes{ctx, log, append(fs, followUp{kind: produceLog, rec: rec})}
+	return writes{ctx: ctx, j: j, fs: append(fs, followUp{kind: produceLog, rec: rec})}
 }
 
 // write produces every record of w at once and calls done(true) when all
@@ -315,7 +335,7 @@ func (n *notifier) writeFailed(w writes, f followUp, err error) {
 		return
 	}
 	n.m.produceFailures.WithLabelValues(f.kind).Inc()
-	w.log.ErrorContext(w.ctx, "notifier: write failed; the event stays unmarked until it succeeds",
+	n.logger(w).ErrorContext(w.ctx, "notifier: write failed; the event stays unmarked until it succeeds",
 		"kind", f.kind, "topic", f.rec.Topic, "err", err)
 }
 
