@@ -60,7 +60,7 @@ type attemptResult struct {
 // endless body costs at most maxBody bytes and the timeout. The request
 // carries ctx's span as W3C traceparent/tracestate (outside the signed
 // content), so a receiver that traces continues the call's trace.
-func post(ctx context.Context, c *http.Client, url, id string, keys [][]byte, body []byte, maxBody int64) attemptResult {
+func post(ctx context.Context, c *http.Client, url, id string, keys []*macKey, body []byte, maxBody int64) attemptResult {
 	at := time.Now()
 	r := attemptResult{at: at}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -71,7 +71,7 @@ func post(ctx context.Context, c *http.Client, url, id string, keys [][]byte, bo
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
 	obs.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
-	Sign(req.Header, keys, id, at, body)
+	sign(req.Header, keys, id, at, body)
 	resp, err := c.Do(req)
 	if err != nil {
 		r.err, r.duration = err, time.Since(at)

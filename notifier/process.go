@@ -29,8 +29,8 @@ const eventSource = "/dialstream/notifier"
 type notifier struct {
 	log      *slog.Logger
 	tracer   trace.Tracer
-	keys     map[string][][]byte // workspace id -> signing keys, current first
-	masked   map[string]bool     // workspace id -> mask_phone_numbers
+	keys     map[string][]*macKey // workspace id -> signing keys, current first
+	masked   map[string]bool      // workspace id -> mask_phone_numbers
 	sched    schedule
 	http     *http.Client
 	maxBody  int64

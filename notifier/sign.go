@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dialstream/dialstream/internal/registry"
@@ -56,7 +58,12 @@ func signature(key []byte, id string, ts int64, body []byte) string {
 
 // appendSignature appends signature's text to b.
 func appendSignature(b, key []byte, id string, ts int64, body []byte) []byte {
-	m := hmac.New(sha256.New, key)
+	return appendMAC(b, hmac.New(sha256.New, key), id, ts, body)
+}
+
+// appendMAC appends signature's text to b, made with m: a fresh or reset
+// HMAC-SHA256 of the key.
+func appendMAC(b []byte, m hash.Hash, id string, ts int64, body []byte) []byte {
 	var scratch [sha256.Size]byte
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
@@ -65,6 +72,39 @@ func appendSignature(b, key []byte, id string, ts int64, body []byte) []byte {
 	m.Write(body)
 	b = append(b, "v1,"...)
 	return base64.StdEncoding.AppendEncode(b, m.Sum(scratch[:0]))
+}
+
+// macKey is a signing key with a pool of HMACs keyed with it. hmac.New
+// hashes the key's two pads and allocates both hashes on every call; a MAC
+// that is reset starts again from the pads' hashes kept at its first reset
+// (which FIPS 198-1, section 6, allows), so a delivery hashes only its own
+// message. The pool's MACs hold the key's pad states: as secret as the key,
+// and kept in this process only, as the key is.
+type macKey struct {
+	key  []byte
+	macs sync.Pool // of hash.Hash, HMAC-SHA256 keyed with key
+}
+
+func newMACKeys(keys [][]byte) []*macKey {
+	out := make([]*macKey, len(keys))
+	for i, k := range keys {
+		out[i] = &macKey{key: k}
+	}
+	return out
+}
+
+// appendSignature appends signature's text to b, as the package function
+// does.
+func (k *macKey) appendSignature(b []byte, id string, ts int64, body []byte) []byte {
+	m, _ := k.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, k.key)
+	} else {
+		m.Reset()
+	}
+	b = appendMAC(b, m, id, ts, body)
+	k.macs.Put(m)
+	return b
 }
 
 // The header keys as http.Header stores them, so Sign writes them without
@@ -87,9 +127,27 @@ func Sign(h http.Header, keys [][]byte, id string, at time.Time, body []byte) {
 		}
 		sigs = appendSignature(sigs, k, id, ts, body)
 	}
-	h[canonicalWebhookID] = []string{id}
-	h[canonicalWebhookTimestamp] = []string{strconv.FormatInt(ts, 10)}
-	h[canonicalWebhookSignature] = []string{string(sigs)}
+	setSignatureHeaders(h, id, ts, sigs)
+}
+
+// sign is Sign with pooled MACs, for the delivery path.
+func sign(h http.Header, keys []*macKey, id string, at time.Time, body []byte) {
+	ts := at.Unix()
+	sigs := make([]byte, 0, len(keys)*48)
+	for i, k := range keys {
+		if i > 0 {
+			sigs = append(sigs, ' ')
+		}
+		sigs = k.appendSignature(sigs, id, ts, body)
+	}
+	setSignatureHeaders(h, id, ts, sigs)
+}
+
+func setSignatureHeaders(h http.Header, id string, ts int64, sigs []byte) {
+	vs := []string{id, strconv.FormatInt(ts, 10), string(sigs)} // one allocation for the three
+	h[canonicalWebhookID] = vs[0:1:1]
+	h[canonicalWebhookTimestamp] = vs[1:2:2]
+	h[canonicalWebhookSignature] = vs[2:3:3]
 }
 
 // Verification errors.
@@ -131,8 +189,8 @@ func Verify(h http.Header, body []byte, secrets []string, now time.Time, toleran
 
 // workspaceKeys decodes every workspace's webhook secrets once, so a broken
 // secret stops startup instead of failing deliveries one by one.
-func workspaceKeys(reg *registry.Registry) (map[string][][]byte, map[string]bool, error) {
-	keys, masked := map[string][][]byte{}, map[string]bool{}
+func workspaceKeys(reg *registry.Registry) (map[string][]*macKey, map[string]bool, error) {
+	keys, masked := map[string][]*macKey{}, map[string]bool{}
 	var errs []error
 	for _, w := range reg.Workspaces() {
 		masked[w.ID] = w.MaskPhoneNumbers
@@ -141,7 +199,7 @@ func workspaceKeys(reg *registry.Registry) (map[string][][]byte, map[string]bool
 			errs = append(errs, fmt.Errorf("workspace %s: webhook_secrets: %w", w.ID, err))
 			continue
 		}
-		keys[w.ID] = k
+		keys[w.ID] = newMACKeys(k)
 	}
 	return keys, masked, errors.Join(errs...)
 }

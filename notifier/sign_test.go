@@ -91,3 +91,26 @@ func TestSigningKeyRejectsMalformedSecrets(t *testing.T) {
 		}
 	}
 }
+
+// The delivery path's pooled MACs sign exactly as Sign does, also when a
+// MAC is reused for another message (a reset MAC must not carry the last
+// one's state).
+func TestPooledSignatureMatchesSign(t *testing.T) {
+	keys, err := signingKeys([]string{secretBNew, secretBOld})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pooled := newMACKeys(keys)
+	at := time.Unix(1_764_000_000, 0)
+	for i, body := range []string{`{"a":1}`, ``, `{"type":"call.ended","data":{"call_id":"f9e8d7c6b5a4f3e2d1c0b9a8"}}`, `{"a":1}`} {
+		id := "f9e8d7c6b5a4f3e2d1c0b9a8-" + string(rune('1'+i))
+		want, got := http.Header{}, http.Header{}
+		Sign(want, keys, id, at, []byte(body))
+		sign(got, pooled, id, at, []byte(body))
+		for _, k := range []string{HeaderWebhookID, HeaderWebhookTimestamp, HeaderWebhookSignature} {
+			if got.Get(k) != want.Get(k) || len(got.Values(k)) != 1 {
+				t.Fatalf("body %d: %s = %q, want %q", i, k, got.Values(k), want.Get(k))
+			}
+		}
+	}
+}
