@@ -271,7 +271,10 @@ func (n *notifier) write(w writes, done func(ok bool)) {
 	var failed []followUp
 	left := len(w.fs)
 	for _, f := range w.fs {
-		n.producer.Produce(w.ctx, fresh(f.rec), func(_ *kgo.Record, err error) {
+		// The first try produces f.rec itself: every follow-up is built for
+		// this one write, so nothing else reads it meanwhile, and rewrite
+		// copies it (fresh) only after this promise has run.
+		n.producer.Produce(w.ctx, f.rec, func(_ *kgo.Record, err error) {
 			mu.Lock()
 			if err != nil {
 				failed = append(failed, f)
@@ -321,9 +324,10 @@ func (n *notifier) rewrite(w writes, fs []followUp) bool {
 	return true
 }
 
-// fresh copies rec for one produce: franz-go owns a record until its promise
-// has run, and the producer's trace hook rewrites traceparent in its headers
-// in place, so every try gets its own record and headers.
+// fresh copies rec for one more produce: franz-go owns a record until its
+// promise has run, and the producer's trace hook rewrites traceparent in its
+// headers in place, so every retry gets its own record and headers (the
+// traceparent left by an earlier try is replaced by the retry's own).
 func fresh(rec *kgo.Record) *kgo.Record {
 	return &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: slices.Clone(rec.Headers)}
 }
