@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The read-side precheck (precheckRaw) must never accept bytes the schema
@@ -157,4 +159,37 @@ func FuzzPrecheckRaw(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		agreeRaw(t, data)
 	})
+}
+
+// DecodeInto fills the value on both paths: the precheck's, and the
+// schema's for a record another producer spelled its own way.
+func TestDecodeIntoBothPaths(t *testing.T) {
+	r := CallRequested{CallID: pickIDs[0], WorkspaceID: "ws_demo", To: "+12025550123", CallAgentID: "agent_1",
+		DynamicVariables: map[string]string{"firstName": "Ada"}, RequestedAt: time.Date(2026, 12, 7, 22, 1, 2, 0, time.UTC)}
+	rec, err := NewRecord(TopicRequested, r.CallID, Meta{Type: TypeCallRequested, Source: "/test"}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spaced := *rec
+	spaced.Value = append([]byte(" "), rec.Value...) // valid, not ingest's bytes
+	if precheckRaw(schemaCallRequested, spaced.Value) {
+		t.Fatal("a leading space took the fast path")
+	}
+	for _, in := range []*kgo.Record{rec, &spaced} {
+		var got CallRequested
+		ev, err := DecodeInto(in, &got)
+		if err != nil || got.CallID != r.CallID || got.DynamicVariables["firstName"] != "Ada" || !got.RequestedAt.Equal(r.RequestedAt) {
+			t.Fatalf("DecodeInto(%q) = %+v, %v", in.Value, got, err)
+		}
+		if !bytes.Equal(ev.Data, in.Value) {
+			t.Fatalf("event data %q, want the record's %q", ev.Data, in.Value)
+		}
+	}
+	bad := *rec
+	bad.Value = bytes.Replace(rec.Value, []byte(`"+12025550123"`), []byte(`"12025550123"`), 1)
+	var got CallRequested
+	var de *DecodeError
+	if _, err := DecodeInto(&bad, &got); !errors.As(err, &de) || de.Class != "schema" || !strings.Contains(err.Error(), "/to") {
+		t.Fatalf("want the schema's refusal naming /to, got %v", err)
+	}
 }

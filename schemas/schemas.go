@@ -118,10 +118,14 @@ func Validate(schema string, data []byte) error {
 // validateInto is Validate, then data decoded into v unless v is nil; the
 // read-side precheck decodes a call request into v itself.
 func validateInto(schema string, data []byte, v any) error {
-	if r, ok := v.(*CallRequested); ok && precheckRawInto(schema, data, r) {
-		return nil
+	check := Validate
+	if r, ok := v.(*CallRequested); ok {
+		if precheckRawInto(schema, data, r) {
+			return nil
+		}
+		check = interpret // the precheck has had its say
 	}
-	if err := Validate(schema, data); err != nil {
+	if err := check(schema, data); err != nil {
 		return err
 	}
 	if v == nil {
