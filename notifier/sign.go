@@ -119,15 +119,7 @@ var (
 // key, space-separated, so a receiver holding either the old or the new
 // secret during a rotation verifies the delivery.
 func Sign(h http.Header, keys [][]byte, id string, at time.Time, body []byte) {
-	ts := at.Unix()
-	sigs := make([]byte, 0, len(keys)*48)
-	for i, k := range keys {
-		if i > 0 {
-			sigs = append(sigs, ' ')
-		}
-		sigs = appendSignature(sigs, k, id, ts, body)
-	}
-	setSignatureHeaders(h, id, ts, sigs)
+	sign(h, newMACKeys(keys), id, at, body)
 }
 
 // sign is Sign with pooled MACs, for the delivery path.
