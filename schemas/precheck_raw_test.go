@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,19 +35,7 @@ func agreeRaw(t testing.TB, data []byte) (taken bool) {
 
 // fieldsOf is a validation error's fields, sorted, or "none".
 func fieldsOf(err error) string {
-	if err == nil {
-		return "none"
-	}
-	var ve *ValidationError
-	if !errors.As(err, &ve) {
-		return "not a ValidationError: " + err.Error()
-	}
-	out := make([]string, len(ve.Fields))
-	for i, f := range ve.Fields {
-		out[i] = f.Field
-	}
-	slices.Sort(out)
-	return strings.Join(out, " ")
+	return listFields(err, " ", func(f FieldError) string { return f.Field })
 }
 
 // mutations are the ways another producer may spell a record the struct

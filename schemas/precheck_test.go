@@ -43,6 +43,12 @@ func agree(t testing.TB, r CallRequested) {
 
 // problems is a validation error's field errors, sorted, or "none".
 func problems(err error) string {
+	return listFields(err, "; ", func(f FieldError) string { return f.Field + ": " + f.Message })
+}
+
+// listFields is a validation error's fields, each as line writes it,
+// sorted and joined with sep, or "none".
+func listFields(err error, sep string, line func(FieldError) string) string {
 	if err == nil {
 		return "none"
 	}
@@ -52,10 +58,10 @@ func problems(err error) string {
 	}
 	out := make([]string, len(ve.Fields))
 	for i, f := range ve.Fields {
-		out[i] = f.Field + ": " + f.Message
+		out[i] = line(f)
 	}
 	slices.Sort(out)
-	return strings.Join(out, "; ")
+	return strings.Join(out, sep)
 }
 
 // Candidate values per field: valid ones, each bound and one past it, and
