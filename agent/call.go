@@ -510,12 +510,21 @@ func (c *call) result(disposition, summary string) {
 	}})
 }
 
+// hangupFlushWait bounds how long hangup waits for its report before it
+// deletes the room anyway: a report held by an outage (ingest answering
+// 503 while the broker is down) must not keep the callee on a silent line
+// for the report's whole timeout. The report still goes on in the
+// background; the call then ends as the room's end, not the agent's.
+const hangupFlushWait = 5 * time.Second
+
 // hangup ends the call: first the hangup report, delivered, then the room
 // deleted. In that order Dialstream has the agent's word before LiveKit's
 // room_finished, so it records ended_by agent rather than a callee who left.
 func (c *call) hangup(ctx context.Context, reason string) {
 	c.reports.send(schemas.AgentReport{Type: schemas.ReportTypeHangup, Hangup: &schemas.ReportHangup{Reason: reason}})
-	c.reports.flush()
+	if !c.reports.flushWithin(hangupFlushWait) {
+		c.log.Warn("agent: hangup report not delivered yet; hanging up without it", "waited", hangupFlushWait)
+	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := c.s.rooms.DeleteRoom(dctx, &livekit.DeleteRoomRequest{Room: c.roomName}); err != nil {

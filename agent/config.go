@@ -22,7 +22,7 @@ const (
 	DefaultListenTimeout  = 4 * time.Second
 	DefaultMachineSpeech  = 2500 * time.Millisecond
 	DefaultHangupGrace    = 3 * time.Second
-	DefaultReportTimeout  = 15 * time.Second
+	DefaultReportTimeout  = time.Minute
 	DefaultTransferWait   = 30 * time.Second
 	DefaultReconnectDelay = 500 * time.Millisecond
 	DefaultDrainTimeout   = 30 * time.Second
@@ -87,7 +87,11 @@ type Config struct {
 	// past it the agent hangs up.
 	TransferWait time.Duration
 	// ReportTimeout bounds one report, retries included
-	// (AGENT_REPORT_TIMEOUT, default 15s).
+	// (AGENT_REPORT_TIMEOUT, default 1m). Ingest answers 503 while it
+	// cannot write to Kafka, so this is the broker outage a report
+	// survives: a restart takes seconds, and the call's verdict is worth
+	// the wait (a report is taken up to DIALSTREAM_AGENT_REPORT_WINDOW
+	// after the call's end).
 	ReportTimeout time.Duration
 	// ReconnectDelay is the first wait before reconnecting a lost worker
 	// connection; it doubles up to 10s (AGENT_RECONNECT_DELAY, default 500ms).

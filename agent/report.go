@@ -151,11 +151,20 @@ func (q *reportQueue) send(r schemas.AgentReport) {
 	q.q <- queuedReport{r: r}
 }
 
-// flush returns once every report queued so far was delivered or given up.
-func (q *reportQueue) flush() {
+// flushWithin says whether every report queued so far was delivered or
+// given up within d. Past d the reports go on in the
+// background, under their own ReportTimeout.
+func (q *reportQueue) flushWithin(d time.Duration) bool {
 	f := make(chan struct{})
 	q.q <- queuedReport{flushed: f}
-	<-f
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // close sends what is queued and stops.

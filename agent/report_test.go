@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dialstream/dialstream/schemas"
 )
@@ -129,5 +133,53 @@ func TestHTTPReporterRefusesInvalidReport(t *testing.T) {
 	var ve *schemas.ValidationError
 	if !errors.As(err, &ve) || len(srv.posts()) != 0 {
 		t.Fatalf("err %v, %d posts; want a validation error and nothing sent", err, len(srv.posts()))
+	}
+}
+
+// heldReporter holds every report until release is closed, as ingest does
+// while the broker is down; it records what it delivered, in order.
+type heldReporter struct {
+	release chan struct{}
+	mu      sync.Mutex
+	got     []schemas.ReportType
+}
+
+func (h *heldReporter) Report(ctx context.Context, _ schemas.ReportChannel, r schemas.AgentReport) error {
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.got = append(h.got, r.Type)
+	return nil
+}
+
+// A hangup's wait for its report is bounded; the reports it did not wait
+// for are still delivered, in order, once they can be, and closing the
+// queue waits for them.
+func TestReportQueueFlushWithin(t *testing.T) {
+	h := &heldReporter{release: make(chan struct{})}
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{cfg: Config{ReportTimeout: time.Minute}, m: m, reporter: h}
+	q := newReportQueue(s, &schemas.ReportChannel{URL: "http://127.0.0.1:1/unused", Token: "t"}, slog.New(slog.DiscardHandler))
+	q.send(schemas.AgentReport{Type: schemas.ReportTypeAnsweredBy, AnsweredBy: schemas.AnsweredByHuman})
+	q.send(schemas.AgentReport{Type: schemas.ReportTypeHangup, Hangup: &schemas.ReportHangup{Reason: "done"}})
+	if q.flushWithin(50 * time.Millisecond) {
+		t.Fatal("flushWithin said the held reports were sent")
+	}
+	close(h.release)
+	if !q.flushWithin(10 * time.Second) {
+		t.Fatal("flushWithin: reports not sent after the release")
+	}
+	q.close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if want := []schemas.ReportType{schemas.ReportTypeAnsweredBy, schemas.ReportTypeHangup}; !slices.Equal(h.got, want) {
+		t.Fatalf("delivered %v, want %v", h.got, want)
 	}
 }

@@ -54,7 +54,10 @@
 //     drops a dispatch no registered worker can take), TestPhoneNetworkGone
 //     (a frozen callee is silent: the agent hears nobody and hangs up),
 //     TestDialerCutFromLiveKit (the dialers cannot carry out a transfer the
-//     agent asks for). Each is listed ("ended as without the agent").
+//     agent asks for), TestBrokerRestarted for a call in progress while
+//     the broker was down (ingest refuses the agent's reports, so a
+//     transfer comes too late; Observed.ReportOutages). Each is listed
+//     ("ended as without the agent").
 //   - none: the recorder killed, the notifier and receiver faults, the
 //     scale-up and scale-down. (With the phone network frozen, a dial no SIP
 //     service took rang nothing and is dialed again once it is back.)

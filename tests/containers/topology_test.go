@@ -163,6 +163,11 @@ type topology struct {
 	brokerAddr atomic.Pointer[string] // 127.0.0.1:<published port> of the broker
 	t0         time.Time              // when the load started, for the fault log
 	started    time.Duration          // how long the topology took to start
+
+	// reportOutages are the spans a fault kept the agent's reports from
+	// being recorded (the broker down); the checker excuses the calls in
+	// progress during them that ended as without the agent.
+	reportOutages []invariants.Span
 }
 
 // newTopology starts broker, redis, livekit-server, phonesim, ingest,

@@ -139,6 +139,15 @@ func expectation(s phonesim.Script, agent bool) (exp scripted, known, byAgent bo
 	return exp, known, false
 }
 
+// liveFrom is when a call went out: its first dial at the phone network,
+// else its dialing claim.
+func liveFrom(cv *callView, ds []Dial) time.Time {
+	if len(ds) > 0 {
+		return ds[0].At
+	}
+	return cv.first[string(schemas.StatusDialing)].Written
+}
+
 // agentMissed says whether a call the agent should have played out ended as
 // it does without one (AgentMissed): answered, then completed, or at the
 // call's max duration (a callee who asked for a transfer waits for one),
@@ -639,7 +648,7 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 
 	// Each call's dials and outcome.
 	var twice, unclaimed, early, undialed, rangUndialed, contrary, unexpected, noScript []string
-	var inDoubtRang, inDoubtSilent, cancelContrary, raced, withoutAgent, missedUnallowed []string
+	var inDoubtRang, inDoubtSilent, cancelContrary, raced, withoutAgent, missedUnallowed, missedInOutage []string
 	agentAnswered := 0 // answered calls the reference agent should have played out
 	for id, cv := range cs {
 		ds := dialsOf[cv.room]
@@ -704,6 +713,9 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 			rep.FaultEnds[kind]++
 			switch {
 			case slices.Contains(allowed, kind):
+			case kind == AgentMissed && slices.ContainsFunc(o.ReportOutages, func(s Span) bool { return s.overlaps(liveFrom(cv, ds), ended.Written) }):
+				missedInOutage = append(missedInOutage, fmt.Sprintf("call %s (%s): live %s to %s, ended %s", id, script,
+					liveFrom(cv, ds).Format("15:04:05.000"), ended.Written.Format("15:04:05.000"), describeEnd(ended, true)))
 			case kind == AgentMissed:
 				missedUnallowed = append(missedUnallowed, fmt.Sprintf("call %s (%s) ended %s", id, script, describeEnd(ended, true)))
 			default:
@@ -760,6 +772,7 @@ func Check(o Observed, allowed ...FaultEnd) Report {
 	note("in doubt after a dial", inDoubtRang)
 	note("in doubt, never rang (the dial request had not left)", inDoubtSilent)
 	note("ended as without the agent", withoutAgent)
+	note("ended as without the agent, in progress while the agent's reports could not be recorded", missedInOutage)
 	// A run that injects no agent fault may still see the agent miss a
 	// few calls: on a saturated machine its WebRTC session can fail to
 	// carry a line in time. Up to AgentMissTolerance of the agent's

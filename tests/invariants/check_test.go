@@ -1,6 +1,7 @@
 package invariants
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -526,6 +527,50 @@ func TestCheckAgent(t *testing.T) {
 				if !strings.Contains(rep.Problems[i], w) {
 					t.Errorf("problem %q does not contain %q", rep.Problems[i], w)
 				}
+			}
+		})
+	}
+}
+
+// A call of the agent's in progress while its reports could not be
+// recorded (ReportOutages) may end as without the agent: it is counted and
+// listed, not a problem. One that ended before the outage began is still a
+// problem, however many the outage excused.
+func TestCheckAgentReportOutage(t *testing.T) {
+	missed := [3]string{"completed", "completed", "max_duration"}
+	// Calls A, B and C are dialed at 1.1, 1.6 and 2.1 s and end at 5, 5.5
+	// and 6 s (agentRun).
+	cases := []struct {
+		name    string
+		outages []Span
+		want    []string
+		excused bool // some calls are listed as the outage's
+	}{
+		{"all three in progress during the outage", []Span{{at(3), at(4)}}, nil, true},
+		{"the outage began after call A ended", []Span{{at(5.2), at(8)}},
+			[]string{"ends naming a fault this run did not inject (without the agent: 1 of the agent's 3 answered calls): 1: call " + callA}, true},
+		{"the outage ended before any call was dialed", []Span{{at(0), at(1)}},
+			[]string{"ends naming a fault this run did not inject (without the agent: 3 of the agent's 3 answered calls): 3"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := agentRun(missed, [3]string{})
+			o.ReportOutages = c.outages
+			rep := Check(o)
+			if got := rep.FaultEnds[AgentMissed]; got != 3 {
+				t.Errorf("AgentMissed %d, want 3", got)
+			}
+			if len(rep.Problems) != len(c.want) {
+				t.Fatalf("problems %q, want %d like %q", rep.Problems, len(c.want), c.want)
+			}
+			for i, w := range c.want {
+				if !strings.Contains(rep.Problems[i], w) {
+					t.Errorf("problem %q does not contain %q", rep.Problems[i], w)
+				}
+			}
+			note := "ended as without the agent, in progress while the agent's reports could not be recorded"
+			if got := slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, note) }); got != c.excused {
+				t.Errorf("note %q present %v, want %v; notes %q", note, got, c.excused, rep.Notes)
 			}
 		})
 	}

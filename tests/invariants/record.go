@@ -159,10 +159,24 @@ type Observed struct {
 	// what a saturated machine costs the agent's WebRTC sessions (the
 	// container suite measured 1 in 135). 0: none.
 	AgentMissTolerance float64
+	// ReportOutages are the spans of this run in which Dialstream could
+	// not record the agent's reports (the broker down, and the report's
+	// longest retry wait after it). A call of the agent's in progress
+	// during one may end as without the agent: its verdict or its transfer
+	// was recorded too late, or, past the agent's report timeout, never.
+	// That is the outage's doing: such calls are counted and listed apart,
+	// outside AgentMissTolerance. The test sets it.
+	ReportOutages []Span
 
 	WebhookDLQ int // records on dialstream.webhooks.dlq
 	RequestDLQ int // records on dialstream.calls.requested.dlq
 }
+
+// Span is a stretch of a run's wall-clock time.
+type Span struct{ From, To time.Time }
+
+// overlaps says whether [from, to] meets the span.
+func (s Span) overlaps(from, to time.Time) bool { return !from.After(s.To) && !to.Before(s.From) }
 
 // Recorder reads the events and DLQ topics from their start for as long as
 // it runs, and holds what the load generator learned.
