@@ -185,13 +185,15 @@ func (q *reportQueue) loop() {
 }
 
 // deliver sends one report. Its context is not the call's: the result of a
-// call that just ended is worth sending, and ReportTimeout bounds it.
+// call that just ended is worth sending, and ReportTimeout bounds it. It is
+// the calls' parent, so a shutdown waits for reports no longer than for
+// calls (DrainTimeout).
 func (q *reportQueue) deliver(r schemas.AgentReport) {
 	if q.ch == nil {
 		q.s.m.reports.WithLabelValues(string(r.Type), string(reportNoChannel)).Inc()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), q.s.cfg.ReportTimeout)
+	ctx, cancel := context.WithTimeout(q.s.callsCtx, q.s.cfg.ReportTimeout)
 	defer cancel()
 	if err := q.s.reporter.Report(ctx, *q.ch, r); err != nil {
 		q.s.m.reports.WithLabelValues(string(r.Type), string(reportFailed)).Inc()

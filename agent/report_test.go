@@ -165,7 +165,7 @@ func TestReportQueueFlushWithin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &service{cfg: Config{ReportTimeout: time.Minute}, m: m, reporter: h}
+	s := &service{cfg: Config{ReportTimeout: time.Minute}, m: m, reporter: h, callsCtx: t.Context()}
 	q := newReportQueue(s, &schemas.ReportChannel{URL: "http://127.0.0.1:1/unused", Token: "t"}, slog.New(slog.DiscardHandler))
 	q.send(schemas.AgentReport{Type: schemas.ReportTypeAnsweredBy, AnsweredBy: schemas.AnsweredByHuman})
 	q.send(schemas.AgentReport{Type: schemas.ReportTypeHangup, Hangup: &schemas.ReportHangup{Reason: "done"}})

@@ -106,6 +106,10 @@ func runDev(ctx context.Context, _ []string) error {
 	setDefault("AGENT_HTTP_ADDR", devAgentAddr)
 	setDefault("AGENT_NAMES", devAgentNames)
 	setDefault("DIALER_AGENT_REPORT_URL", "http://"+os.Getenv("INGEST_HTTP_ADDR"))
+	// Every dev service stops at once, ingest with them, so a report the
+	// agent still holds at a Ctrl-C has nowhere to go: the agent's drain
+	// (and with it its reports' retries) is 5 s here, not 30.
+	setDefault("AGENT_DRAIN_TIMEOUT", "5s")
 	setDefault("DIALSTREAM_AGENT_REPORT_SECRET", devReportSecret)
 	// Dev callbacks go to the local inspector, so loopback must be allowed.
 	setDefault("NOTIFIER_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
