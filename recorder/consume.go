@@ -82,9 +82,24 @@ type consumer struct {
 	failing atomic.Pointer[error]
 }
 
+// A batch is one database transaction, and its commit writes to the WAL
+// every page the batch touched, whether one row changed there or a hundred:
+// the cost of a call in the records falls as batches grow. By default a
+// fetch returns as soon as one record is there, so a recorder keeping up
+// with a busy ingest writes the few calls that arrived while its last batch
+// was written. Its fetches ask the broker to wait up to fetchLinger for
+// fetchMinBytes instead: at load a batch carries that linger's calls; idle,
+// a record is seen at most fetchLinger late.
+const (
+	fetchLinger   = 10 * time.Millisecond
+	fetchMinBytes = 256 << 10
+)
+
 // groupOpts are the consumer-group options of the recorder's client.
 func (c *consumer) groupOpts() []kgo.Opt {
 	return []kgo.Opt{
+		kgo.FetchMinBytes(fetchMinBytes),
+		kgo.FetchMaxWait(fetchLinger),
 		kgo.ConsumerGroup(c.group),
 		kgo.ConsumeTopics(consumedTopics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
