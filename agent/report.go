@@ -157,14 +157,7 @@ func (q *reportQueue) send(r schemas.AgentReport) {
 func (q *reportQueue) flushWithin(d time.Duration) bool {
 	f := make(chan struct{})
 	q.q <- queuedReport{flushed: f}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-f:
-		return true
-	case <-t.C:
-		return false
-	}
+	return within(f, d)
 }
 
 // close sends what is queued and stops.

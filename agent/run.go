@@ -120,6 +120,11 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 		wg.Wait()
 		close(done)
 	}()
+	return within(done, d)
+}
+
+// within waits for done to close, at most d; false means d passed first.
+func within(done <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
