@@ -95,7 +95,8 @@ const (
 	fetchMinBytes = 256 << 10
 )
 
-// groupOpts are the consumer-group options of the recorder's client.
+// groupOpts are the options of the recorder's consumer: its group, topics,
+// offsets and fetches.
 func (c *consumer) groupOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.FetchMinBytes(fetchMinBytes),
